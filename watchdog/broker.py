@@ -1,0 +1,45 @@
+"""The small interface the kill switch needs from a broker connection.
+
+`gateway.Gateway` implements it over ib_async; unit tests hand the kill switch a fake that
+satisfies the same Protocol. Every method raises `errors.GatewayUnavailable` when not connected.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from watchdog.model import CloseOrderRequest, OpenOrder, Position
+
+
+class Broker(Protocol):
+    def is_connected(self) -> bool:
+        """True while the socket is up and the last heartbeat was answered."""
+        ...
+
+    async def global_cancel(self) -> None:
+        """Send reqGlobalCancel: every open order of the account(s), whichever client placed it."""
+        ...
+
+    async def cancel_order(self, order_id: int) -> None:
+        """Cancel one order this client owns."""
+        ...
+
+    async def open_orders(self) -> list[OpenOrder]:
+        """A fresh reqAllOpenOrders round trip: working orders of every client, manual ones included."""
+        ...
+
+    async def positions(self) -> list[Position]:
+        """A fresh reqPositions round trip: every non-zero position of every managed account."""
+        ...
+
+    async def place_close_order(self, request: CloseOrderRequest) -> int:
+        """Place one closing order; returns its order id. Never waits for the fill."""
+        ...
+
+    async def mark_price(self, position: Position) -> float | None:
+        """Best known mark for a position's contract (portfolio market price), or None."""
+        ...
+
+    def is_regular_hours(self, position: Position, now: float) -> bool:
+        """Whether a market order is accepted for this contract right now."""
+        ...

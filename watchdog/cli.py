@@ -1,0 +1,96 @@
+"""Command line: run, check, kill, reset, status, sim, demo.
+
+Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from watchdog import __version__
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NO_GATEWAY = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ibkr-watchdog", description=__doc__)
+    p.add_argument("--version", action="version", version=f"ibkr-watchdog {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
+    run.add_argument("--config", "-c", default="rules.yaml", help="path to rules.yaml")
+    run.add_argument(
+        "--require-gateway", action="store_true", help="exit 3 when the gateway is unreachable at start"
+    )
+
+    check = sub.add_parser("check", help="validate a config file; print the rules in plain words")
+    check.add_argument("config", nargs="?", default="rules.yaml")
+    check.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+
+    kill = sub.add_parser("kill", help="tell the running daemon to fire the kill switch")
+    kill.add_argument("--cancel-only", action="store_true", help="cancel all orders, keep positions")
+    kill.add_argument("--reason", default="", help="recorded in the audit log and notifications")
+    kill.add_argument("--config", "-c", default="rules.yaml", help="to find the state dir and pid file")
+    kill.add_argument("--pid", type=int, default=None, help="daemon pid (default: read the pid file)")
+
+    reset = sub.add_parser("reset", help="re-arm a tripped watchdog (audited and notified)")
+    reset.add_argument("--reason", required=True, help="why it is safe to trade again")
+    reset.add_argument("--config", "-c", default="rules.yaml")
+    reset.add_argument("--pid", type=int, default=None)
+
+    status = sub.add_parser("status", help="show state, gateway health, latch and last kill")
+    status.add_argument("--config", "-c", default="rules.yaml")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sim = sub.add_parser("sim", help="run the TWS API gateway simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=4002)
+    sim.add_argument("--scenario", default=None, help="YAML scenario file (default: built-in demo book)")
+
+    demo = sub.add_parser("demo", help="simulator + daemon in one process: a scripted loss and a kill")
+    demo.add_argument("--scenario", default="loss", help="loss, half-open, margin, runaway, manual")
+    demo.add_argument("--config", "-c", default=None, help="rules file (default: the repo's rules.yaml)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cmd: str = args.command
+    if cmd == "run":
+        from watchdog.daemon import run_daemon
+
+        return run_daemon(args.config, require_gateway=args.require_gateway)
+    if cmd == "check":
+        from watchdog.configload import check_command
+
+        return check_command(args.config, quiet=args.quiet)
+    if cmd == "kill":
+        from watchdog.control import kill_command
+
+        return kill_command(args.config, cancel_only=args.cancel_only, reason=args.reason, pid=args.pid)
+    if cmd == "reset":
+        from watchdog.control import reset_command
+
+        return reset_command(args.config, reason=args.reason, pid=args.pid)
+    if cmd == "status":
+        from watchdog.control import status_command
+
+        return status_command(args.config, as_json=args.json)
+    if cmd == "sim":
+        from watchdog.sim.cli import sim_command
+
+        return sim_command(args.host, args.port, args.scenario)
+    if cmd == "demo":
+        from watchdog.demo import demo_command
+
+        return demo_command(args.scenario, args.config)
+    raise AssertionError(cmd)  # argparse enforces the choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Immutable records that flow from the gateway through the rules to the kill switch.
+
+Only plain Python values live here (no ib_async objects, no camelCase). Timestamps are
+wall-clock epoch seconds (float) taken from an injected clock, so rules can tell fresh data
+from stale data and tests can control time.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+EMPTY_MAP: Mapping[str, float] = MappingProxyType({})
+
+
+class TradingState(enum.Enum):
+    """Risk posture: ARMED watches and may kill; TRIPPED has killed and holds the lockout until reset."""
+
+    ARMED = "armed"
+    TRIPPED = "tripped"
+
+
+class Health(enum.Enum):
+    """What the watchdog knows about the gateway connection."""
+
+    UNKNOWN = "unknown"  # never connected yet
+    CONNECTING = "connecting"
+    HEALTHY = "healthy"  # connected, heartbeats answered, data flowing
+    DEGRADED = "degraded"  # socket and heartbeat fine, but the gateway lost IB's servers (1100 / 2110)
+    DOWN = "down"  # disconnected or half-open (heartbeats unanswered)
+
+
+class Action(enum.Enum):
+    """What a rule (or a manual trigger) asks for, in increasing order of force."""
+
+    ALERT = "alert"
+    CANCEL_ALL = "cancel_all"
+    CLOSE_ALL = "close_all"
+
+    @property
+    def is_kill(self) -> bool:
+        return self is not Action.ALERT
+
+
+class Severity(enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class BreachKind(enum.Enum):
+    BREACH = "breach"  # the condition holds (for long enough): act
+    WARNING = "warning"  # within the warning band before the threshold: alert only
+    UNKNOWN = "unknown"  # data missing / NaN / stale for longer than allowed: alert only, never kill
+    RECOVERED = "recovered"  # a previously announced breach/warning/unknown no longer holds
+
+
+class KillOutcome(enum.Enum):
+    FLAT = "flat"  # verified: no working orders and (for close_all) no positions left
+    ESCALATED = "escalated"  # attempts exhausted, something is still open
+    PENDING = "pending"  # gateway down: persisted, will run on reconnect
+    DRY_RUN = "dry_run"  # planned and reported, nothing sent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractRef:
+    """The parts of a contract the watchdog needs: identity and how to route an order for it."""
+
+    con_id: int
+    symbol: str
+    sec_type: str  # STK, FUT, OPT, CASH, FOP, ...
+    currency: str = "USD"
+    exchange: str = ""  # as reported (often empty or a primary exchange for positions)
+    primary_exchange: str = ""
+    local_symbol: str = ""
+    trading_class: str = ""
+    last_trade_date: str = ""
+    strike: float = 0.0
+    right: str = ""
+    multiplier: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return self.local_symbol or self.symbol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    account: str
+    contract: ContractRef
+    quantity: float  # signed: > 0 long, < 0 short
+    avg_cost: float = 0.0
+    market_price: float | None = None
+    market_value: float | None = None
+    unrealized_pnl: float | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.account, self.contract.con_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenOrder:
+    """A working order of the account, whichever client placed it (client 0 = TWS GUI / manual)."""
+
+    order_id: int
+    perm_id: int
+    client_id: int
+    account: str
+    contract: ContractRef
+    action: str  # BUY / SELL
+    total_quantity: float
+    filled: float = 0.0
+    remaining: float = 0.0
+    order_type: str = "MKT"
+    lmt_price: float | None = None
+    aux_price: float | None = None
+    status: str = ""
+    order_ref: str = ""
+    outside_rth: bool = False
+
+    @property
+    def signed_remaining(self) -> float:
+        """Remaining quantity signed like a position change: BUY > 0, SELL < 0."""
+        return self.remaining if self.action.upper() == "BUY" else -self.remaining
+
+    @property
+    def is_working(self) -> bool:
+        return self.status not in DONE_STATUSES
+
+
+DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    exec_id: str
+    time: float  # epoch seconds
+    account: str
+    contract: ContractRef
+    side: str  # BOT / SLD
+    shares: float
+    price: float
+    order_id: int = 0
+    perm_id: int = 0
+    client_id: int = 0
+    order_ref: str = ""
+    commission: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountState:
+    """Account-level values. `None` means "not known"; `as_of` has the epoch time each field was last set."""
+
+    account: str
+    currency: str = "USD"
+    net_liquidation: float | None = None
+    excess_liquidity: float | None = None
+    cushion: float | None = None  # ratio 0..1
+    maint_margin_req: float | None = None
+    init_margin_req: float | None = None
+    available_funds: float | None = None
+    gross_position_value: float | None = None
+    previous_day_equity: float | None = None
+    daily_pnl: float | None = None
+    unrealized_pnl: float | None = None
+    realized_pnl: float | None = None
+    as_of: Mapping[str, float] = field(default_factory=lambda: EMPTY_MAP)
+
+    def value(self, name: str) -> float | None:
+        """A field by name, with NaN folded into None (unknown)."""
+        v = getattr(self, name)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return float(v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayStatus:
+    health: Health = Health.UNKNOWN
+    connected: bool = False
+    server_version: int | None = None
+    last_heartbeat: float | None = None  # epoch of the last answered reqCurrentTime
+    heartbeat_rtt: float | None = None  # seconds
+    clock_skew: float | None = None  # gateway clock minus ours, seconds
+    down_since: float | None = None  # epoch when it went DOWN/DEGRADED, None while healthy
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Everything the rules may look at, taken at one moment."""
+
+    taken_at: float
+    accounts: Mapping[str, AccountState]
+    positions: tuple[Position, ...] = ()
+    open_orders: tuple[OpenOrder, ...] = ()
+    fills: tuple[Fill, ...] = ()  # today's executions
+    gateway: GatewayStatus = field(default_factory=GatewayStatus)
+    positions_as_of: float | None = None
+    orders_as_of: float | None = None
+    fills_as_of: float | None = None
+    # order placements seen per account (new order ids) with their first-seen time, for orders/minute
+    order_events: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Breach:
+    """One rule result worth acting on or announcing: handed to the kill switch and the notifier."""
+
+    rule: str
+    kind: BreachKind
+    action: Action
+    severity: Severity
+    account: str | None  # None = all accounts summed / not account-specific
+    metric: str
+    value: float | None
+    threshold: float | None
+    since: float  # epoch when the condition started holding
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseOrderRequest:
+    """One closing order the kill switch wants on the wire."""
+
+    account: str
+    contract: ContractRef
+    action: str  # BUY / SELL
+    quantity: float  # > 0
+    order_type: str  # MKT or LMT
+    limit_price: float | None = None
+    outside_rth: bool = False
+    order_ref: str = ""
+    exchange: str = "SMART"  # routable exchange chosen by the kill switch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillReport:
+    kill_id: str
+    trigger: str  # rule name, "manual:SIGUSR1", "schedule:NAME", "lockout", ...
+    action: Action
+    accounts: tuple[str, ...]
+    started: float
+    finished: float
+    outcome: KillOutcome
+    dry_run: bool = False
+    attempts: int = 0
+    cancelled_orders: tuple[OpenOrder, ...] = ()
+    close_orders: tuple[CloseOrderRequest, ...] = ()
+    remaining_orders: tuple[OpenOrder, ...] = ()
+    remaining_positions: tuple[Position, ...] = ()
+    reason: str = ""
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.finished - self.started)
