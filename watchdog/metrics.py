@@ -1,0 +1,404 @@
+"""Prometheus metrics: a private registry, `observe_*` methods over model objects, a `/metrics` server.
+
+Every series is prefixed `ibkr_watchdog_` and uses base units (seconds, ratios, account currency).
+Nothing here may ever raise into the kill path: the observers only set numbers, and the daemon
+continues without the HTTP server when its port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import platform
+from collections.abc import Iterable
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from watchdog import __version__
+from watchdog.metrics_http import MetricsServer, MetricsServerError
+from watchdog.model import Health, KillOutcome, KillReport, Snapshot, TradingState
+
+__all__ = ["RULE_STATES", "Metrics", "MetricsServerError", "RuleStatusLike", "rule_proximity"]
+
+PREFIX = "ibkr_watchdog_"
+RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+KILL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# Account gauge name → AccountState field (the metric names follow DESIGN.md, the fields model.py).
+ACCOUNT_FIELDS: dict[str, str] = {
+    "daily_pnl": "daily_pnl",
+    "unrealized_pnl": "unrealized_pnl",
+    "realized_pnl": "realized_pnl",
+    "net_liquidation": "net_liquidation",
+    "excess_liquidity": "excess_liquidity",
+    "cushion_ratio": "cushion",
+    "maint_margin_requirement": "maint_margin_req",
+    "gross_position_value": "gross_position_value",
+}
+
+RULE_STATES = ("ok", "pending", "warning", "breach", "unknown", "suspended")
+# Spellings a rules engine may use, folded onto the fixed set above (label cardinality stays fixed).
+_STATE_ALIASES = {
+    "breached": "breach",
+    "firing": "breach",
+    "normal": "ok",
+    "clear": "ok",
+    "recovered": "ok",
+    "warn": "warning",
+    "stale": "unknown",
+    "missing": "unknown",
+    "quiet": "suspended",
+    "disabled": "suspended",
+}
+# A rule breaches when the value goes above (+1) or below (-1) its threshold.
+_DIRECTION = {">": 1, ">=": 1, "<": -1, "<=": -1}
+ALL_ACCOUNTS = "all"
+
+
+class RuleStatusLike(Protocol):
+    """What `observe_rule_status` reads from each rule result (the rules engine's `RuleStatus` fits)."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def threshold(self) -> float | None: ...
+    @property
+    def state(self) -> object: ...  # str or enum with a str value
+
+
+RuleTuple = tuple[str, str | None, float | None, float | None, object]
+
+
+def _num(v: float | None) -> float:
+    """None and NaN are exported as NaN: 'not known' must not read as zero."""
+    return math.nan if v is None else float(v)
+
+
+def _state_name(state: object) -> str:
+    raw = state.value if isinstance(state, enum.Enum) else state
+    name = str(raw).strip().lower()
+    name = _STATE_ALIASES.get(name, name)
+    return name if name in RULE_STATES else "unknown"
+
+
+def rule_proximity(value: float | None, threshold: float | None, op: str | None) -> float | None:
+    """How far a value has gone toward its threshold: 0 = far, 1 = at it, > 1 = beyond. None if unknowable.
+
+    Losses are negative (daily_pnl < -1000): -800 is 0.8 of the way. For a floor above zero
+    (cushion < 0.10) the value falls toward the threshold, so the ratio is threshold / value.
+    """
+    if value is None or threshold is None or math.isnan(value) or math.isnan(threshold) or threshold == 0:
+        return None
+    direction = _DIRECTION.get(op or "")
+    if direction is None:
+        # Without the operator only a negative threshold is unambiguous: a loss limit (value < threshold).
+        if threshold >= 0:
+            return None
+        direction = -1
+    away_from_zero = (direction > 0) == (threshold > 0)
+    if away_from_zero:
+        return max(0.0, value / threshold)
+    if value == 0 or (value > 0) != (threshold > 0):
+        return math.inf  # crossed zero toward the breach side: at or beyond the threshold
+    return max(0.0, threshold / value)
+
+
+class Metrics:
+    """All watchdog series on a private `CollectorRegistry` (never the process-wide default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r, p = self.registry, PREFIX
+        if process_metrics:
+            ProcessCollector(registry=r)  # process_start_time_seconds feeds the restart-loop alert
+        self._server: MetricsServer | None = None
+        self._accounts: set[str] = set()
+        self._rules: set[tuple[str, str]] = set()
+
+        self.build_info = Gauge(
+            p + "build_info", "Build of the running watchdog", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+        # gateway
+        self.gateway_connected = Gauge(p + "gateway_connected", "1 while the API socket is up", registry=r)
+        self.gateway_health = Gauge(
+            p + "gateway_health", "Gateway health, 1 for the current state", ["state"], registry=r
+        )
+        self.heartbeat_rtt = Histogram(
+            p + "heartbeat_rtt_seconds", "reqCurrentTime round trip", buckets=RTT_BUCKETS, registry=r
+        )
+        self.last_heartbeat = Gauge(
+            p + "last_heartbeat_timestamp_seconds", "Epoch of the last answered heartbeat", registry=r
+        )
+        self.clock_skew = Gauge(
+            p + "gateway_clock_skew_seconds", "Gateway clock minus the watchdog's clock", registry=r
+        )
+        self.reconnects = Counter(p + "reconnects", "Reconnections to the gateway", registry=r)
+        self.gateway_errors = Counter(
+            p + "gateway_errors", "Error messages from the gateway by code", ["code"], registry=r
+        )
+        self.malformed = Counter(
+            p + "malformed_messages", "Gateway messages that could not be decoded", registry=r
+        )
+
+        # polling
+        self.polls = Counter(p + "polls", "Polls run, by poll", ["poll"], registry=r)
+        self.poll_failures = Counter(
+            p + "poll_failures", "Polls that raised or timed out, by poll", ["poll"], registry=r
+        )
+        self.last_successful_poll = Gauge(
+            p + "last_successful_poll_timestamp_seconds", "Epoch of the last good poll", ["poll"], registry=r
+        )
+        self.last_snapshot = Gauge(
+            p + "last_snapshot_timestamp_seconds", "Epoch the last snapshot was taken", registry=r
+        )
+
+        # per account
+        self.account_values = {
+            name: Gauge(p + name, f"Account {name.replace('_', ' ')}", ["account"], registry=r)
+            for name in ACCOUNT_FIELDS
+        }
+        self.open_orders = Gauge(
+            p + "open_orders", "Working orders of the account, every client", ["account"], registry=r
+        )
+        self.positions = Gauge(p + "positions", "Non-zero positions of the account", ["account"], registry=r)
+        self.account_data_ts = Gauge(
+            p + "account_data_timestamp_seconds", "Epoch of the newest account value", ["account"], registry=r
+        )
+
+        # rules
+        rl = ["rule", "account"]
+        self.rule_value = Gauge(p + "rule_value", "Current value a rule compares", rl, registry=r)
+        self.rule_threshold = Gauge(p + "rule_threshold", "Threshold of the rule", rl, registry=r)
+        self.rule_breached = Gauge(p + "rule_breached", "1 while the rule is breached", rl, registry=r)
+        self.rule_unknown = Gauge(p + "rule_unknown", "1 while the rule cannot be evaluated", rl, registry=r)
+        self.rule_state = Gauge(
+            p + "rule_state", "Rule state, 1 for the current one", [*rl, "state"], registry=r
+        )
+        self.rule_proximity = Gauge(
+            p + "rule_proximity_ratio", "Fraction of the way to the threshold (1 = at it)", rl, registry=r
+        )
+
+        # kill switch
+        self.tripped = Gauge(
+            p + "tripped", "1 while the watchdog is TRIPPED (latched after a kill)", registry=r
+        )
+        self.trading_state = Gauge(
+            p + "trading_state", "Risk posture, 1 for the current state", ["state"], registry=r
+        )
+        self.kill_pending = Gauge(p + "kill_pending", "1 while a kill waits for the gateway", registry=r)
+        self.kills = Counter(p + "kills", "Kills run", ["action", "trigger"], registry=r)
+        self.kill_outcomes = Counter(p + "kill_outcomes", "Kills by outcome", ["outcome"], registry=r)
+        self.kill_escalations = Counter(
+            p + "kill_escalations", "Kills that left something open after every attempt", registry=r
+        )
+        self.orders_cancelled = Counter(p + "orders_cancelled", "Orders cancelled by kills", registry=r)
+        self.close_orders = Counter(p + "close_orders", "Closing orders placed by kills", registry=r)
+        self.kill_duration = Histogram(
+            p + "kill_duration_seconds", "Trigger to verified result", buckets=KILL_BUCKETS, registry=r
+        )
+        self.last_kill = Gauge(p + "last_kill_timestamp_seconds", "Epoch the last kill finished", registry=r)
+
+        # notifications and config
+        self.notifications = Counter(
+            p + "notifications", "Notification deliveries attempted", ["severity"], registry=r
+        )
+        self.notification_failures = Counter(
+            p + "notification_failures",
+            "Notification deliveries that failed or timed out",
+            ["severity"],
+            registry=r,
+        )
+        self.notifications_dropped = Counter(
+            p + "notifications_dropped", "Notifications dropped because a send queue was full", registry=r
+        )
+        self.reload_ok = Gauge(
+            p + "config_last_reload_successful", "1 if the last config (re)load succeeded", registry=r
+        )
+        self.reload_ts = Gauge(
+            p + "config_last_reload_timestamp_seconds",
+            "Epoch of the last config (re)load attempt",
+            registry=r,
+        )
+
+        # Fixed label sets exist from the start so dashboards and alerts see zeros, not gaps.
+        self.reload_ok.set(1)
+        self.set_health(Health.UNKNOWN)
+        self.set_tripped(False)
+        self.kill_pending.set(0)
+        for sev in ("info", "warning", "critical"):
+            self.notifications.labels(sev)
+            self.notification_failures.labels(sev)
+
+    # gateway -----------------------------------------------------------------------------
+    def set_connected(self, connected: bool) -> None:
+        self.gateway_connected.set(1 if connected else 0)
+
+    def set_health(self, health: Health) -> None:
+        for h in Health:
+            self.gateway_health.labels(h.value).set(1 if h is health else 0)
+
+    def observe_heartbeat(self, rtt: float, at: float, skew: float | None = None) -> None:
+        self.heartbeat_rtt.observe(max(0.0, rtt))
+        self.last_heartbeat.set(at)
+        if skew is not None:
+            self.clock_skew.set(skew)
+
+    def observe_reconnect(self) -> None:
+        self.reconnects.inc()
+
+    def observe_gateway_error(self, code: int) -> None:
+        self.gateway_errors.labels(str(code)).inc()
+
+    def observe_malformed(self) -> None:
+        self.malformed.inc()
+
+    # polls and snapshots -------------------------------------------------------------------
+    def observe_poll(self, name: str, ok: bool, at: float) -> None:
+        self.polls.labels(name).inc()
+        if ok:
+            self.last_successful_poll.labels(name).set(at)
+        else:
+            self.poll_failures.labels(name).inc()
+
+    def observe_snapshot(self, snapshot: Snapshot) -> None:
+        """Account gauges from one snapshot; accounts absent from it lose their series."""
+        gw = snapshot.gateway
+        self.set_connected(gw.connected)
+        self.set_health(gw.health)
+        if gw.clock_skew is not None:
+            self.clock_skew.set(gw.clock_skew)
+        self.last_snapshot.set(snapshot.taken_at)
+        orders: dict[str, int] = {}
+        for o in snapshot.open_orders:
+            if o.is_working:
+                orders[o.account] = orders.get(o.account, 0) + 1
+        positions: dict[str, int] = {}
+        for pos in snapshot.positions:
+            if pos.quantity != 0:
+                positions[pos.account] = positions.get(pos.account, 0) + 1
+        for account, state in snapshot.accounts.items():
+            for name, field in ACCOUNT_FIELDS.items():
+                self.account_values[name].labels(account).set(_num(state.value(field)))
+            self.open_orders.labels(account).set(orders.get(account, 0))
+            self.positions.labels(account).set(positions.get(account, 0))
+            if state.as_of:
+                self.account_data_ts.labels(account).set(max(state.as_of.values()))
+        self.retain_accounts(snapshot.accounts.keys())
+
+    def retain_accounts(self, accounts: Iterable[str]) -> None:
+        """Drop the series of accounts no longer watched (after a reload)."""
+        keep = set(accounts)
+        for gone in self._accounts - keep:
+            for g in (*self.account_values.values(), self.open_orders, self.positions, self.account_data_ts):
+                g.remove(gone)  # a no-op for label sets that were never set
+        self._accounts = keep
+
+    # rules -----------------------------------------------------------------------------------
+    def observe_rule_status(self, statuses: Iterable[RuleStatusLike | RuleTuple]) -> None:
+        """Set every rule series from one complete evaluation; rules not in it lose their series."""
+        seen: set[tuple[str, str]] = set()
+        for item in statuses:
+            if isinstance(item, tuple):
+                rule, account, value, threshold, state = item
+                op = None
+            else:
+                rule, account, value = item.rule, item.account, item.value
+                threshold, state = item.threshold, item.state
+                op = getattr(item, "op", None)
+            key = (rule, account or ALL_ACCOUNTS)
+            seen.add(key)
+            name = _state_name(state)
+            self.rule_value.labels(*key).set(_num(value))
+            self.rule_threshold.labels(*key).set(_num(threshold))
+            self.rule_breached.labels(*key).set(1 if name == "breach" else 0)
+            self.rule_unknown.labels(*key).set(1 if name == "unknown" else 0)
+            for s in RULE_STATES:
+                self.rule_state.labels(*key, s).set(1 if s == name else 0)
+            prox = rule_proximity(value, threshold, op if isinstance(op, str) else None)
+            if prox is None:
+                self.rule_proximity.remove(*key)
+            else:
+                self.rule_proximity.labels(*key).set(prox)
+        self.retain_rules(seen)
+
+    def retain_rules(self, keys: Iterable[tuple[str, str]]) -> None:
+        keep = set(keys)
+        for gone in self._rules - keep:
+            for g in (
+                self.rule_value,
+                self.rule_threshold,
+                self.rule_breached,
+                self.rule_unknown,
+                self.rule_proximity,
+            ):
+                g.remove(*gone)
+            for s in RULE_STATES:
+                self.rule_state.remove(*gone, s)
+        self._rules = keep
+
+    # kill switch -----------------------------------------------------------------------------
+    def observe_kill(self, report: KillReport) -> None:
+        self.kills.labels(report.action.value, report.trigger).inc()
+        self.kill_outcomes.labels(report.outcome.value).inc()
+        if report.outcome is KillOutcome.ESCALATED:
+            self.kill_escalations.inc()
+        self.orders_cancelled.inc(len(report.cancelled_orders))
+        self.close_orders.inc(len(report.close_orders))
+        if report.outcome is not KillOutcome.PENDING:
+            self.kill_duration.observe(report.duration)
+            self.last_kill.set(report.finished)
+        self.set_pending(report.outcome is KillOutcome.PENDING)
+
+    def set_tripped(self, tripped: bool) -> None:
+        self.tripped.set(1 if tripped else 0)
+        current = TradingState.TRIPPED if tripped else TradingState.ARMED
+        for st in TradingState:
+            self.trading_state.labels(st.value).set(1 if st is current else 0)
+
+    def set_trading_state(self, state: TradingState) -> None:
+        self.set_tripped(state is TradingState.TRIPPED)
+
+    def set_pending(self, pending: bool) -> None:
+        self.kill_pending.set(1 if pending else 0)
+
+    # notifications and config ---------------------------------------------------------------------
+    def observe_notification(self, severity: str, ok: bool) -> None:
+        """Matches the notifier's `on_result(severity, ok)` hook."""
+        self.notifications.labels(severity).inc()
+        if not ok:
+            self.notification_failures.labels(severity).inc()
+
+    def observe_notification_dropped(self, count: int = 1) -> None:
+        self.notifications_dropped.inc(count)
+
+    def observe_reload(self, ok: bool, at: float) -> None:
+        self.reload_ok.set(1 if ok else 0)
+        self.reload_ts.set(at)
+
+    # HTTP ------------------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 9108) -> int:
+        """Serve `/metrics`; returns the bound port (port 0 = ephemeral). Raises MetricsServerError."""
+        if self._server is not None:
+            return self._server.port
+        server = MetricsServer(self.registry)
+        await asyncio.to_thread(server.start, host, port)
+        self._server = server
+        return server.port
+
+    def stop(self) -> None:
+        """Stop serving (idempotent); blocks at most ~0.1 s while the server thread notices."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    @property
+    def port(self) -> int | None:
+        return None if self._server is None else self._server.port
