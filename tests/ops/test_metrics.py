@@ -1,4 +1,4 @@
-"""Metrics: private registry, values from model objects, label sets that follow reloads, a stoppable server."""
+"""Metrics: private registry, values from model objects, label sets that follow reloads, a server."""
 
 from __future__ import annotations
 
