@@ -254,6 +254,7 @@ class KillReport:
     remaining_orders: tuple[OpenOrder, ...] = ()
     remaining_positions: tuple[Position, ...] = ()
     reason: str = ""
+    close_fills: tuple[Fill, ...] = ()  # executions of this kill's closing orders seen while verifying
 
     @property
     def duration(self) -> float:
