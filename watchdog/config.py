@@ -1,21 +1,67 @@
-"""Configuration schema (frozen pydantic models) and the rules.yaml loader.
+"""Configuration schema (frozen pydantic models) of rules.yaml, with its validators and metric catalogue.
 
 The schema below is the contract every other module reads. The loader (strict YAML with line
 numbers, `${VAR}` / `file:` / systemd-credential interpolation, all errors at once) lives in
-`watchdog/configload.py`.
+`watchdog/configload.py`; the plain-words rendering of rules lives there too.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from watchdog.conditions import (
+    COMPARISON_OPS,
+    METRICS,
+    MetricInfo,
+    MetricKind,
+    parse_shorthand,
+    parse_threshold,
+    unknown_metric_message,
+)
 from watchdog.model import Action, Severity
+
+__all__ = [
+    "LIVE_PORTS",
+    "METRICS",
+    "PAPER_PORTS",
+    "Condition",
+    "Config",
+    "GatewayConfig",
+    "HeartbeatConfig",
+    "KillConfig",
+    "LoggingConfig",
+    "MetricInfo",
+    "MetricKind",
+    "MetricsConfig",
+    "NotificationsConfig",
+    "NotifyTarget",
+    "PollingConfig",
+    "QuietWindow",
+    "Rule",
+    "Schedule",
+    "cross_check",
+    "parse_duration",
+    "parse_percent",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_CONDITION_DEPTH = 8  # deeper nesting is a mistake, not a rule anyone can review
 
 
 def parse_duration(v: Any) -> Any:
@@ -40,6 +86,28 @@ def parse_percent(v: Any) -> Any:
     raise ValueError(f"must be a percentage like 3%, got: {v!r}")
 
 
+def check_timezone(tz: str) -> str:
+    """A valid IANA time zone name (e.g. America/New_York), or ValueError."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        raise ValueError(f"unknown time zone {tz!r}; use an IANA name like America/New_York") from None
+    return tz
+
+
+def check_cron(expr: str, tz: str) -> None:
+    """A five-field crontab expression APScheduler accepts, or ValueError with its reason."""
+    from apscheduler.triggers.cron import CronTrigger  # heavy import; only configs with crons pay it
+
+    try:
+        CronTrigger.from_crontab(expr, timezone=ZoneInfo(tz))
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise ValueError(
+            f"invalid cron expression {expr!r} ({e}); use five fields: minute hour day month weekday, "
+            f"e.g. '55 15 * * mon-fri'"
+        ) from None
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Percent = Annotated[float, BeforeValidator(parse_percent), Field(ge=0)]
 
@@ -53,12 +121,24 @@ LIVE_PORTS = frozenset({7496, 4001})
 
 
 class GatewayConfig(_Model):
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(ge=1, le=65535)
     client_id: int = Field(ge=0, le=2_147_483_647)
     paper: bool  # mandatory: cross-checked against the port and the account ids
     accounts: tuple[str, ...] = ()  # empty = every managed account; else only these (and refuse others)
     connect_timeout: Duration = 10.0
+    # Only used to print rules in plain words; amounts are always in each account's base currency.
+    base_currency: str = Field(default="USD", min_length=1, max_length=8)
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_distinct(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for a in v:
+            if not a.strip() or a != a.strip():
+                raise ValueError(f"account ids must be non-empty without spaces, got: {a!r}")
+        if len(set(v)) != len(v):
+            raise ValueError("account ids must be listed once each")
+        return v
 
 
 class HeartbeatConfig(_Model):
@@ -68,6 +148,29 @@ class HeartbeatConfig(_Model):
     reconnect_initial: Duration = 1.0
     reconnect_max: Duration = 60.0
     tcp_keepalive: bool = True
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_sensible(cls, v: float) -> float:
+        # Faster than 100 ms floods the gateway; slower than a minute cannot notice a hang in time.
+        if not 0.1 <= v <= 60.0:
+            raise ValueError(f"must be between 100ms and 60s, got: {v:g}s")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_sensible(cls, v: float) -> float:
+        if not 0.05 <= v <= 60.0:
+            raise ValueError(f"must be between 50ms and 60s, got: {v:g}s")
+        return v
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _backoff_ordered(cls, v: float, info: ValidationInfo) -> float:
+        initial = info.data.get("reconnect_initial")
+        if isinstance(initial, float) and v < initial:
+            raise ValueError(f"must not be shorter than reconnect_initial ({initial:g}s), got: {v:g}s")
+        return v
 
 
 class PollingConfig(_Model):
@@ -81,13 +184,21 @@ class PollingConfig(_Model):
 
 class MetricsConfig(_Model):
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=9108, ge=0, le=65535)  # 0 = ephemeral (tests)
 
 
 class NotifyTarget(_Model):
     url: SecretStr
     severities: tuple[Severity, ...] = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
+
+    @field_validator("url")
+    @classmethod
+    def _looks_like_url(cls, v: SecretStr) -> SecretStr:
+        # The message must never echo the value: it is a secret (tokens live in apprise URLs).
+        if "://" not in v.get_secret_value():
+            raise ValueError("must be an apprise URL like json://host/path (value not shown: it is secret)")
+        return v
 
 
 class NotificationsConfig(_Model):
@@ -114,9 +225,32 @@ class KillConfig(_Model):
     standby: bool = False  # second instance: cancel at once, close only after standby_grace
     standby_grace: Duration = 5.0
 
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("collar")
+    @classmethod
+    def _collar_range(cls, v: float) -> float:
+        # A collar of 0 never fills outside regular hours; above 20 % is a typo, not a price.
+        if not 0.0 < v <= 0.2:
+            raise ValueError(f"must be more than 0% and at most 20%, got: {v * 100:g}%")
+        return v
+
+    @model_validator(mode="after")
+    def _rearm_cron_valid(self) -> KillConfig:
+        if self.rearm_cron is not None:
+            check_cron(self.rearm_cron, self.timezone)
+        return self
+
 
 class Condition(_Model):
-    """One comparison, or a combination. Exactly one of (metric, all, any) is set."""
+    """One comparison, or a combination. Exactly one of (metric, all, any) is set.
+
+    Also accepts the one-line form `"daily_pnl <= -2500"` (clauses joined by ` and ` or ` or `).
+    `value` is stored in base units: money as is, percentages and ratios as fractions, durations in seconds.
+    """
 
     metric: str | None = None
     op: Literal["<", "<=", ">", ">=", "==", "!="] | None = None
@@ -124,10 +258,80 @@ class Condition(_Model):
     all: tuple[Condition, ...] | None = None
     any: tuple[Condition, ...] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return parse_shorthand(data)
+        if isinstance(data, dict):
+            # Whatever a before-validator returns is re-validated as Python input, where strict mode
+            # wants tuples: hand the lists of a combination over as tuples.
+            return {
+                k: tuple(v) if k in ("all", "any") and isinstance(v, list) else v for k, v in data.items()
+            }
+        return data
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        if v is not None and v not in METRICS:
+            raise ValueError(unknown_metric_message(v))
+        return v
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _threshold_in_metric_units(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return None
+        metric = info.data.get("metric")
+        return parse_threshold(v, METRICS.get(metric) if isinstance(metric, str) else None)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Condition:
+        given = [k for k in ("metric", "all", "any") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a condition needs exactly one of metric (with op and value), all: [...] or any: [...]"
+                + (f"; found {', '.join(given)}" if given else "")
+            )
+        if self.metric is not None:
+            if self.op is None or self.value is None:
+                missing = " and ".join(k for k in ("op", "value") if getattr(self, k) is None)
+                raise ValueError(f"metric {self.metric!r} needs {missing} (e.g. op: '<=', value: -2500)")
+        else:
+            if self.op is not None or self.value is not None:
+                raise ValueError("op and value belong to a metric comparison, not to all:/any:")
+            parts = self.all if self.all is not None else self.any
+            if not parts:
+                raise ValueError("all:/any: needs at least one condition")
+        if self.depth() > MAX_CONDITION_DEPTH:
+            raise ValueError(f"conditions nest deeper than {MAX_CONDITION_DEPTH} levels")
+        return self
+
+    def depth(self) -> int:
+        parts = self.all or self.any or ()
+        return 1 + max((c.depth() for c in parts), default=0)
+
+    def leaves(self) -> tuple[Condition, ...]:
+        """The metric comparisons, in reading order."""
+        if self.metric is not None:
+            return (self,)
+        return tuple(leaf for c in (self.all or self.any or ()) for leaf in c.leaves())
+
 
 class Schedule(_Model):
     cron: str  # five-field crontab: "55 15 * * mon-fri"
     timezone: str = "America/New_York"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @model_validator(mode="after")
+    def _cron_valid(self) -> Schedule:
+        check_cron(self.cron, self.timezone)
+        return self
 
 
 class Rule(_Model):
@@ -135,22 +339,69 @@ class Rule(_Model):
     when: Condition | None = None  # absent only for scheduled rules
     schedule: Schedule | None = None  # fires the action at these times (e.g. flatten before the close)
     for_: Duration | None = Field(default=None, alias="for")
-    consecutive: int | None = Field(default=None, ge=1)
+    consecutive: int | None = Field(default=None, ge=1, le=10_000)
     action: Action = Action.ALERT
     severity: Severity = Severity.CRITICAL
-    scope: str = "each"  # "each" watched account, "all" summed, or one account id
+    scope: str = Field(
+        default="each", min_length=1
+    )  # "each" watched account, "all" summed, or one account id
     warn_at: Percent | None = None  # alert when this fraction of the way to the threshold
     unknown_after: Duration = 60.0  # missing/stale data this long → an "unknown" alert
     stale_after: Duration = 30.0  # data older than this counts as missing
     enabled: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        # Names become metric labels, audit records and quiet-window references: keep them plain.
+        if v != v.strip() or any(not ch.isprintable() for ch in v):
+            raise ValueError(f"must be printable without leading/trailing spaces, got: {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if (self.when is None) == (self.schedule is None):
+            raise ValueError(
+                "a rule needs exactly one of when: (a condition) or schedule: (cron times)"
+                + ("; it has both" if self.when is not None else "")
+            )
+        if self.schedule is not None:
+            extra = [k for k, v in (("for", self.for_), ("consecutive", self.consecutive)) if v is not None]
+            if self.warn_at is not None:
+                extra.append("warn_at")
+            if extra:
+                raise ValueError(f"a scheduled rule fires at fixed times; {', '.join(extra)} does not apply")
+        if self.warn_at is not None and self.when is not None:
+            if not 0.0 < self.warn_at < 1.0:
+                raise ValueError(f"warn_at must be between 0% and 100% (exclusive), got: {self.warn_at:.0%}")
+            if self.when.metric is None or self.when.op not in COMPARISON_OPS:
+                raise ValueError("warn_at needs a single comparison with <, <=, > or >=")
+        return self
+
 
 class QuietWindow(_Model):
-    name: str
+    name: str = Field(min_length=1, max_length=64)
     cron: str  # when the window opens
     duration: Duration
     timezone: str = "America/New_York"
     rules: tuple[str, ...] = ()  # rules suspended inside the window (empty = all condition rules)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("duration")
+    @classmethod
+    def _at_most_a_week(cls, v: float) -> float:
+        if v > 7 * 86400:
+            raise ValueError(f"must be at most 7d, got: {v:g}s")
+        return v
+
+    @model_validator(mode="after")
+    def _cron_valid(self) -> QuietWindow:
+        check_cron(self.cron, self.timezone)
+        return self
 
 
 class LoggingConfig(_Model):
@@ -163,9 +414,84 @@ class Config(_Model):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     polling: PollingConfig = PollingConfig()
     metrics: MetricsConfig = MetricsConfig()
-    state_dir: str = "/var/lib/ibkr-watchdog"
+    state_dir: str = Field(default="/var/lib/ibkr-watchdog", min_length=1)
     notifications: NotificationsConfig = NotificationsConfig()
     kill: KillConfig = KillConfig()
     logging: LoggingConfig = LoggingConfig()
     quiet_windows: tuple[QuietWindow, ...] = ()
     rules: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _cross_checked(self, info: ValidationInfo) -> Config:
+        # The file loader runs cross_check itself on the raw tree (to report each problem at its
+        # own line, alongside type errors); direct constructions get the same checks here.
+        if isinstance(info.context, Mapping) and info.context.get("skip_cross_check"):
+            return self
+        problems = cross_check(self.model_dump(by_alias=True, mode="json"))
+        if problems:
+            raise ValueError("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
+        return self
+
+
+Loc = tuple[str | int, ...]
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Checks spanning sections, on a plain dict tree (raw YAML or a dump): (location, message) pairs.
+
+    Tolerates junk of the wrong type (the schema reports that) so it can run before validation.
+    """
+    problems: list[tuple[Loc, str]] = []
+    gateway = data.get("gateway")
+    accounts_raw = gateway.get("accounts") if isinstance(gateway, Mapping) else None
+    accounts = [a for a in accounts_raw if isinstance(a, str)] if isinstance(accounts_raw, list) else []
+    rules = data.get("rules")
+    names: dict[str, int] = {}
+    if isinstance(rules, list):
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, Mapping):
+                continue
+            name = rule.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    problems.append(
+                        ((("rules", i, "name")), f"duplicate rule name {name!r} (also rules[{names[name]}])")
+                    )
+                else:
+                    names[name] = i
+            scope = rule.get("scope")
+            if isinstance(scope, str) and accounts and scope not in ("each", "all", *accounts):
+                problems.append(
+                    (
+                        ("rules", i, "scope"),
+                        f"unknown scope {scope!r}: use 'each', 'all' or one of the watched accounts "
+                        f"({', '.join(accounts)}){_suggest(scope, accounts)}",
+                    )
+                )
+    windows = data.get("quiet_windows")
+    if isinstance(windows, list):
+        for i, window in enumerate(windows):
+            refs = window.get("rules") if isinstance(window, Mapping) else None
+            if not isinstance(refs, list):
+                continue
+            for j, ref in enumerate(refs):
+                if isinstance(ref, str) and ref not in names:
+                    problems.append(
+                        (
+                            ("quiet_windows", i, "rules", j),
+                            f"no rule named {ref!r}{_suggest(ref, list(names))}",
+                        )
+                    )
+    return problems

@@ -1,0 +1,352 @@
+"""Load rules.yaml: strict YAML, secret interpolation, validation; every problem with its line, at once."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import re
+import stat
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from watchdog.config import Config, cross_check
+from watchdog.describe import describe_config, describe_rule
+from watchdog.errors import ConfigError, ConfigProblem
+from watchdog.yamlstrict import Path as TreePath
+from watchdog.yamlstrict import YamlDoc, parse_yaml, plain_scalar
+
+__all__ = ["LoadResult", "check_command", "describe_rule", "load", "load_config"]
+
+log = logging.getLogger("watchdog.config")
+
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.@-]+$")
+_MAX_SECRET_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    config: Config
+    warnings: tuple[ConfigProblem, ...] = ()
+
+
+def load_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, credentials_dir: str | None = None
+) -> Config:
+    """Read, interpolate and validate a config file. Raises ConfigError listing every problem.
+
+    Warnings (e.g. a literal secret in a file others can read) are logged, not raised.
+    """
+    result = load(path, environ=environ, credentials_dir=credentials_dir)
+    for w in result.warnings:
+        log.warning("%s", w)
+    return result.config
+
+
+def load(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, credentials_dir: str | None = None
+) -> LoadResult:
+    """Like `load_config`, but hands the warnings back instead of logging them."""
+    name = str(path)
+    env = os.environ if environ is None else environ
+    creds = credentials_dir if credentials_dir is not None else env.get("CREDENTIALS_DIRECTORY")
+    try:
+        raw = Path(path).read_bytes()
+        mode = os.stat(path).st_mode
+        text = raw.decode("utf-8")
+    except OSError as e:
+        raise ConfigError(
+            [ConfigProblem(name, None, "", f"cannot read the file: {e.strerror or e}")]
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([ConfigProblem(name, None, "", f"not UTF-8 text (byte {e.start})")]) from None
+    doc = parse_yaml(text)
+    problems = [ConfigProblem(name, line, _dotted(p), msg) for line, p, msg in doc.problems]
+    if doc.data is None and problems:
+        raise ConfigError(problems)
+    if not isinstance(doc.data, dict):
+        problems.append(
+            ConfigProblem(name, 1, "", "the file must be a mapping of sections (gateway:, rules:, ...)")
+        )
+        raise ConfigError(problems)
+    interp = _Interpolator(doc, env, creds)
+    data = interp.walk(doc.data, ())
+    problems += [ConfigProblem(name, doc.line_of(p), _dotted(p), msg) for p, msg in interp.problems]
+    problems += [ConfigProblem(name, doc.line_of(p), _dotted(p), msg) for p, msg in cross_check(data)]
+    config: Config | None = None
+    try:
+        config = Config.model_validate_json(json.dumps(data), strict=True, context={"skip_cross_check": True})
+    except pydantic.ValidationError as e:
+        for err in e.errors(include_url=False):
+            loc = tuple(err["loc"])
+            if any(loc[: len(f)] == f for f in interp.failed):
+                continue  # already reported as an interpolation problem
+            secret = any(loc[: len(t)] == t for t in interp.tainted) or _is_secret_path(loc)
+            problems.append(ConfigProblem(name, doc.line_of(loc), _dotted(loc), _message(err, loc, secret)))
+    if problems or config is None:
+        problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.path))
+        raise ConfigError(_dedupe(problems))
+    warnings: list[ConfigProblem] = []
+    if interp.literal_secrets and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        first = interp.literal_secrets[0]
+        warnings.append(
+            ConfigProblem(
+                name,
+                doc.line_of(first),
+                _dotted(first),
+                f"holds a secret notification URL and the file is readable by others (mode "
+                f"{stat.S_IMODE(mode):o}): chmod 600 it, or use ${{VAR}}, file: or credential:",
+            )
+        )
+    return LoadResult(config, tuple(warnings))
+
+
+def check_command(path: str, *, quiet: bool = False) -> int:
+    """`ibkr-watchdog check FILE`: print every problem and return 2, or the rules in words and return 0."""
+    try:
+        result = load(path)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        n = len(e.problems)
+        print(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was changed", file=sys.stderr)
+        return 2
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not quiet:
+        print(f"{path}: OK")
+        for line in describe_config(result.config):
+            print(line)
+    return 0
+
+
+def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    seen: set[ConfigProblem] = set()
+    return [p for p in problems if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _is_secret_path(loc: tuple[Any, ...]) -> bool:
+    return len(loc) >= 4 and loc[:2] == ("notifications", "targets") and loc[3] == "url"
+
+
+class _Interpolator:
+    """Expands ${VAR} everywhere, and file: / credential: for secret values; remembers what it touched."""
+
+    def __init__(self, doc: YamlDoc, env: Mapping[str, str], creds: str | None) -> None:
+        self.doc = doc
+        self.env = env
+        self.creds = creds
+        self.problems: list[tuple[TreePath, str]] = []
+        self.failed: list[TreePath] = []  # paths whose value could not be produced
+        self.tainted: list[TreePath] = []  # paths whose value came from outside the file: never echoed
+        self.literal_secrets: list[TreePath] = []
+
+    def walk(self, value: Any, path: TreePath) -> Any:
+        if isinstance(value, dict):
+            return {k: self.walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, (*path, i)) for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        if _is_secret_path(path) and len(path) == 4:
+            return self.secret(value, path)
+        if path == ("notifications", "urls_file") and value.startswith("credential:"):
+            return self.credential_path(value, path) or value
+        if "${" not in value:
+            return value
+        self.tainted.append(path)
+        expanded = self.expand(value, path)
+        if expanded is None:
+            return value
+        if value.startswith("${") and value.endswith("}") and value.count("${") == 1:
+            return plain_scalar(expanded)  # `port: ${GW_PORT}` reads like a number written in the file
+        return expanded
+
+    def fail(self, path: TreePath, message: str) -> None:
+        self.problems.append((path, message))
+        self.failed.append(path)
+
+    def expand(self, value: str, path: TreePath) -> str | None:
+        missing: list[str] = []
+        bad: list[str] = []
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            var = m.group(1)
+            if var is None or not _VAR_NAME.match(var):
+                bad.append(m.group(0))
+                return ""
+            if var not in self.env:
+                missing.append(var)
+                return ""
+            return self.env[var]
+
+        out = _VAR.sub(sub, value)
+        for var in missing:
+            self.fail(path, f"environment variable {var} is not set")
+        if bad:
+            self.fail(
+                path, "malformed ${...}: write ${NAME} with letters, digits and _ (or $${ for a literal)"
+            )
+        return None if (missing or bad) else out
+
+    def secret(self, value: str, path: TreePath) -> str:
+        self.tainted.append(path)
+        if value.startswith("file:"):
+            return self.read_secret(value[len("file:") :], path) or ""
+        if value.startswith("credential:"):
+            where = self.credential_path(value, path)
+            return (self.read_secret(where, path) if where else None) or ""
+        if "${" in value:
+            return self.expand(value, path) or ""
+        self.literal_secrets.append(path)
+        return value
+
+    def credential_path(self, value: str, path: TreePath) -> str | None:
+        cred = value[len("credential:") :]
+        if not _CREDENTIAL_NAME.match(cred):
+            self.fail(path, f"credential name {cred!r} must be a plain file name (letters, digits, . _ - @)")
+            return None
+        if not self.creds:
+            self.fail(path, f"credential:{cred} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+            return None
+        return os.path.join(self.creds, cred)
+
+    def read_secret(self, where: str, path: TreePath) -> str | None:
+        try:
+            with open(where, "rb") as f:
+                data = f.read(_MAX_SECRET_BYTES + 1)
+        except OSError as e:
+            self.fail(path, f"cannot read secret file {where}: {e.strerror or type(e).__name__}")
+            return None
+        if len(data) > _MAX_SECRET_BYTES:
+            self.fail(path, f"secret file {where} is larger than {_MAX_SECRET_BYTES} bytes")
+            return None
+        try:
+            text = data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            self.fail(path, f"secret file {where} is not UTF-8 text")
+            return None
+        if not text:
+            self.fail(path, f"secret file {where} is empty")
+            return None
+        return text
+
+
+# ---- pydantic errors in house words -------------------------------------------------------------
+
+_SIMPLE = {
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a plain number like 2500 or -0.5",
+    "float_parsing": "must be a plain number like 2500 or -0.5",
+    "finite_number": "must be a finite number",
+    "string_type": "must be text (put it in quotes)",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping of keys",
+    "model_attributes_type": "must be a mapping of keys",
+    "dict_type": "must be a mapping of keys",
+    "missing": "is required",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "an empty value"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _message(err: Mapping[str, Any], loc: tuple[Any, ...], secret: bool) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    got = "" if secret or kind == "missing" else f", got: {_shown(err.get('input'))}"
+    if kind in ("value_error", "assertion_error"):
+        text = str(ctx.get("error", err["msg"]))
+        return "(value not shown: it is secret)" if secret and "got:" in text else text
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind in _SIMPLE:
+        return _SIMPLE[kind] + got
+    if kind in ("enum", "literal_error"):
+        return f"must be one of {ctx.get('expected', '?')}{got}"
+    bounds = {
+        "greater_than": "greater than {gt}",
+        "greater_than_equal": "at least {ge}",
+        "less_than": "less than {lt}",
+        "less_than_equal": "at most {le}",
+        "string_too_short": "at least {min_length} characters long",
+        "string_too_long": "at most {max_length} characters long",
+        "too_short": "at least {min_length} items long",
+        "too_long": "at most {max_length} items long",
+    }
+    if kind in bounds:
+        return "must be " + bounds[kind].format_map(_Default(ctx)) + got
+    return str(err["msg"]) + got
+
+
+class _Default(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    known = _known_keys(loc[:-1])
+    key = str(loc[-1])
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{hint} (known keys here: {', '.join(known)})"
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema accepts at `loc` (by walking the model annotations)."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if field is None:
+            return []
+        found = _model_in(field.annotation)
+        if found is None:
+            return []
+        model = found
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[pydantic.BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
