@@ -1,0 +1,251 @@
+"""The watchdog's only door to TWS / IB Gateway: `Gateway` = connection + polls + snapshot + orders.
+
+Implements `watchdog.broker.Broker`. The connection half (safety valve, heartbeat, half-open
+detection, reconnect) lives in `watchdog.gwconn`; ib_async objects are turned into model records
+by `watchdog.convert`. Nothing outside these three modules imports ib_async.
+"""
+# ib_async ships py.typed but leaves many methods unannotated
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ib_async import (
+    IB,
+    AccountValue,
+    Contract,
+    ExecutionFilter,
+    LimitOrder,
+    MarketOrder,
+    Order,
+    PnL,
+    PortfolioItem,
+)
+from ib_async import Position as IbPosition
+
+from watchdog import convert, hours
+from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.gwconn import EventKind, GatewayConnection, GatewayEvent
+from watchdog.model import CloseOrderRequest, OpenOrder, Position, Snapshot
+from watchdog.snapcache import SnapshotCache
+
+__all__ = ["EventKind", "Gateway", "GatewayEvent"]
+
+
+class Gateway(GatewayConnection):
+    """The gateway connection plus the account data the rules and the kill switch need."""
+
+    def __init__(
+        self,
+        gw: GatewayConfig,
+        hb: HeartbeatConfig,
+        polling: PollingConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_event: Callable[[GatewayEvent], None] | None = None,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(gw, hb, polling, clock=clock, monotonic=monotonic, on_event=on_event, rand=rand)
+        self._cache = SnapshotCache()
+        self._marks: dict[tuple[str, int], float] = {}
+        self._portfolio_account = ""
+
+    def snapshot(self) -> Snapshot:
+        """One immutable Snapshot from the latest polled values (each with its receive time)."""
+        return self._cache.build(taken_at=self._clock(), watched=self._watched, gateway=self.status())
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _attach_data(self, ib: IB) -> None:
+        ib.pnlEvent += self._on_pnl
+        ib.accountSummaryEvent += self._on_summary
+        ib.updatePortfolioEvent += self._on_portfolio
+
+    def _detach_data(self, ib: IB) -> None:
+        ib.pnlEvent -= self._on_pnl
+        ib.accountSummaryEvent -= self._on_summary
+        ib.updatePortfolioEvent -= self._on_portfolio
+
+    def _after_connect(self, ib: IB) -> None:
+        managed = ib.managedAccounts()
+        # the account ib_async subscribed reqAccountUpdates (portfolio) for at connect, if any
+        gw = self._gw
+        self._portfolio_account = gw.accounts[0] if gw.accounts else (managed[0] if len(managed) == 1 else "")
+        for account in self._watched:
+            ib.reqPnL(account)
+
+    def _after_data_lost(self, ib: IB) -> None:
+        for account in self._watched:
+            if ib.pnl(account):
+                ib.cancelPnL(account)
+            ib.reqPnL(account)
+            ib.client.reqAccountUpdatesMulti(ib.client.getReqId(), account, "", False)
+        if self._portfolio_account:
+            ib.client.reqAccountUpdates(True, self._portfolio_account)
+        for single in ib.pnlSingle():  # poll_positions re-requests the ones still needed
+            ib.cancelPnLSingle(single.account, "", single.conId)
+
+    def _on_pnl(self, pnl: PnL) -> None:
+        if pnl.account not in self._watched:
+            return
+        now = self._clock()
+        self._cache.set_value(pnl.account, "daily_pnl", convert.num(pnl.dailyPnL), now)
+        self._cache.set_value(pnl.account, "unrealized_pnl", convert.num(pnl.unrealizedPnL), now)
+        self._cache.set_value(pnl.account, "realized_pnl", convert.num(pnl.realizedPnL), now)
+
+    def _on_summary(self, v: AccountValue) -> None:
+        name = convert.SUMMARY_TAGS.get(v.tag)
+        if name is not None and v.account in self._watched:
+            self._cache.set_value(v.account, name, convert.num(v.value), self._clock(), v.currency)
+
+    def _on_portfolio(self, item: PortfolioItem) -> None:
+        price = convert.num(item.marketPrice)
+        if price:
+            self._marks[(item.account, item.contract.conId)] = price
+
+    # ------------------------------------------------------------------ polls
+
+    async def poll_pnl(self) -> None:
+        """PnL streams in (reqPnL per account, stamped on receipt); the poll keeps subscriptions alive."""
+        ib = self._require()
+        for account in self._watched:
+            if not ib.pnl(account):
+                ib.reqPnL(account)
+
+    async def poll_account_summary(self) -> None:
+        """A fresh reqAccountSummary round trip for the risk tags (values stamped on receipt)."""
+        ib = self._require()
+
+        async def request() -> None:
+            req_id = ib.client.getReqId()
+            done = ib.wrapper.startReq(req_id)
+            ib.client.reqAccountSummary(req_id, "All", ",".join(convert.SUMMARY_TAGS))
+            try:
+                await done
+            finally:
+                # one-shot: IB allows only two live account summary subscriptions per client
+                if ib.client.isConnected():
+                    ib.client.cancelAccountSummary(req_id)
+
+        await self._timed("account summary", request)
+
+    async def poll_positions(self) -> list[Position]:
+        """reqPositions round trip, enriched with market data (portfolio, else reqPnLSingle value)."""
+        ib = self._require()
+        raw: list[IbPosition] = await self._timed("positions", ib.reqPositionsAsync)
+        at = self._clock()
+        latest = {(p.account, p.contract.conId): p for p in raw if p.account in self._watched}
+        portfolio = {(i.account, i.contract.conId): i for i in ib.portfolio()}
+        singles = {(s.account, s.conId): s for s in ib.pnlSingle()}
+        out: list[Position] = []
+        for key, p in latest.items():
+            if not p.position:
+                continue
+            pos = convert.position_from(p, portfolio.get(key))
+            single = singles.get(key)
+            if pos.market_value is None:
+                # reqAccountUpdates (portfolio) covers one account at a time; reqPnLSingle covers all
+                if single is None:
+                    ib.reqPnLSingle(p.account, "", p.contract.conId)  # value arrives for the next poll
+                else:
+                    pos = convert.with_pnl_single(pos, single)
+            if pos.market_price:
+                self._marks[key] = pos.market_price
+            out.append(pos)
+        for key in singles.keys() - {k for k, p in latest.items() if p.position}:
+            ib.cancelPnLSingle(key[0], "", key[1])
+        self._cache.set_positions(out, at)
+        return out
+
+    async def poll_orders(self) -> list[OpenOrder]:
+        """reqAllOpenOrders round trip: working orders of every client (client 0 = manual) included."""
+        ib = self._require()
+        trades = await self._timed("open orders", ib.reqAllOpenOrdersAsync)
+        at = self._clock()
+        orders: dict[tuple[str, int, int], OpenOrder] = {}
+        for trade in trades:
+            o = convert.open_order_from(trade)
+            if o.account in self._watched and o.is_working:
+                orders[convert.order_key(o)] = o
+        out = list(orders.values())
+        self._cache.set_orders(out, at)
+        return out
+
+    async def poll_executions(self) -> None:
+        """Today's executions (reqExecutions round trip) with their commissions where reported."""
+        ib = self._require()
+        fills = await self._timed("executions", lambda: ib.reqExecutionsAsync(ExecutionFilter()))
+        at = self._clock()
+        # the response holds fresh Fill objects; commission reports update the ones ib_async keeps
+        known = {f.execution.execId: f for f in ib.fills()}
+        out = {}
+        for f in fills:
+            fill = convert.fill_from(known.get(f.execution.execId, f))
+            if fill.account in self._watched:
+                out[fill.exec_id] = fill
+        self._cache.set_fills(list(out.values()), at)
+
+    # ------------------------------------------------------------------ Broker
+
+    async def global_cancel(self) -> None:
+        self._require().reqGlobalCancel()
+
+    async def cancel_order(self, order_id: int) -> None:
+        ib = self._require()
+        mine = self._gw.client_id
+        for trade in ib.trades():
+            if trade.order.orderId == order_id and trade.order.clientId == mine:
+                ib.cancelOrder(trade.order)
+                return
+        ib.cancelOrder(Order(orderId=order_id, clientId=mine))
+
+    async def open_orders(self) -> list[OpenOrder]:
+        return await self.poll_orders()
+
+    async def positions(self) -> list[Position]:
+        return await self.poll_positions()
+
+    async def place_close_order(self, request: CloseOrderRequest) -> int:
+        """Place one closing order (conId + routable exchange, DAY, transmit); returns its order id."""
+        if request.account not in self._watched:
+            raise ValueError(f"account {request.account} is not watched by this gateway connection")
+        if request.quantity <= 0 or request.action not in ("BUY", "SELL"):
+            raise ValueError(f"bad close order: {request.action} {request.quantity}")
+        common: dict[str, Any] = {
+            "account": request.account,
+            "orderRef": request.order_ref,
+            "outsideRth": request.outside_rth,
+            "tif": "DAY",
+            "transmit": True,
+        }
+        order: Order
+        if request.order_type == "MKT":
+            order = MarketOrder(request.action, request.quantity, **common)
+        elif request.order_type == "LMT" and request.limit_price and request.limit_price > 0:
+            order = LimitOrder(request.action, request.quantity, request.limit_price, **common)
+        else:
+            raise ValueError(f"bad close order type {request.order_type} / limit {request.limit_price}")
+        c = request.contract
+        contract = Contract(
+            conId=c.con_id, secType=c.sec_type, exchange=request.exchange, currency=c.currency
+        )
+        trade = self._require().placeOrder(contract, order)
+        return int(trade.order.orderId)
+
+    async def mark_price(self, position: Position) -> float | None:
+        key = position.key
+        ib = self._ib
+        if ib is not None:
+            for item in ib.portfolio(position.account):
+                if item.contract.conId == key[1]:
+                    price = convert.num(item.marketPrice)
+                    if price:
+                        return price
+        return self._marks.get(key) or position.market_price
+
+    def is_regular_hours(self, position: Position, now: float) -> bool:
+        return hours.is_regular_hours(position.contract.sec_type, now)

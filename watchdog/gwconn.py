@@ -1,0 +1,472 @@
+"""The gateway connection (ib_async): safety valve, connect, heartbeat, half-open detection, reconnect.
+
+`GatewayConnection` owns the socket and the health state; `gateway.Gateway` extends it with the
+polls, the snapshot and the order methods. See docs/gateway.md for the lifecycle.
+"""
+# ib_async ships py.typed but leaves many methods unannotated
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ib_async import IB
+
+from watchdog import valve
+from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.errors import (
+    ClientIdInUse,
+    GatewayError,
+    GatewayUnavailable,
+    HeartbeatTimeout,
+    SafetyValveError,
+)
+from watchdog.heartbeat import Backoff, HeartbeatTracker
+from watchdog.model import GatewayStatus, Health
+
+log = logging.getLogger("watchdog.gateway")
+T = TypeVar("T")
+
+DEGRADED_CODES = frozenset({1100, 2110})  # gateway lost IB's servers: socket fine, data stopped
+RESTORED_CODES = frozenset({1101, 1102})  # 1101: restored, data lost (re-request); 1102: data kept
+NOTICE_CODES = frozenset({202, 399, 10167})  # order cancelled / order warnings: counted, no event
+# kernel keepalive as a backstop for when no heartbeat runs: a dead peer is noticed in ~25 s
+KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+
+
+class EventKind(enum.StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    HALF_OPEN = "half_open"
+    DEGRADED = "degraded"
+    RESTORED = "restored"
+    ERROR = "error"
+    CLIENT_ID_IN_USE = "client_id_in_use"
+    RECONNECTING = "reconnecting"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEvent:
+    """Something the daemon may log, count or notify about; delivered through `on_event`."""
+
+    kind: EventKind
+    message: str
+    at: float  # epoch
+    code: int | None = None
+
+
+class _DecoderErrors(logging.Handler):
+    """Counts messages ib_async's decoder failed on (it logs them with a traceback and carries on)."""
+
+    def __init__(self, on_malformed: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__(level=logging.ERROR)
+        self._on_malformed = on_malformed
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._on_malformed(record)
+
+
+class GatewayConnection:
+    """One reserved-client-id API connection and what is known about its health."""
+
+    def __init__(
+        self,
+        gw: GatewayConfig,
+        hb: HeartbeatConfig,
+        polling: PollingConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_event: Callable[[GatewayEvent], None] | None = None,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self._gw, self._hb, self._polling = gw, hb, polling
+        self._clock, self._mono, self._on_event = clock, monotonic, on_event
+        self._ib: IB | None = None
+        self._health = Health.UNKNOWN
+        self._down_since: float | None = None
+        self._last_error = ""
+        self._server_version: int | None = None
+        self._watched: tuple[str, ...] = ()
+        self._connect_abort: asyncio.Event | None = None
+        self._id_in_use = False
+        self._port_checked = False
+        self.tracker = HeartbeatTracker(hb.interval, hb.timeout, hb.misses)
+        self.backoff = Backoff(hb.reconnect_initial, hb.reconnect_max, rand=rand or random.random)
+        self.malformed_messages = 0
+        self.error_counts: Counter[int] = Counter()
+        self.connect_attempts = 0
+        self.connect_failures = 0
+        self.down_detected_at: float | None = None  # monotonic time the last half-open was declared
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def health(self) -> Health:
+        return self._health
+
+    @property
+    def watched_accounts(self) -> tuple[str, ...]:
+        return self._watched
+
+    def is_connected(self) -> bool:
+        ib = self._ib
+        return (
+            ib is not None
+            and ib.isConnected()
+            and self.tracker.consecutive_misses == 0
+            and self._health in (Health.HEALTHY, Health.DEGRADED)
+        )
+
+    def status(self) -> GatewayStatus:
+        t = self.tracker
+        return GatewayStatus(
+            health=self._health,
+            connected=self._ib is not None and self._ib.isConnected(),
+            server_version=self._server_version,
+            last_heartbeat=t.last_heartbeat,
+            heartbeat_rtt=t.rtt,
+            clock_skew=t.clock_skew,
+            down_since=self._down_since,
+            last_error=self._last_error,
+        )
+
+    def keepalive_settings(self) -> dict[str, int]:
+        """The live socket's keepalive options (empty when not connected)."""
+        sock = self._socket()
+        if sock is None:
+            return {}
+        out = {"SO_KEEPALIVE": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)}
+        for name, _ in KEEPALIVE:
+            opt = getattr(socket, name, None)
+            if opt is not None:
+                out[name] = sock.getsockopt(socket.IPPROTO_TCP, opt)
+        return out
+
+    def _emit(self, kind: EventKind, message: str, code: int | None = None) -> None:
+        event = GatewayEvent(kind=kind, message=message, at=self._clock(), code=code)
+        level = logging.INFO if kind in (EventKind.CONNECTED, EventKind.RESTORED) else logging.WARNING
+        log.log(level, "gateway %s%s: %s", kind.value, f" code={code}" if code else "", message)
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:  # a broken listener must not take the connection down with it
+            log.exception("gateway on_event callback failed for %s", kind.value)
+
+    def _set_health(self, health: Health) -> None:
+        if health in (Health.DOWN, Health.DEGRADED) and self._down_since is None:
+            self._down_since = self._clock()
+        elif health is Health.HEALTHY:
+            self._down_since = None
+        self._health = health
+
+    # ------------------------------------------------------------------ connect / close
+
+    async def connect(self) -> None:
+        """Connect with the reserved client id; the safety valve runs before anything else.
+
+        Raises SafetyValveError (refuse to run), ClientIdInUse (error 326; retry later with the
+        same id) or GatewayUnavailable (refused, timed out, closed during the handshake).
+        """
+        gw = self._gw
+        if not self._port_checked:  # raises on a mismatch every time; warns once about odd ports
+            valve.check_port(gw.port, gw.paper)
+            self._port_checked = True
+        if self._ib is not None:
+            return
+        self.connect_attempts += 1
+        if self._health is Health.UNKNOWN:
+            self._set_health(Health.CONNECTING)
+        ib = IB()
+        self._attach(ib)
+        self._id_in_use = False
+        abort = self._connect_abort = asyncio.Event()
+        ib.client.apiError += self._on_api_error
+        connecting = asyncio.ensure_future(
+            ib.connectAsync(
+                gw.host,
+                gw.port,
+                clientId=gw.client_id,
+                timeout=gw.connect_timeout,
+                readonly=False,
+                account=gw.accounts[0] if gw.accounts else "",
+            )
+        )
+        aborted = asyncio.ensure_future(abort.wait())
+        try:
+            # ib_async may spend up to 3 × timeout (handshake, start-up requests, executions)
+            await asyncio.wait({connecting, aborted}, timeout=gw.connect_timeout * 3 + 1.0,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            for fut in (connecting, aborted):
+                fut.cancel()
+            await asyncio.gather(connecting, aborted, return_exceptions=True)
+            ib.client.apiError -= self._on_api_error
+            self._connect_abort = None
+        failure = self._connect_failure(connecting)
+        if failure is not None:
+            self.connect_failures += 1
+            await self._teardown(ib)
+            if isinstance(failure, ClientIdInUse):
+                self._last_error = str(failure)
+                self._emit(EventKind.CLIENT_ID_IN_USE, str(failure), 326)
+            raise failure
+        try:
+            self._watched = valve.check_accounts(gw.paper, ib.managedAccounts(), gw.accounts)
+        except SafetyValveError:
+            await self._teardown(ib)
+            raise
+        if self._hb.tcp_keepalive:
+            self._enable_keepalive(ib)
+        self._ib = ib
+        self._server_version = ib.client.serverVersion()
+        self.tracker.reset()
+        self._set_health(Health.HEALTHY)
+        self._after_connect(ib)
+        self._emit(
+            EventKind.CONNECTED,
+            f"connected to {gw.host}:{gw.port} as client {gw.client_id}, server version "
+            f"{self._server_version}, watching {', '.join(self._watched)}",
+        )
+
+    def _connect_failure(self, connecting: asyncio.Future[Any]) -> GatewayError | None:
+        gw = self._gw
+        if self._id_in_use:
+            return ClientIdInUse(gw.client_id)
+        where = f"{gw.host}:{gw.port}"
+        if not connecting.done() or connecting.cancelled():
+            return GatewayUnavailable(f"gateway at {where} closed or stalled the API handshake")
+        exc = connecting.exception()
+        if exc is None:
+            return None
+        if isinstance(exc, TimeoutError):
+            return GatewayUnavailable(f"gateway at {where} did not complete the connect in time")
+        if isinstance(exc, OSError):  # ConnectionRefusedError, ConnectionError from ib_async, ...
+            return GatewayUnavailable(f"cannot connect to gateway at {where}: {exc}")
+        return GatewayUnavailable(f"connect to gateway at {where} failed: {exc!r}")
+
+    async def ensure_connected(self) -> float:
+        """One reconnect step: 0.0 when connected, else the backoff delay before the next attempt.
+
+        SafetyValveError propagates (never retry a paper/live mismatch); ClientIdInUse and
+        GatewayUnavailable are retried with the same client id.
+        """
+        if self._ib is not None:
+            return 0.0
+        if self._health is not Health.UNKNOWN:
+            self._emit(EventKind.RECONNECTING, f"reconnect attempt {self.backoff.attempts + 1}")
+        try:
+            await self.connect()
+        except (ClientIdInUse, GatewayUnavailable) as e:
+            delay = self.backoff.next_delay()
+            log.warning("gateway connect failed (%s); next attempt in %.2fs", e, delay)
+            return delay
+        return 0.0
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Keep the connection alive until `stop` is set: heartbeat every interval, reconnect with backoff."""
+        while not stop.is_set():
+            if self._ib is None:
+                delay = await self.ensure_connected()
+            else:
+                started = self._mono()
+                try:
+                    await self.heartbeat()
+                except GatewayError as e:
+                    log.debug("heartbeat failed: %s", e)
+                delay = max(0.0, self._hb.interval - (self._mono() - started))
+            if delay > 0 and not stop.is_set():
+                with contextlib.suppress(TimeoutError):  # the delay elapsed: next round
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def close(self) -> None:
+        """Disconnect and release everything (no tasks or sockets left behind)."""
+        ib, self._ib = self._ib, None
+        if ib is not None:
+            await self._teardown(ib)
+        self._set_health(Health.DOWN)
+
+    def _attach(self, ib: IB) -> None:
+        ib.errorEvent += self._on_error
+        ib.disconnectedEvent += self._on_disconnected
+        self._attach_data(ib)
+        # a private, unregistered child logger per connection: counts decoder failures of this
+        # connection only, while records still propagate to the usual "ib_async.Decoder" handlers
+        decoder_log = logging.Logger("ib_async.Decoder")
+        decoder_log.parent = logging.getLogger("ib_async.Decoder")
+        decoder_log.addHandler(_DecoderErrors(self._on_malformed))
+        ib.client.decoder.logger = decoder_log
+
+    def _detach(self, ib: IB) -> None:
+        ib.errorEvent -= self._on_error
+        ib.disconnectedEvent -= self._on_disconnected
+        self._detach_data(ib)
+
+    async def _teardown(self, ib: IB) -> None:
+        """Detach, fail pending requests, abort the socket and wait (bounded) until it is closed."""
+        self._detach(ib)
+        conn = ib.client.conn
+        closed = asyncio.Event()
+
+        def on_closed(*_: object) -> None:
+            closed.set()
+
+        conn.disconnected += on_closed
+        had_socket = conn.transport is not None
+        self._abort_socket(ib)
+        if had_socket:
+            try:
+                await asyncio.wait_for(closed.wait(), 1.0)
+            except TimeoutError:
+                log.warning("gateway socket did not report closed within 1s")
+        conn.disconnected -= on_closed
+
+    @staticmethod
+    def _abort_socket(ib: IB) -> None:
+        transport = ib.client.conn.transport
+        if ib.client.isConnected():
+            ib.wrapper.connectionClosed()  # fail pending requests now instead of at their timeouts
+            ib.disconnect()
+        elif transport is not None:
+            ib.client.disconnect()
+        if transport is not None:
+            # abort, not close: a half-open or frozen peer would never take the EOF/flush
+            transport.abort()
+
+    def _socket(self) -> Any:
+        ib = self._ib
+        transport = ib.client.conn.transport if ib is not None else None
+        return transport.get_extra_info("socket") if transport is not None else None
+
+    def _enable_keepalive(self, ib: IB) -> None:
+        transport = ib.client.conn.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for name, value in KEEPALIVE:
+                opt = getattr(socket, name, None)
+                if opt is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+        except OSError as e:
+            log.warning("could not enable TCP keepalive on the gateway socket: %s", e)
+
+    # hooks for the data layer (gateway.Gateway)
+
+    def _attach_data(self, ib: IB) -> None:
+        """Connect data event handlers to a new IB instance."""
+
+    def _detach_data(self, ib: IB) -> None:
+        """Disconnect what `_attach_data` connected."""
+
+    def _after_connect(self, ib: IB) -> None:
+        """Start streaming subscriptions on a fresh connection."""
+
+    def _after_data_lost(self, ib: IB) -> None:
+        """Error 1101: the gateway restored its link but dropped our subscriptions."""
+
+    # ------------------------------------------------------------------ heartbeat
+
+    async def heartbeat(self) -> float:
+        """reqCurrentTime with a hard timeout; returns the RTT. Declares DOWN after too many misses."""
+        ib = self._require()
+        sent, sent_epoch = self._mono(), self._clock()
+        budget = self.tracker.wait_budget(sent)
+        try:
+            answer = await asyncio.wait_for(ib.reqCurrentTimeAsync(), budget)
+        except TimeoutError:
+            if self.tracker.missed(sent=sent, now=self._mono()):
+                await self._half_open()
+            raise HeartbeatTimeout(
+                f"no answer to reqCurrentTime within {budget:.3g}s "
+                f"({self.tracker.consecutive_misses} consecutive)"
+            ) from None
+        except ConnectionError as e:
+            raise GatewayUnavailable(f"heartbeat failed: {e}") from e
+        rtt = self.tracker.answered(
+            sent=sent, received=self._mono(), sent_epoch=sent_epoch, server_epoch=answer.timestamp()
+        )
+        self.backoff.reset()  # the connection proved healthy
+        return rtt
+
+    async def _half_open(self) -> None:
+        ib, self._ib = self._ib, None
+        self.down_detected_at = self._mono()
+        self._set_health(Health.DOWN)
+        self._emit(
+            EventKind.HALF_OPEN,
+            f"{self.tracker.consecutive_misses} heartbeat(s) unanswered although the socket looks "
+            f"connected: treating the gateway as down and reconnecting",
+        )
+        if ib is not None:
+            await self._teardown(ib)
+
+    # ------------------------------------------------------------------ ib_async callbacks
+
+    def _on_api_error(self, msg: str) -> None:
+        if self._connect_abort is not None:
+            self._connect_abort.set()
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        self.error_counts[code] += 1
+        if code == 326:
+            self._id_in_use = True
+            if self._connect_abort is not None:
+                self._connect_abort.set()
+            return
+        if code in DEGRADED_CODES:
+            self._last_error = f"{code}: {message}"
+            if self._health is Health.HEALTHY:
+                self._set_health(Health.DEGRADED)
+            self._emit(EventKind.DEGRADED, message, code)
+        elif code in RESTORED_CODES:
+            if self._health is Health.DEGRADED:
+                self._set_health(Health.HEALTHY)
+            if code == 1101 and self._ib is not None:
+                self._after_data_lost(self._ib)
+            self._emit(EventKind.RESTORED, message, code)
+        elif not (2100 <= code < 2200 or code in NOTICE_CODES):
+            self._last_error = f"{code}: {message}"
+            self._emit(EventKind.ERROR, f"reqId {req_id}: {message}", code)
+
+    def _on_disconnected(self) -> None:
+        ib, self._ib = self._ib, None
+        if ib is None:  # a connect attempt that never became ours cleaning up after itself
+            return
+        self._detach(ib)
+        self._set_health(Health.DOWN)
+        self._emit(EventKind.DISCONNECTED, "the gateway closed the connection")
+
+    def _on_malformed(self, record: logging.LogRecord) -> None:
+        self.malformed_messages += 1
+        self._emit(EventKind.MALFORMED, record.getMessage()[:200])
+
+    # ------------------------------------------------------------------ request helpers
+
+    def _require(self) -> IB:
+        ib = self._ib
+        if ib is None or not ib.isConnected():
+            raise GatewayUnavailable("not connected to the gateway")
+        return ib
+
+    async def _timed(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
+        timeout = self._polling.timeout
+        try:
+            return await asyncio.wait_for(request(), timeout)
+        except TimeoutError as e:
+            raise GatewayUnavailable(f"{what}: no answer within {timeout:g}s") from e
+        except ConnectionError as e:  # ib_async: not connected / socket dropped mid-request
+            raise GatewayUnavailable(f"{what}: {e}") from e
