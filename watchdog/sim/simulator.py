@@ -1,0 +1,406 @@
+"""The Simulator facade: wires book, order engine, faults and server; the Python API tests use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.sim import messages as m
+from watchdog.sim.book import NO_CURRENCY_TAGS, Book, Execution, PositionState, SimOrder
+from watchdog.sim.codec import field_at, to_bool, to_float, to_int
+from watchdog.sim.control import ControlMixin, SimulatorError
+from watchdog.sim.faults import Faults
+from watchdog.sim.handlers import HANDLERS
+from watchdog.sim.orders import FillConfig, OrderEngine
+from watchdog.sim.scenario import Scenario, apply_initial, load_scenario
+from watchdog.sim.server import ClientConn, SimServer
+from watchdog.sim.universe import Instrument, Universe
+
+log = logging.getLogger("watchdog.sim")
+
+
+@dataclass(frozen=True, slots=True)
+class SimPosition:
+    """A position as the simulator holds it (the truth tests compare clients against)."""
+
+    account: str
+    symbol: str
+    sec_type: str
+    con_id: int
+    quantity: float
+    avg_cost: float  # IB convention: per contract, multiplier included
+    market_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class SimOpenOrder:
+    account: str
+    client_id: int
+    order_id: int
+    perm_id: int
+    symbol: str
+    sec_type: str
+    con_id: int
+    action: str
+    quantity: float
+    filled: float
+    order_type: str
+    lmt_price: float | None
+    aux_price: float | None
+    status: str
+    order_ref: str
+    outside_rth: bool
+
+
+class Simulator(ControlMixin):
+    """A TWS API gateway on 127.0.0.1 that real ib_async / ibapi clients cannot tell from IB Gateway."""
+
+    def __init__(
+        self,
+        accounts: Iterable[str] = ("DU111111", "DU222222"),
+        clock: Callable[[], float] | None = None,
+        *,
+        cash: float = 1_000_000.0,
+        instruments: Iterable[Instrument] = (),
+        fill: FillConfig | None = None,
+        master_client_id: int | None = None,
+        pnl_interval: float = 1.0,
+    ) -> None:
+        self.clock: Callable[[], float] = clock or time.time
+        self.universe = Universe.builtin(instruments)
+        self.book = Book(self.universe, tuple(accounts), cash, self.clock)
+        if not self.book.accounts:
+            raise SimulatorError("at least one account is needed")
+        self.fill = fill or FillConfig()
+        self.engine = OrderEngine(self.book, self, self._schedule, self.fill)
+        self.faults = Faults(self)
+        self.master_client_id = master_client_id
+        self.pnl_interval = pnl_interval
+        self.server = SimServer(
+            lambda: self.faults.state, self.clock, self._on_request, self._on_start, self.faults.thaw_event
+        )
+        self._next_ids: dict[int, int] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.last_error: tuple[int, int, str] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        await self.server.start_listening(host, port)
+        self._ticker = asyncio.create_task(self._tick(), name="sim-pnl-ticker")
+        log.info("simulator listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await self.faults.aclose()
+        await self.server.stop()
+
+    @classmethod
+    def from_scenario(
+        cls, scenario: Scenario | str | Path, clock: Callable[[], float] | None = None
+    ) -> Simulator:
+        """A simulator holding the scenario's initial book (its timeline runs via run_scenario)."""
+        spec = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        sim = cls(
+            spec.accounts, clock, cash=spec.cash, fill=spec.fill, master_client_id=spec.master_client_id
+        )
+        apply_initial(sim, spec)
+        return sim
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, *args: object, host: str = "127.0.0.1", port: int = 0, **kwargs: object
+    ) -> AsyncIterator[Simulator]:
+        sim = cls(*args, **kwargs)  # type: ignore[arg-type]
+        await sim.start(host, port)
+        try:
+            yield sim
+        finally:
+            await sim.stop()
+
+    def _schedule(self, delay: float, fn: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            self._timers.discard(handle)
+            fn()
+
+        handle = loop.call_later(delay, run)
+        self._timers.add(handle)
+
+    async def _tick(self) -> None:
+        """reqPnL / reqPnLSingle stream about once a second, like a gateway."""
+        while True:
+            await asyncio.sleep(self.pnl_interval)
+            for conn in list(self.server.conns):
+                for req_id, account in list(conn.subs.pnl.items()):
+                    self.send_pnl(conn, req_id, account)
+                for req_id, (account, con_id) in list(conn.subs.pnl_single.items()):
+                    self.send_pnl_single(conn, req_id, account, con_id)
+
+    # --- the simulator's truth -------------------------------------------------------------
+
+    def positions(self, account: str | None = None) -> list[SimPosition]:
+        return [
+            SimPosition(
+                p.account,
+                p.inst.symbol,
+                p.inst.sec_type,
+                p.inst.con_id,
+                p.qty,
+                p.avg_cost,
+                self.book.mark(p.inst.con_id),
+            )
+            for p in self.book.open_positions(account)
+        ]
+
+    def open_orders(self, account: str | None = None) -> list[SimOpenOrder]:
+        return [
+            SimOpenOrder(
+                o.account,
+                o.client_id,
+                o.order_id,
+                o.perm_id,
+                o.inst.symbol,
+                o.inst.sec_type,
+                o.inst.con_id,
+                o.action,
+                o.total_qty,
+                o.filled,
+                o.order_type,
+                o.lmt_price,
+                o.aux_price,
+                o.status,
+                o.order_ref,
+                o.outside_rth,
+            )
+            for o in self.book.open_orders(account)
+        ]
+
+    def executions(self, account: str | None = None) -> list[Execution]:
+        return [e for e in self.book.executions if account is None or e.account == account]
+
+    # --- wire side -------------------------------------------------------------------------
+
+    def _on_start(self, conn: ClientConn) -> None:
+        cid = conn.client_id or 0
+        conn.send(m.next_valid_id(self.next_order_id(cid)))
+        conn.send(m.managed_accounts(list(self.book.accounts)))
+        for code, text in _FARM_OK.items():
+            conn.send(m.error(-1, code, text))
+
+    async def _on_request(self, conn: ClientConn, msg_id: int, fields: list[str]) -> None:
+        handler = HANDLERS.get(msg_id)
+        if handler is None:
+            self.server.unknown_total += 1
+            log.warning(
+                "client id %s sent unsupported message id %d (%d fields); ignored",
+                conn.client_id,
+                msg_id,
+                len(fields),
+            )
+            return
+        result = handler(self, conn, fields)
+        if result is not None:
+            await result
+
+    def sees_all(self, conn: ClientConn) -> bool:
+        """Client 0 (TWS) and the master client get every client's order updates."""
+        return conn.client_id == 0 or (
+            self.master_client_id is not None and conn.client_id == self.master_client_id
+        )
+
+    def _recipients(self, order: SimOrder) -> list[ClientConn]:
+        return [
+            c
+            for c in list(self.server.conns)
+            if c.client_id is not None and (c.client_id == order.client_id or self.sees_all(c))
+        ]
+
+    def next_order_id(self, client_id: int) -> int:
+        return self._next_ids.get(client_id, 1)
+
+    def _note_order_id(self, client_id: int, order_id: int) -> None:
+        if order_id >= self._next_ids.get(client_id, 1):
+            self._next_ids[client_id] = order_id + 1
+
+    def place_from_client(self, conn: ClientConn, f: list[str]) -> None:
+        """placeOrder by field index (identical for ib_async and ibapi at v178)."""
+        cid = conn.client_id or 0
+        order_id = to_int(f[1])
+        self._note_order_id(cid, order_id)
+        reject = self.faults.take_reject()
+        if reject is not None:
+            conn.error(order_id, reject[0], reject[1])
+            return
+        found = self.universe.match(to_int(f[2]), f[3], f[4], f[5], to_float(f[6]), f[7], f[11], f[12])
+        if len(found) != 1:
+            text = (
+                "No security definition has been found for the request"
+                if not found
+                else (f"The contract description specified for {f[3]} is ambiguous.")
+            )
+            conn.error(order_id, 200, text)
+            return
+        account = field_at(f, 23)
+        if not account:
+            if len(self.book.accounts) > 1:
+                conn.error(
+                    order_id,
+                    436,
+                    "You must specify an allocation (either a single account, group, or profile).",
+                )
+                return
+            account = next(iter(self.book.accounts))
+        lmt, aux = field_at(f, 19), field_at(f, 20)
+        self.engine.place(
+            client_id=cid,
+            order_id=order_id,
+            account=account,
+            inst=found[0],
+            action=f[16].upper(),
+            qty=to_float(f[17]),
+            order_type=f[18].upper(),
+            lmt_price=to_float(lmt) if lmt else None,
+            aux_price=to_float(aux) if aux else None,
+            tif=field_at(f, 21),
+            outside_rth=to_bool(field_at(f, 33)),
+            order_ref=field_at(f, 26),
+            exchange=f[9],
+            parent_id=to_int(field_at(f, 28)),
+        )
+
+    def cancel_from_client(self, conn: ClientConn, order_id: int) -> None:
+        if self.faults.take_ignore_cancel():
+            log.info("fault: ignoring cancel of order %d from client %s", order_id, conn.client_id)
+            return
+        self.engine.cancel(conn.client_id or 0, order_id)
+
+    def global_cancel(self) -> int:
+        """reqGlobalCancel: every open order of every client, each owner notified; returns how many."""
+        n = 0
+        for order in self.book.open_orders():
+            if self.faults.take_ignore_cancel():
+                continue
+            self.engine.cancel_order(order)
+            n += 1
+        return n
+
+    # --- OrderEvents -----------------------------------------------------------------------
+
+    def order_changed(self, order: SimOrder) -> None:
+        for c in self._recipients(order):
+            c.send(m.open_order(order))
+            c.send(m.order_status(order))
+
+    def order_cancelled(self, order: SimOrder) -> None:
+        for c in self._recipients(order):
+            c.send(m.order_status(order))
+            if c.client_id == order.client_id:
+                c.error(order.order_id, 202, "Order Canceled - reason:")
+
+    def order_error(self, client_id: int, order_id: int, code: int, message: str) -> None:
+        self.last_error = (order_id, code, message)
+        conn = self.server.by_client_id.get(client_id)
+        if conn is not None:
+            conn.error(order_id, code, message)
+
+    def executed(self, order: SimOrder, execution: Execution) -> None:
+        for c in self._recipients(order):
+            c.send(m.execution(-1, execution))
+
+    def commission(self, order: SimOrder, execution: Execution) -> None:
+        for c in self._recipients(order):
+            c.send(m.commission_report(execution))
+
+    def book_changed(self, account: str, con_ids: Iterable[int] = ()) -> None:
+        """Push everything derived from the book to the subscribers of `account` at once."""
+        changed = set(con_ids)
+        positions = [
+            p
+            for p in self.book.positions.values()
+            if p.account == account and (p.qty or p.inst.con_id in changed)
+        ]
+        for conn in list(self.server.conns):
+            s = conn.subs
+            for req_id, a in list(s.pnl.items()):
+                if a == account:
+                    self.send_pnl(conn, req_id, a)
+            for req_id, (a, con_id) in list(s.pnl_single.items()):
+                if a == account:
+                    self.send_pnl_single(conn, req_id, a, con_id)
+            if s.positions:
+                for p in positions:
+                    conn.send(m.position(p))
+            if s.account_updates == account:
+                self.send_account_updates(conn, account, positions)
+            for req_id, a in list(s.account_updates_multi.items()):
+                if a == account:
+                    for tag, value, cur in self._values(a):
+                        conn.send(m.account_update_multi(req_id, a, "", tag, value, cur))
+            for req_id, tags in list(s.account_summary.items()):
+                self.send_account_summary(conn, req_id, tags, only=account)
+
+    # --- senders used by handlers ------------------------------------------------------------
+
+    def _values(self, account: str) -> list[tuple[str, str, str]]:
+        return [
+            (t, v, "" if t in NO_CURRENCY_TAGS else "USD")
+            for t, v in self.book.account_values(account).items()
+        ]
+
+    def send_pnl(self, conn: ClientConn, req_id: int, account: str) -> None:
+        conn.send(m.pnl(req_id, *self.book.pnl(account)))
+
+    def send_pnl_single(self, conn: ClientConn, req_id: int, account: str, con_id: int) -> None:
+        conn.send(m.pnl_single(req_id, *self.book.pnl_single(account, con_id)))
+
+    def send_account_summary(
+        self, conn: ClientConn, req_id: int, tags: frozenset[str], only: str | None = None
+    ) -> None:
+        for account in self.book.accounts:
+            if only is not None and account != only:
+                continue
+            for tag, value, cur in self._values(account):
+                if tag in tags or "All" in tags:
+                    conn.send(m.account_summary(req_id, account, tag, value, cur))
+        conn.send(m.account_summary_end(req_id))
+
+    def send_account_updates(
+        self, conn: ClientConn, account: str, positions: list[PositionState] | None = None
+    ) -> None:
+        for tag, value, cur in self._values(account):
+            conn.send(m.account_value(tag, value, cur, account))
+        for p in positions if positions is not None else self.book.open_positions(account):
+            mark = self.book.mark(p.inst.con_id)
+            conn.send(m.portfolio_value(p, mark, self.book.market_value(p), self.book.unrealized_of(p)))
+        conn.send(m.account_update_time(self.clock()))
+
+
+_FARM_OK = {
+    2104: "Market data farm connection is OK:usfarm",
+    2106: "HMDS data farm connection is OK:ushmds",
+    2158: "Sec-def data farm connection is OK:secdefnj",
+}
