@@ -1,0 +1,416 @@
+"""Operator notifications via apprise: enqueue and return, one sender per target under a timeout, dedup.
+
+`notify*()` never blocks, never awaits and never raises: the kill path calls it inline. Each target
+has its own bounded queue and sender task, so a hanging pager cannot delay the chat channel, and
+nothing here can delay the caller. Call it from the event-loop thread (asyncio queues are not
+thread-safe); signal handlers installed with `loop.add_signal_handler` qualify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apprise
+
+from watchdog.config import NotificationsConfig
+from watchdog.model import Action, Breach, BreachKind, KillReport, Severity
+from watchdog.notify_format import (
+    Kind,
+    Notification,
+    format_breach,
+    format_gateway_down,
+    format_kill,
+    format_pending_kill,
+    format_reconnect,
+    format_recovered,
+    format_reload_failure,
+    format_reset,
+    format_shutdown,
+    format_startup,
+    format_summary,
+    format_text,
+)
+from watchdog.notify_targets import SecretFilter, TargetSpec, all_fragments, load_targets, redact
+
+__all__ = ["Kind", "Notification", "Notifier", "NotifierStats"]
+
+log = logging.getLogger(__name__)
+
+# Loggers that may print a notification URL (apprise itself; urllib3 logs request paths at DEBUG).
+SCRUBBED_LOGGERS = ("apprise", "urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+_NOTIFY_TYPE = {Severity.INFO: "info", Severity.WARNING: "warning", Severity.CRITICAL: "failure"}
+_GOOD_NEWS = frozenset({Kind.RECOVERED, Kind.RECONNECT})
+
+OnResult = Callable[[str, bool], None]
+OnDropped = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierStats:
+    queued: int  # deliveries put on a target queue
+    delivered: int
+    failed: int
+    dropped: int  # a target queue was full
+    suppressed: int  # dedup: ongoing breach already announced
+    summarised: int  # held back by the burst limit and folded into a summary
+
+
+@dataclass(slots=True)
+class _Target:
+    spec: TargetSpec
+    apobj: Any  # apprise.Apprise holding this one URL, tagged with its severities
+    queue: asyncio.Queue[Notification | None]
+    task: asyncio.Task[None] | None = None
+    dropped: int = 0
+
+
+@dataclass(slots=True)
+class _Ongoing:
+    kind: BreachKind
+    since: float
+    last_sent: float
+    breach: Breach
+
+
+@dataclass(slots=True)
+class _Counters:
+    queued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dropped: int = 0
+    suppressed: int = 0
+    summarised: int = 0
+    sent_times: deque[float] = field(default_factory=deque)
+
+
+class Notifier:
+    """Sends `Notification`s to the configured apprise targets without ever holding up the caller."""
+
+    def __init__(
+        self,
+        config: NotificationsConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_result: OnResult | None = None,
+        on_dropped: OnDropped | None = None,
+        queue_size: int = 100,
+        tick_interval: float = 1.0,
+    ) -> None:
+        self._clock = clock
+        self._on_result = on_result
+        self._on_dropped = on_dropped
+        self._queue_size = queue_size
+        self._tick_interval = tick_interval
+        self._filter = SecretFilter()
+        for name in SCRUBBED_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
+        self._targets: list[_Target] = []
+        self._retired: set[asyncio.Task[None]] = set()
+        self._ongoing: dict[tuple[str, str], _Ongoing] = {}
+        self._held: list[Notification] = []
+        self._held_since: float | None = None
+        self._c = _Counters()
+        self._ticker: asyncio.Task[None] | None = None
+        self._running = False
+        self._closed = False
+        self.problems: tuple[str, ...] = ()
+        self._config = config
+        self._targets = self._build(config)
+
+    # ------------------------------------------------------------------ set-up
+    def _build(self, config: NotificationsConfig) -> list[_Target]:
+        specs, problems = load_targets(config)
+        # Scrub first: apprise logs while parsing a URL it rejects.
+        self._filter.fragments = self._filter.fragments | all_fragments(specs)
+        asset = apprise.AppriseAsset(storage_mode="memory")
+        targets: list[_Target] = []
+        with warnings.catch_warnings():
+            # apprise loads its plugins on first use; the email/PGP one imports `imghdr`, deprecated
+            # since Python 3.11. Harmless, and not ours to fix.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"apprise(\.|$)")
+            for spec in specs:
+                apobj = apprise.Apprise(asset=asset)
+                if not apobj.add(spec.url, tag=sorted(s.value for s in spec.severities)):
+                    problems.append(f"{spec.label}: not a valid apprise URL (unknown service or bad syntax)")
+                    continue
+                targets.append(_Target(spec=spec, apobj=apobj, queue=asyncio.Queue(self._queue_size)))
+        for p in problems:
+            log.error("notification target skipped: %s", p)
+        if not targets:
+            log.warning("no notification target configured: operators will not be told about breaches")
+        self.problems = tuple(problems)
+        return targets
+
+    @property
+    def targets(self) -> tuple[TargetSpec, ...]:
+        return tuple(t.spec for t in self._targets)
+
+    async def start(self) -> None:
+        if self._running or self._closed:
+            return
+        self._running = True
+        for t in self._targets:
+            t.task = asyncio.create_task(self._sender(t), name=f"notify:{t.spec.source}")
+        self._ticker = asyncio.create_task(self._tick_forever(), name="notify:tick")
+
+    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a drain bound, not a deadline
+        """Send what is queued (and a pending burst summary) for at most `timeout` seconds, then quit."""
+        if self._closed:
+            return
+        with contextlib.suppress(Exception):
+            self._flush_held(self._clock(), force=True)
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        tasks = [self._retire(t) for t in self._targets]
+        tasks += list(self._retired)
+        live = [t for t in tasks if t is not None]
+        if live:
+            _, pending = await asyncio.wait(live, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("%d notification sender(s) still busy at shutdown; abandoned", len(pending))
+                await asyncio.wait(pending, timeout=1.0)
+        self._running = False
+        for name in SCRUBBED_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
+
+    def _retire(self, t: _Target) -> asyncio.Task[None] | None:
+        """Ask a sender to finish its queue and exit (or stop it at once if the queue is full)."""
+        if t.task is None:
+            return None
+        try:
+            t.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            t.task.cancel()
+        return t.task
+
+    def reconfigure(self, config: NotificationsConfig) -> None:
+        """Swap targets and limits after a reload; old senders finish their queues in the background."""
+        try:
+            new = self._build(config)
+        except Exception:
+            log.exception("notification targets not reloaded; keeping the previous ones")
+            return
+        old, self._targets, self._config = self._targets, new, config
+        if self._running and not self._closed:
+            for t in new:
+                t.task = asyncio.create_task(self._sender(t), name=f"notify:{t.spec.source}")
+        for t in old:
+            task = self._retire(t)
+            if task is not None:
+                self._retired.add(task)
+                task.add_done_callback(self._retired.discard)
+
+    # ------------------------------------------------------------------ public events
+    def notify(self, n: Notification) -> bool:
+        """Queue one notification; True if it went to at least one target queue now. Never raises."""
+        try:
+            now = self._clock()
+            self._tick(now)
+            return self._emit(n, now)
+        except Exception:
+            log.exception("notification could not be queued")
+            return False
+
+    def notify_text(self, severity: str | Severity, title: str, body: str) -> bool:
+        return self.notify(format_text(Severity(severity), title, body))
+
+    def notify_breach(self, b: Breach) -> bool:
+        """Announce a breach/warning/unknown once, remind while it lasts, announce its recovery."""
+        try:
+            now = self._clock()
+            self._flush_held(now)  # reminders of other breaches are the ticker's job
+            key = (b.rule, b.account or "all")
+            prev = self._ongoing.get(key)
+            if b.kind is BreachKind.RECOVERED:
+                if prev is None:
+                    return False  # nothing was announced, so there is nothing to call off
+                del self._ongoing[key]
+                return self._emit(format_recovered(b, since=prev.since, now=now), now)
+            if prev is not None and prev.kind is b.kind:
+                prev.breach = b
+                if now - prev.last_sent < self._config.reminder_interval:
+                    self._c.suppressed += 1
+                    return False
+                prev.last_sent = now
+                return self._emit(format_breach(b, now=now, reminder=True), now)
+            self._ongoing[key] = _Ongoing(kind=b.kind, since=b.since, last_sent=now, breach=b)
+            return self._emit(format_breach(b, now=now), now)
+        except Exception:
+            log.exception("breach notification could not be queued")
+            return False
+
+    def retain_rules(self, names: Iterable[str]) -> None:
+        """Forget ongoing breaches of rules a reload removed, so they are not reminded forever."""
+        keep = set(names)
+        for key in [k for k in self._ongoing if k[0] not in keep]:
+            del self._ongoing[key]
+
+    def notify_kill(self, report: KillReport) -> bool:
+        return self.notify(format_kill(report))
+
+    def notify_pending_kill(
+        self, action: Action, trigger: str, accounts: Sequence[str], reason: str = ""
+    ) -> bool:
+        return self.notify(format_pending_kill(action, trigger, accounts, reason))
+
+    def notify_startup(
+        self, version: str, accounts: Sequence[str], state: str, *, dry_run: bool = False
+    ) -> bool:
+        return self.notify(format_startup(version, accounts, state, dry_run=dry_run))
+
+    def notify_shutdown(self, reason: str, state: str) -> bool:
+        return self.notify(format_shutdown(reason, state))
+
+    def notify_reconnect(self, endpoint: str, downtime: float | None = None) -> bool:
+        return self.notify(format_reconnect(endpoint, downtime))
+
+    def notify_gateway_down(self, endpoint: str, down_since: float, last_error: str = "") -> bool:
+        return self.notify(format_gateway_down(endpoint, down_since, self._clock(), last_error))
+
+    def notify_reload_failure(self, problems: Sequence[str]) -> bool:
+        return self.notify(format_reload_failure(problems))
+
+    def notify_reset(self, reason: str, by: str = "") -> bool:
+        return self.notify(format_reset(reason, by))
+
+    def tick(self) -> None:
+        """Public step: send due reminders and a due burst summary (the background ticker calls this)."""
+        try:
+            self._tick(self._clock())
+        except Exception:
+            log.exception("notification tick failed")
+
+    def stats(self) -> NotifierStats:
+        c = self._c
+        return NotifierStats(c.queued, c.delivered, c.failed, c.dropped, c.suppressed, c.summarised)
+
+    async def drain(self, within: float) -> None:
+        """Wait until every queued notification was delivered or failed; TimeoutError after `within` s."""
+        await asyncio.wait_for(asyncio.gather(*(t.queue.join() for t in self._targets)), within)
+
+    # ------------------------------------------------------------------ internals
+    def _tick(self, now: float) -> None:
+        self._flush_held(now)
+        for o in self._ongoing.values():
+            if now - o.last_sent >= self._config.reminder_interval:
+                o.last_sent = now
+                self._emit(format_breach(o.breach, now=now, reminder=True), now)
+
+    def _flush_held(self, now: float, *, force: bool = False) -> None:
+        if not self._held or self._held_since is None:
+            return
+        if not force and now - self._held_since < self._config.burst_window:
+            return
+        held, self._held, self._held_since = self._held, [], None
+        self._dispatch(format_summary(held, self._config.burst_window), now)
+
+    def _emit(self, n: Notification, now: float) -> bool:
+        """Apply the burst limit, then hand over to the target queues."""
+        window, times = self._config.burst_window, self._c.sent_times
+        while times and now - times[0] >= window:
+            times.popleft()
+        if n.limited and len(times) >= self._config.burst_max:
+            self._held.append(n)
+            self._c.summarised += 1
+            if self._held_since is None:
+                self._held_since = now
+            log.info("notification held for the burst summary: [%s] %s", n.severity.value, n.title)
+            return False
+        return self._dispatch(n, now)
+
+    def _dispatch(self, n: Notification, now: float) -> bool:
+        if self._closed:
+            log.warning("notifier stopped; not sent: [%s] %s", n.severity.value, n.title)
+            return False
+        self._c.sent_times.append(now)
+        frags = self._filter.fragments
+        body = redact(n.body or n.title, frags)  # apprise refuses an empty body
+        n = Notification(
+            kind=n.kind, severity=n.severity, title=redact(n.title, frags), body=body, limited=n.limited
+        )
+        log.info("notify [%s] %s", n.severity.value, n.title)
+        queued = False
+        for t in self._targets:
+            if n.severity not in t.spec.severities:
+                continue
+            msg = n
+            if t.dropped:
+                note = f"({t.dropped} earlier notification(s) to this target were dropped: queue full)"
+                msg = Notification(kind=n.kind, severity=n.severity, title=n.title, body=f"{n.body}\n{note}")
+            try:
+                t.queue.put_nowait(msg)
+            except asyncio.QueueFull:
+                t.dropped += 1
+                self._c.dropped += 1
+                if t.dropped == 1:
+                    log.warning("notification queue of %s is full; dropping until it drains", t.spec.label)
+                self._callback(self._on_dropped, 1)
+                continue
+            t.dropped = 0
+            self._c.queued += 1
+            queued = True
+        return queued
+
+    async def _sender(self, t: _Target) -> None:
+        while True:
+            n = await t.queue.get()
+            try:
+                if n is None:
+                    return
+                await self._deliver(t, n)
+            finally:
+                t.queue.task_done()
+
+    async def _deliver(self, t: _Target, n: Notification) -> None:
+        timeout = self._config.timeout
+        why = ""
+        try:
+            result = await asyncio.wait_for(
+                t.apobj.async_notify(
+                    body=n.body,
+                    title=n.title,
+                    notify_type="success" if n.kind in _GOOD_NEWS else _NOTIFY_TYPE[n.severity],
+                    body_format="text",
+                    tag=n.severity.value,
+                ),
+                timeout,
+            )
+            ok = bool(result)
+            if not ok:
+                why = f"apprise reported {getattr(getattr(result, 'status', None), 'name', 'a failure')}"
+        except TimeoutError:
+            ok, why = False, f"no answer within {timeout:g}s"
+        except Exception as exc:  # any target bug stays here: count it, keep sending
+            log.debug("notification delivery raised", exc_info=True)
+            ok, why = False, type(exc).__name__
+        if ok:
+            self._c.delivered += 1
+        else:
+            self._c.failed += 1
+            log.warning("notification [%s] %r to %s failed: %s", n.severity.value, n.title, t.spec.label, why)
+        self._callback(self._on_result, n.severity.value, ok)
+
+    def _callback(self, fn: Callable[..., None] | None, *args: Any) -> None:
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("notification callback failed")
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_interval)
+            self.tick()

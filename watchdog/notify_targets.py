@@ -1,0 +1,163 @@
+"""Notification targets: apprise URLs with their severities, from the config and a secret file; redaction.
+
+A URL is a secret (webhook tokens, passwords, bot ids). It is only ever shown through
+`describe_url()` — scheme plus host for plain HTTP-style targets, scheme alone otherwise — and
+`SecretFilter` scrubs its parts from any log record that still carries them (apprise, urllib3).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from watchdog.config import NotificationsConfig
+from watchdog.model import Severity
+
+log = logging.getLogger(__name__)
+
+ALL_SEVERITIES = frozenset(Severity)
+# Schemes whose host part is a plain host name, not a token (tgram://BOTTOKEN/..., discord://ID/TOKEN).
+_HOST_IS_PUBLIC = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "apprise", "apprises"})
+_PREFIX = re.compile(r"^\s*([A-Za-z]+(?:\s*,\s*[A-Za-z]+)*)\s*=\s*(\S.*)$")
+_TOKEN_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
+_MIN_SECRET = 6  # shorter URL pieces (ports, "json", "hooks") are not worth scrubbing from every log line
+REDACTED = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """One apprise URL and the severities it receives. The URL never appears in repr()."""
+
+    url: str = field(repr=False)
+    severities: frozenset[Severity] = ALL_SEVERITIES
+    source: str = "config"  # "config #1", "urls_file:3" — where it came from, safe to log
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} ({describe_url(self.url)})"
+
+
+def describe_url(url: str) -> str:
+    """A log-safe name for a URL: `json://127.0.0.1:8080/…`, `tgram://…`."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower() or "?"
+        if scheme in _HOST_IS_PUBLIC and parts.hostname:
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            port = f":{parts.port}" if parts.port else ""
+            return f"{scheme}://{host}{port}/…"
+    except ValueError:
+        return "?://…"
+    return f"{scheme}://…"
+
+
+def secret_fragments(url: str) -> set[str]:
+    """Pieces of a URL that may be secret: credentials, path tokens, query values, the whole URL."""
+    frags = {url.strip()}
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if parts.password:
+            frags.add(parts.password)
+        if parts.username and len(parts.username) >= 3:
+            frags.add(parts.username)
+        public_host = parts.hostname if scheme in _HOST_IS_PUBLIC else None
+        pieces = [parts.netloc.rpartition("@")[2], *_TOKEN_SPLIT.split(parts.path)]
+        pieces += [v for _, v in parse_qsl(parts.query, keep_blank_values=False)]
+        for piece in pieces:
+            for tok in _TOKEN_SPLIT.split(piece):
+                if len(tok) >= _MIN_SECRET and not tok.isdigit() and tok != public_host:
+                    frags.add(tok)
+    except ValueError:
+        return frags
+    return {f for f in frags if f}
+
+
+def redact(text: str, fragments: Iterable[str]) -> str:
+    # Longest first so a whole URL is replaced before its pieces.
+    for frag in sorted(fragments, key=len, reverse=True):
+        if frag in text:
+            text = text.replace(frag, REDACTED)
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Scrubs known secret fragments from records of the loggers it is attached to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fragments: frozenset[str] = frozenset()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.fragments:
+            return True
+        text = record.getMessage()
+        had_exc = bool(record.exc_info)
+        if had_exc:
+            # A traceback may quote the URL; keep its text, scrubbed, and drop the live exception.
+            text += "\n" + logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+            record.exc_info, record.exc_text = None, None
+        clean = redact(text, self.fragments)
+        if had_exc or clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+def parse_urls_file(text: str, source: str = "urls_file") -> tuple[list[TargetSpec], list[str]]:
+    """Lines `critical,warning=URL` or a bare URL (every severity); `#` comments and blank lines skipped.
+
+    Problems name the line only, never its content: the content is a secret.
+    """
+    targets: list[TargetSpec] = []
+    problems: list[str] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _PREFIX.match(line)
+        severities = ALL_SEVERITIES
+        if m:
+            words = [w.strip().lower() for w in m.group(1).split(",")]
+            bad = [w for w in words if w not in {s.value for s in Severity}]
+            if bad:
+                names = ", ".join(map(repr, bad))
+                problems.append(f"{source}:{n}: unknown severity {names} (use info, warning, critical)")
+                continue
+            severities = frozenset(Severity(w) for w in words)
+            line = m.group(2).strip()
+        if "://" not in line:
+            problems.append(f"{source}:{n}: not an apprise URL (expected scheme://…)")
+            continue
+        targets.append(TargetSpec(url=line, severities=severities, source=f"{source}:{n}"))
+    return targets, problems
+
+
+def load_targets(config: NotificationsConfig) -> tuple[list[TargetSpec], list[str]]:
+    """Targets from `notifications.targets` plus `notifications.urls_file` (a secret file or credential)."""
+    targets = [
+        TargetSpec(url=t.url.get_secret_value(), severities=frozenset(t.severities), source=f"targets[{i}]")
+        for i, t in enumerate(config.targets)
+    ]
+    problems: list[str] = []
+    if config.urls_file:
+        path = Path(config.urls_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"{path}: cannot read notification URLs: {exc.strerror or exc}")
+        else:
+            more, bad = parse_urls_file(text, source=str(path))
+            targets += more
+            problems += bad
+    return targets, problems
+
+
+def all_fragments(targets: Sequence[TargetSpec]) -> frozenset[str]:
+    frags: set[str] = set()
+    for t in targets:
+        frags |= secret_fragments(t.url)
+    return frozenset(frags)
