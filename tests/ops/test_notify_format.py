@@ -1,0 +1,167 @@
+"""Message texts a person can act on, as pure functions; URL parsing and redaction of notification targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from tests.ops.conftest import AAPL, make_kill_report
+from watchdog.model import Action, Breach, BreachKind, Fill, KillOutcome, Severity
+from watchdog.notify_format import (
+    RESET_HINT,
+    Kind,
+    format_breach,
+    format_gateway_down,
+    format_kill,
+    format_reload_failure,
+    format_summary,
+    format_text,
+)
+from watchdog.notify_targets import SecretFilter, describe_url, parse_urls_file, redact, secret_fragments
+
+
+def _breach(kind: BreachKind, account: str | None = "DU111", value: float | None = -1200.0) -> Breach:
+    return Breach(
+        rule="daily_loss",
+        kind=kind,
+        action=Action.CLOSE_ALL,
+        severity=Severity.CRITICAL,
+        account=account,
+        metric="daily_pnl",
+        value=value,
+        threshold=-1000.0,
+        since=1_700_000_000.0,
+    )
+
+
+def test_a_breach_says_value_threshold_action_and_since_when() -> None:
+    n = format_breach(_breach(BreachKind.BREACH), now=1_700_000_090.0)
+    assert n.title == "[BREACH] daily_loss on DU111" and n.kind is Kind.BREACH and n.limited
+    assert "value -1,200.00 vs threshold -1,000.00" in n.body
+    assert "close_all — the kill switch is firing" in n.body
+    assert "Since 2023-11-14 22:13:20 UTC (90s ago)" in n.body
+
+
+def test_unknown_data_says_the_watchdog_will_not_kill_on_it() -> None:
+    n = format_breach(_breach(BreachKind.UNKNOWN, account=None, value=None), now=1_700_000_000.0)
+    assert n.title == "[UNKNOWN] daily_loss on all accounts"
+    assert "value unknown" in n.body and "never kills on missing data" in n.body
+
+
+def test_a_kill_report_lists_cancelled_closing_and_open_and_how_to_reset() -> None:
+    fill = Fill(
+        exec_id="e1",
+        time=1_700_000_001.0,
+        account="DU111",
+        contract=AAPL,
+        side="SLD",
+        shares=100,
+        price=179.9,
+    )
+    n = format_kill(dataclasses.replace(make_kill_report(), close_fills=(fill,)))
+    assert n.kind is Kind.KILL and n.severity is Severity.CRITICAL and not n.limited
+    assert n.title == "[KILL] close_all by daily_loss on DU111"
+    assert "What fired: daily_loss — daily P&L -1,200 below -1,000" in n.body
+    assert "Cancelled orders (1):\n  - DU111 BUY 10 AAPL LMT 180.5 (order 7, client 1, Cancelled)" in n.body
+    assert "  - DU111 SELL 100 AAPL MKT via SMART" in n.body
+    assert "  - DU111 BUY 2 ESZ6 LMT 5001.25 outside RTH via CME" in n.body
+    assert "Closing fills (1):\n  - DU111 SLD 100 AAPL @ 179.9" in n.body
+    assert "Still open: nothing" in n.body
+    assert "Outcome: verified: no working orders and no positions left." in n.body
+    assert RESET_HINT in n.body
+
+
+@pytest.mark.parametrize(
+    ("outcome", "kind", "text"),
+    [
+        (KillOutcome.ESCALATED, Kind.ESCALATION, "act by hand now"),
+        (KillOutcome.PENDING, Kind.PENDING_KILL, "runs the moment it is back"),
+        (KillOutcome.DRY_RUN, Kind.KILL, "the account was not touched"),
+    ],
+)
+def test_each_kill_outcome_reads_differently(outcome: KillOutcome, kind: Kind, text: str) -> None:
+    n = format_kill(make_kill_report(outcome))
+    assert n.kind is kind and text in n.body
+
+
+def test_gateway_down_and_reload_failure_tell_what_to_check() -> None:
+    down = format_gateway_down("10.0.0.2:4001", 1_700_000_000.0, 1_700_000_045.0, "connection refused")
+    assert down.severity is Severity.CRITICAL and not down.limited
+    assert "for 45s" in down.body and "connection refused" in down.body and "tunnel" in down.body
+    bad = format_reload_failure(["rules.yaml:12: rules[0].for: must be a duration"])
+    assert "rules.yaml:12" in bad.body and "running config is kept" in bad.body
+
+
+def test_a_summary_counts_by_severity_and_takes_the_highest() -> None:
+    held = [format_text(Severity.WARNING, f"w{i}", "") for i in range(3)] + [
+        format_breach(_breach(BreachKind.BREACH), now=1_700_000_000.0)
+    ]
+    n = format_summary(held, 10.0)
+    assert n.severity is Severity.CRITICAL and n.title == "4 notifications summarised"
+    assert "within 10s (1 critical, 3 warning)" in n.body
+
+
+def test_free_text_is_limited_unless_critical() -> None:
+    assert format_text(Severity.WARNING, "t", "b").limited
+    assert not format_text(Severity.CRITICAL, "t", "b").limited
+
+
+def test_a_urls_file_gives_severities_per_line_and_names_bad_lines_only() -> None:
+    text = (
+        "# comment\n"
+        "critical, warning = json://127.0.0.1:9/pager?token=abc=def\n"
+        "json://127.0.0.1:9/all\n"
+        "pager=json://127.0.0.1:9/s3cr3tpath\n"
+        "no url here s3cr3tpath\n"
+    )
+    targets, problems = parse_urls_file(text, source="urls")
+    assert [(t.url, sorted(s.value for s in t.severities)) for t in targets] == [
+        ("json://127.0.0.1:9/pager?token=abc=def", ["critical", "warning"]),
+        ("json://127.0.0.1:9/all", ["critical", "info", "warning"]),
+    ]
+    assert problems == [
+        "urls:4: unknown severity 'pager' (use info, warning, critical)",
+        "urls:5: not an apprise URL (expected scheme://…)",
+    ]
+    assert "s3cr3t" not in repr(targets)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("json://user:pw@127.0.0.1:8080/hook/tok?x=1", "json://127.0.0.1:8080/…"),
+        ("tgram://123456789:AAHsecretbot/987654", "tgram://…"),
+        ("discord://webhook_id/webhook_token", "discord://…"),
+        ("not a url", "?://…"),
+    ],
+)
+def test_describe_url_keeps_only_what_is_safe_to_log(url: str, shown: str) -> None:
+    assert describe_url(url) == shown
+
+
+def test_redaction_removes_credentials_tokens_and_query_values() -> None:
+    url = "slack://T1ABCDEFG/B2HIJKLMN/xoxbsecret123?footer=no&token=qwertyuiop"
+    frags = secret_fragments(url)
+    line = f"failed to post to {url} (token qwertyuiop, T1ABCDEFG)"
+    clean = redact(line, frags)
+    for secret in ("T1ABCDEFG", "B2HIJKLMN", "xoxbsecret123", "qwertyuiop"):
+        assert secret not in clean
+    assert clean.startswith("failed to post to ***")
+
+
+def test_the_log_filter_scrubs_messages_args_and_tracebacks() -> None:
+    f = SecretFilter()
+    f.fragments = frozenset({"hunter2secret"})
+    try:
+        raise ValueError("bad url json://u:hunter2secret@h/")
+    except ValueError as exc:
+        rec = logging.LogRecord(
+            "apprise", logging.ERROR, __file__, 1, "send %s", ("hunter2secret",), (type(exc), exc, None)
+        )
+    assert f.filter(rec)
+    assert rec.exc_info is None
+    assert (
+        "hunter2secret" not in rec.getMessage() and "ValueError: bad url json://u:***@h/" in rec.getMessage()
+    )
