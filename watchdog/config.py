@@ -108,8 +108,26 @@ def check_cron(expr: str, tz: str) -> None:
         ) from None
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Percent = Annotated[float, BeforeValidator(parse_percent), Field(ge=0)]
+def _from_file(info: ValidationInfo) -> bool:
+    return isinstance(info.context, Mapping) and bool(info.context.get("from_file"))
+
+
+def _duration_field(v: Any, info: ValidationInfo) -> Any:
+    # In a file a bare number is refused (2 what?); from Python, a number is already seconds,
+    # so a dumped config validates again.
+    if not _from_file(info) and isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    return parse_duration(v)
+
+
+def _percent_field(v: Any, info: ValidationInfo) -> Any:
+    if not _from_file(info) and isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)  # from Python: already a fraction
+    return parse_percent(v)
+
+
+Duration = Annotated[float, BeforeValidator(_duration_field), Field(gt=0)]
+Percent = Annotated[float, BeforeValidator(_percent_field), Field(ge=0)]
 
 
 class _Model(BaseModel):
@@ -283,6 +301,8 @@ class Condition(_Model):
     def _threshold_in_metric_units(cls, v: Any, info: ValidationInfo) -> Any:
         if v is None:
             return None
+        if not _from_file(info) and isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)  # from Python: already in base units (fractions, seconds)
         metric = info.data.get("metric")
         return parse_threshold(v, METRICS.get(metric) if isinstance(metric, str) else None)
 

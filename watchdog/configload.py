@@ -84,7 +84,9 @@ def load(
     problems += [ConfigProblem(name, doc.line_of(p), _dotted(p), msg) for p, msg in cross_check(data)]
     config: Config | None = None
     try:
-        config = Config.model_validate_json(json.dumps(data), strict=True, context={"skip_cross_check": True})
+        config = Config.model_validate_json(
+            json.dumps(data), strict=True, context={"skip_cross_check": True, "from_file": True}
+        )
     except pydantic.ValidationError as e:
         for err in e.errors(include_url=False):
             loc = tuple(err["loc"])
