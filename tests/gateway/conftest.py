@@ -1,0 +1,93 @@
+"""Fixtures: a simulator on an ephemeral loopback port and a Gateway wired to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.gateway import Gateway, GatewayEvent
+from watchdog.sim import Simulator
+
+ACCOUNTS = ("DU111111", "DU222222")
+CLIENT_ID = 99
+# small, fast settings: tests measure behaviour, not production timing
+FAST_HB = HeartbeatConfig(
+    interval="200ms", timeout="150ms", misses=2, reconnect_initial="50ms", reconnect_max="200ms"
+)
+FAST_POLL = PollingConfig(timeout="1s")
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    s = Simulator(accounts=ACCOUNTS, master_client_id=CLIENT_ID, pnl_interval=0.1)
+    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
+    try:
+        yield s
+    finally:
+        await asyncio.wait_for(s.stop(), 10)
+
+
+class Harness:
+    """Builds gateways against the simulator, records their events, closes them all at the end."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.events: list[GatewayEvent] = []
+        self.gateways: list[Gateway] = []
+        self.mono_calls: list[float] = []
+
+    def monotonic(self) -> float:
+        t = time.monotonic()
+        self.mono_calls.append(t)
+        return t
+
+    def gateway(
+        self,
+        *,
+        client_id: int = CLIENT_ID,
+        paper: bool = True,
+        accounts: tuple[str, ...] = (),
+        hb: HeartbeatConfig = FAST_HB,
+        polling: PollingConfig = FAST_POLL,
+        port: int | None = None,
+        **gw: Any,
+    ) -> Gateway:
+        cfg = GatewayConfig(
+            host="127.0.0.1",
+            port=self.sim.port if port is None else port,
+            client_id=client_id,
+            paper=paper,
+            accounts=accounts,
+            connect_timeout=gw.pop("connect_timeout", "1s"),
+        )
+        g = Gateway(cfg, hb, polling, monotonic=self.monotonic, on_event=self.events.append, rand=lambda: 0.5)
+        self.gateways.append(g)
+        return g
+
+    def kinds(self) -> list[str]:
+        return [e.kind.value for e in self.events]
+
+    async def close(self) -> None:
+        for g in self.gateways:
+            await asyncio.wait_for(g.close(), 5)
+
+
+@pytest.fixture
+async def harness(sim: Simulator) -> AsyncIterator[Harness]:
+    h = Harness(sim)
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for a condition driven by the other side of a socket (bounded polling)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - the state changes on the far side of a TCP socket
+            await asyncio.sleep(0.01)
