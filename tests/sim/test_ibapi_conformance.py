@@ -89,14 +89,14 @@ class App(EWrapper, EClient):  # type: ignore[misc]
         self._put("pnl", reqId, dailyPnL, unrealizedPnL, realizedPnL)
 
 
-async def next_event(app: App, *names: str, timeout: float = 3.0) -> tuple[str, tuple[Any, ...]]:
+async def next_event(app: App, *names: str, within: float = 3.0) -> tuple[str, tuple[Any, ...]]:
     """The next event with one of `names` (others are skipped), read off the queue in a thread."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            raise TimeoutError(f"no {names} within {timeout}s")
+            raise TimeoutError(f"no {names} within {within}s")
         try:
             name, args = await asyncio.to_thread(app.events.get, True, min(remaining, 0.5))
         except queue.Empty:

@@ -111,9 +111,15 @@ class ClientConn:
     # --- reading ---------------------------------------------------------------------------
 
     async def _read(self) -> bytes:
+        await self._wait_thawed()
+        data = await self.reader.read(65536)
+        # A read already in flight when the freeze began must not be processed either.
+        await self._wait_thawed()
+        return data
+
+    async def _wait_thawed(self) -> None:
         while self.server.faults.is_frozen(self.client_id):
             await self.server.thaw_event().wait()
-        return await self.reader.read(65536)
 
     async def handshake(self) -> bool:
         """`API\\0` + version range; answer with the negotiated version alone. False: drop the client."""
