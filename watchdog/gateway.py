@@ -9,6 +9,7 @@ by `watchdog.convert`. Nothing outside these three modules imports ib_async.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,8 @@ class Gateway(GatewayConnection):
         self._cache = SnapshotCache()
         self._marks: dict[tuple[str, int], float] = {}
         self._portfolio_account = ""
+        self._positions_lock = asyncio.Lock()
+        self._orders_lock = asyncio.Lock()
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -77,6 +80,9 @@ class Gateway(GatewayConnection):
         self._portfolio_account = gw.accounts[0] if gw.accounts else (managed[0] if len(managed) == 1 else "")
         for account in self._watched:
             ib.reqPnL(account)
+        for p in ib.positions():  # known from the connect sync: market values by the first poll
+            if p.account in self._watched and p.position:
+                ib.reqPnLSingle(p.account, "", p.contract.conId)
 
     def _after_data_lost(self, ib: IB) -> None:
         for account in self._watched:
@@ -136,7 +142,9 @@ class Gateway(GatewayConnection):
     async def poll_positions(self) -> list[Position]:
         """reqPositions round trip, enriched with market data (portfolio, else reqPnLSingle value)."""
         ib = self._require()
-        raw: list[IbPosition] = await self._timed("positions", ib.reqPositionsAsync)
+        # ib_async keys reqPositions by name: overlapping calls would steal each other's answers
+        async with self._positions_lock:
+            raw: list[IbPosition] = await self._timed("positions", ib.reqPositionsAsync)
         at = self._clock()
         latest = {(p.account, p.contract.conId): p for p in raw if p.account in self._watched}
         portfolio = {(i.account, i.contract.conId): i for i in ib.portfolio()}
@@ -164,7 +172,8 @@ class Gateway(GatewayConnection):
     async def poll_orders(self) -> list[OpenOrder]:
         """reqAllOpenOrders round trip: working orders of every client (client 0 = manual) included."""
         ib = self._require()
-        trades = await self._timed("open orders", ib.reqAllOpenOrdersAsync)
+        async with self._orders_lock:  # same single-slot request key as reqPositions
+            trades = await self._timed("open orders", ib.reqAllOpenOrdersAsync)
         at = self._clock()
         orders: dict[tuple[str, int, int], OpenOrder] = {}
         for trade in trades:

@@ -102,6 +102,7 @@ class GatewayConnection:
         self._connect_abort: asyncio.Event | None = None
         self._id_in_use = False
         self._port_checked = False
+        self._heartbeat_lock = asyncio.Lock()
         self.tracker = HeartbeatTracker(hb.interval, hb.timeout, hb.misses)
         self.backoff = Backoff(hb.reconnect_initial, hb.reconnect_max, rand=rand or random.random)
         self.malformed_messages = 0
@@ -219,6 +220,7 @@ class GatewayConnection:
         if failure is not None:
             self.connect_failures += 1
             await self._teardown(ib)
+            self._set_health(Health.DOWN)
             if isinstance(failure, ClientIdInUse):
                 self._last_error = str(failure)
                 self._emit(EventKind.CLIENT_ID_IN_USE, str(failure), 326)
@@ -382,7 +384,10 @@ class GatewayConnection:
 
     async def heartbeat(self) -> float:
         """reqCurrentTime with a hard timeout; returns the RTT. Declares DOWN after too many misses."""
-        ib = self._require()
+        async with self._heartbeat_lock:  # ib_async keeps one pending reqCurrentTime
+            return await self._heartbeat(self._require())
+
+    async def _heartbeat(self, ib: IB) -> float:
         sent, sent_epoch = self._mono(), self._clock()
         budget = self.tracker.wait_budget(sent)
         try:

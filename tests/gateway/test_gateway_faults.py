@@ -157,7 +157,8 @@ async def test_a_refused_connection_is_gateway_unavailable(harness: Harness) -> 
     g = harness.gateway(port=port)
     with pytest.raises(GatewayUnavailable, match="cannot connect"):
         await asyncio.wait_for(g.connect(), 5)
-    assert g.health is Health.CONNECTING and g.connect_failures == 1
+    assert g.health is Health.DOWN and g.connect_failures == 1
+    assert g.status().down_since is not None
     await asyncio.wait_for(sim.start(port=port), 5)  # the fixture stops it again
 
 
