@@ -43,3 +43,11 @@ class Broker(Protocol):
     def is_regular_hours(self, position: Position, now: float) -> bool:
         """Whether a market order is accepted for this contract right now."""
         ...
+
+    def order_error(self, order_id: int) -> tuple[int, str] | None:
+        """The last error the gateway reported for one of this client's orders (e.g. 201 rejected), or None.
+
+        The kill switch uses it after a closing order vanished without filling: codes it cannot fix
+        (200, 203, 321) are escalated at once, a refused market order is retried as a limit.
+        """
+        ...

@@ -1,0 +1,394 @@
+"""The kill's hands: global cancel and closing orders through the Broker, each verified by fresh reads.
+
+Every order message is paced and skipped in dry run; every broker call has a hard timeout and
+turns into GatewayUnavailable when it gets no answer, so the caller can park the kill as pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from watchdog.broker import Broker
+from watchdog.config import KillConfig
+from watchdog.errors import GatewayUnavailable
+from watchdog.killplan import (
+    EPS,
+    NON_RETRYABLE_ERRORS,
+    CloseNeed,
+    ClosePlan,
+    Key,
+    Pacer,
+    is_watchdog_order,
+    limit_price,
+    order_key,
+    order_label,
+    plan_closes,
+    route_exchange,
+    target_reduction,
+)
+from watchdog.killrun import KillEventKind, Reporter, Run, need_label, pos_label
+from watchdog.model import Action, CloseOrderRequest, OpenOrder, Position, Severity
+
+T = TypeVar("T")
+INFO, WARNING, CRITICAL = Severity.INFO, Severity.WARNING, Severity.CRITICAL
+
+
+class KillExecutor:
+    def __init__(
+        self,
+        broker: Broker,
+        config: KillConfig,
+        reporter: Reporter,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        accounts: Sequence[str],
+        client_id: int | None,
+    ) -> None:
+        self.broker = broker
+        self.config = config  # replaced on reload; read at each step
+        self._r = reporter
+        self._clock = clock
+        self._sleep = sleep
+        self.watched = tuple(accounts)  # empty = every account the gateway reports
+        self._client_id = client_id  # tells our orders from another instance's; None = by order id
+        self._placed_ids: set[int] = set()
+        self._pacer = Pacer(lambda: self.config.pacing, clock, sleep)
+
+    async def execute(self, run: Run, baseline: Mapping[Key, float]) -> None:
+        """Cancel all (verified); for close_all then close, and cancel again what appeared meanwhile."""
+        run.remaining_orders = await self.cancel_phase(run, include_ours=run.action is Action.CANCEL_ALL)
+        if run.action is not Action.CLOSE_ALL:
+            return
+        if self.config.standby and not run.dry:
+            await self._standby_wait(run)
+        await self._close_phase(run, baseline)
+        if run.dry:
+            return
+        orders = await self.call("open_orders", self.broker.open_orders)
+        leftovers = self.targets(run, orders, include_ours=False)
+        if leftovers and not run.remaining_positions:
+            leftovers = await self.cancel_phase(run, include_ours=False)  # our closes are done: safe now
+        run.remaining_orders = leftovers
+
+    # ------------------------------------------------------------------ cancel
+    async def cancel_phase(self, run: Run, *, include_ours: bool) -> list[OpenOrder]:
+        """Global cancel, confirmed by fresh reads; again (plus cancels of our own) up to max_attempts."""
+
+        def targets(orders: Sequence[OpenOrder]) -> list[OpenOrder]:
+            return self.targets(run, orders, include_ours=include_ours)
+
+        remaining: list[OpenOrder] = []
+        for attempt in range(1, self.config.max_attempts + 1):
+            run.attempts = max(run.attempts, attempt)
+            labels = [order_label(o) for o in remaining]
+            if attempt > 1:
+                msg = f"{len(remaining)} order(s) still working; cancelling again (attempt {attempt})"
+                self._r.step(run, "cancel.retry", KillEventKind.RETRY, WARNING, msg, {"orders": labels})
+            await self.global_cancel(run, f"attempt {attempt}")
+            for o in remaining:
+                if self._owns(o):
+                    await self._cancel_order(run, o, "still working after a global cancel")
+            if run.dry:
+                would = targets(await self.call("open_orders", self.broker.open_orders))
+                run.seen.update((order_key(o), o) for o in would)
+                labels = [order_label(o) for o in would]
+                msg = f"dry run: {len(would)} working order(s) would be cancelled"
+                self._r.step(run, "cancel.dry_run", KillEventKind.VERIFIED, INFO, msg, {"orders": labels})
+                return []
+            remaining = await self._poll_orders(run, targets)
+            msg = f"cancel attempt {attempt}: {len(remaining)} order(s) still working"
+            details = {"attempt": attempt, "still_working": [order_label(o) for o in remaining]}
+            self._r.step(
+                run, "cancel.verify", KillEventKind.VERIFIED, WARNING if remaining else INFO, msg, details
+            )
+            if not remaining:
+                return []
+        return remaining
+
+    async def _poll_orders(
+        self, run: Run, targets: Callable[[Sequence[OpenOrder]], list[OpenOrder]]
+    ) -> list[OpenOrder]:
+        current: list[OpenOrder] = []
+        for i in range(self._polls() + 1):
+            if i:
+                await self._sleep(self._poll_interval())
+            current = targets(await self.call("open_orders", self.broker.open_orders))
+            run.seen.update((order_key(o), o) for o in current)
+            if not current:
+                break
+        return current
+
+    # ------------------------------------------------------------------ close
+    async def _standby_wait(self, run: Run) -> None:
+        """A standby closes only after the grace, and never a position another instance works on."""
+        grace = self.config.standby_grace
+        msg = f"standby: waiting {grace:g}s before closing"
+        self._r.step(run, "close.standby_wait", KillEventKind.VERIFIED, INFO, msg, {"grace": grace})
+        await self._sleep(grace)
+        self._note_foreign(run, await self.call("open_orders", self.broker.open_orders))
+        await self._sleep(grace)
+
+    async def _close_phase(self, run: Run, baseline: Mapping[Key, float]) -> None:
+        hopeless: dict[Key, str] = {}  # never retried: no route, a reject that cannot be fixed
+        reasons: dict[Key, str] = {}  # why the last attempt did not close it
+        force_limit: set[Key] = set()  # a market order was refused: use a limit
+        for attempt in range(1, self.config.max_attempts + 1):
+            run.attempts = max(run.attempts, attempt)
+            plan, after = await self._read_plan(run, baseline, hopeless)
+            if not plan.open_keys - hopeless.keys():
+                break
+            cancels = list(plan.cancels)
+            if attempt > 1:  # re-price: our own limits that did not fill go, a fresh one replaces them
+                cancels += [
+                    (o, "re-price: limit not filled") for o in self._stale_limits(after, plan, cancels)
+                ]
+            if cancels:
+                await self._cancel_ours(run, cancels)
+                if not run.dry:
+                    plan, after = await self._read_plan(run, baseline, hopeless)
+            msg = f"close attempt {attempt}: {len(plan.needs)} closing order(s)"
+            details = {"attempt": attempt, "needs": [need_label(n) for n in plan.needs]}
+            self._r.step(run, "close.plan", KillEventKind.VERIFIED, INFO, msg, details)
+            placed: list[tuple[int, CloseOrderRequest]] = []
+            for need in plan.needs:
+                req = await self._request_for(run, need, force_limit, hopeless, reasons)
+                if req is not None:
+                    oid = await self._place(run, req)
+                    if oid is not None:
+                        placed.append((oid, req))
+            if run.dry:
+                return
+            remaining = await self._poll_positions(run, baseline)
+            msg = f"close attempt {attempt}: {len(remaining)} position(s) still open"
+            details = {"attempt": attempt, "open": [pos_label(p) for p in remaining]}
+            self._r.step(
+                run, "close.verify", KillEventKind.VERIFIED, WARNING if remaining else INFO, msg, details
+            )
+            if not remaining:
+                return
+            self._check_rejects(run, placed, hopeless, reasons, force_limit)
+        run.remaining_positions = await self._poll_positions(run, baseline, polls=0)
+        for p in run.remaining_positions:
+            why = hopeless.get(p.key) or reasons.get(p.key)
+            if why is None and p.key in run.foreign_keys:
+                why = "left to the other watchdog instance working on it"
+            run.notes.append(
+                f"position {pos_label(p)} not closed: {why or f'open after {run.attempts} attempt(s)'}"
+            )
+
+    def _stale_limits(
+        self, orders: Sequence[OpenOrder], plan: ClosePlan, cancels: Sequence[tuple[OpenOrder, str]]
+    ) -> list[OpenOrder]:
+        going = {order_key(o) for o, _ in cancels}
+        return [
+            o
+            for o in orders
+            if o.is_working
+            and o.order_type == "LMT"
+            and self._owns(o)
+            and is_watchdog_order(o, self.config.order_ref)
+            and (o.account, o.contract.con_id) in plan.open_keys
+            and order_key(o) not in going
+        ]
+
+    async def _read_plan(
+        self, run: Run, baseline: Mapping[Key, float], hopeless: Mapping[Key, str]
+    ) -> tuple[ClosePlan, list[OpenOrder]]:
+        # orders, then positions, then orders again: this order of reads is what makes netting safe
+        before = await self.call("open_orders", self.broker.open_orders)
+        positions = await self.call("positions", self.broker.positions)
+        after = await self.call("open_orders", self.broker.open_orders)
+        run.final_positions = positions
+        self._note_foreign(run, [*before, *after])
+        plan = plan_closes(
+            positions,
+            before,
+            after,
+            prefix=self.config.order_ref,
+            in_scope=self.in_scope(run.scope),
+            baseline=baseline,
+            skip={*hopeless, *run.foreign_keys},
+        )
+        return plan, after
+
+    def _note_foreign(self, run: Run, orders: Sequence[OpenOrder]) -> None:
+        if self.config.standby:
+            prefix = self.config.order_ref
+            run.foreign_keys.update(
+                (o.account, o.contract.con_id)
+                for o in orders
+                if o.is_working and is_watchdog_order(o, prefix) and not self._owns(o)
+            )
+
+    async def _request_for(
+        self,
+        run: Run,
+        need: CloseNeed,
+        force_limit: set[Key],
+        hopeless: dict[Key, str],
+        reasons: dict[Key, str],
+    ) -> CloseOrderRequest | None:
+        pos = need.position
+        exchange = route_exchange(pos.contract)
+        if exchange is None:
+            hopeless[need.key] = (
+                f"no routable exchange known for {pos.contract.sec_type} {pos.contract.label}"
+            )
+            return None
+        regular = need.key not in force_limit and self.broker.is_regular_hours(pos, self._clock())
+        price: float | None = None
+        if not regular:
+            mark = await self.call("mark_price", lambda: self.broker.mark_price(pos))
+            price = (
+                limit_price(mark, need.action, self.config.collar, pos.contract.sec_type) if mark else None
+            )
+            if price is None:  # never guess a price
+                reasons[need.key] = f"no usable mark price ({mark}) for a limit order outside regular hours"
+                msg = f"{pos_label(pos)}: {reasons[need.key]}"
+                self._r.step(
+                    run,
+                    "close.no_price",
+                    KillEventKind.ESCALATED,
+                    CRITICAL,
+                    msg,
+                    {"position": pos_label(pos)},
+                )
+                return None
+        return CloseOrderRequest(
+            account=pos.account,
+            contract=pos.contract,
+            action=need.action,
+            quantity=need.quantity,
+            order_type="MKT" if regular else "LMT",
+            limit_price=price,
+            outside_rth=not regular,
+            order_ref=f"{self.config.order_ref}:{run.kill_id}",
+            exchange=exchange,
+        )
+
+    def _check_rejects(
+        self,
+        run: Run,
+        placed: Sequence[tuple[int, CloseOrderRequest]],
+        hopeless: dict[Key, str],
+        reasons: dict[Key, str],
+        force_limit: set[Key],
+    ) -> None:
+        for oid, req in placed:
+            err = self.broker.order_error(oid)
+            if err is None:
+                continue
+            code, text = err
+            key = (req.account, req.contract.con_id)
+            reasons[key] = f"order {oid} rejected: {code} {text}"
+            if code in NON_RETRYABLE_ERRORS:
+                hopeless[key] = reasons[key] + " (not retryable)"
+            elif req.order_type == "MKT":
+                force_limit.add(key)
+            details = {"order_id": oid, "code": code, "message": text, "retry": key not in hopeless}
+            self._r.step(run, "close.rejected", KillEventKind.REJECTED, WARNING, reasons[key], details)
+
+    async def _poll_positions(
+        self, run: Run, baseline: Mapping[Key, float], *, polls: int | None = None
+    ) -> list[Position]:
+        in_scope = self.in_scope(run.scope)
+        open_: list[Position] = []
+        rounds = self._polls() if polls is None else polls
+        for _ in range(rounds + 1):
+            await self._sleep(self._poll_interval())
+            positions = await self.call("positions", self.broker.positions)
+            run.final_positions = positions
+            open_ = [
+                p
+                for p in positions
+                if in_scope(p.account) and target_reduction(p.quantity, baseline.get(p.key, 0.0)) > EPS
+            ]
+            if not open_:
+                break
+        return open_
+
+    # ------------------------------------------------------------------ messages to the broker
+    async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self.config.verify_timeout):
+                return await fn()
+        except TimeoutError as exc:
+            raise GatewayUnavailable(f"{what} got no answer in {self.config.verify_timeout:g}s") from exc
+
+    async def global_cancel(self, run: Run, why: str) -> None:
+        if not run.dry:
+            await self._pacer.acquire()
+            await self.call("global_cancel", self.broker.global_cancel)
+        msg = "global cancel " + ("(dry run: not sent)" if run.dry else "sent")
+        self._r.step(
+            run, "cancel.global", KillEventKind.CANCEL_SENT, INFO, msg, {"why": why, "sent": not run.dry}
+        )
+
+    async def _cancel_order(self, run: Run, order: OpenOrder, why: str) -> None:
+        if not run.dry:
+            await self._pacer.acquire()
+            await self.call("cancel_order", lambda: self.broker.cancel_order(order.order_id))
+        details = {"order": order_label(order), "order_id": order.order_id, "why": why, "sent": not run.dry}
+        msg = f"cancel {order_label(order)}: {why}"
+        self._r.step(run, "cancel.order", KillEventKind.CANCEL_SENT, INFO, msg, details)
+
+    async def _cancel_ours(self, run: Run, cancels: Sequence[tuple[OpenOrder, str]]) -> None:
+        """Our own orders one by one; another instance's closing order can only go by a global cancel."""
+        foreign = False
+        for order, why in cancels:
+            if self._owns(order):
+                await self._cancel_order(run, order, why)
+            else:
+                foreign = True
+        if foreign:
+            await self.global_cancel(run, "a closing order of another instance must go")
+        if not run.dry:
+            keys = {order_key(o) for o, _ in cancels}
+            await self._poll_orders(
+                run, lambda orders: [o for o in orders if o.is_working and order_key(o) in keys]
+            )
+
+    async def _place(self, run: Run, req: CloseOrderRequest) -> int | None:
+        oid: int | None = None
+        if not run.dry:
+            await self._pacer.acquire()
+            oid = await self.call("place_close_order", lambda: self.broker.place_close_order(req))
+            self._placed_ids.add(oid)
+        run.close_orders.append(req)
+        price = f"LMT {req.limit_price:g}" if req.limit_price is not None else "MKT"
+        msg = f"{req.action} {req.quantity:g} {req.contract.label} {req.account} {price} on {req.exchange} "
+        msg += "(dry run: not sent)" if run.dry else f"sent as order {oid}"
+        details = {"order_id": oid, "request": req, "sent": not run.dry}
+        self._r.step(run, "close.order", KillEventKind.CLOSE_SENT, INFO, msg, details)
+        return oid
+
+    # ------------------------------------------------------------------ helpers
+    def _owns(self, order: OpenOrder) -> bool:
+        if self._client_id is not None:
+            return order.client_id == self._client_id
+        return order.order_id in self._placed_ids
+
+    def targets(self, run: Run, orders: Sequence[OpenOrder], *, include_ours: bool) -> list[OpenOrder]:
+        """Working orders in scope a cancel must remove (our closing orders only when `include_ours`)."""
+        in_scope = self.in_scope(run.scope)
+        prefix = self.config.order_ref
+        return [
+            o
+            for o in orders
+            if o.is_working and in_scope(o.account) and (include_ours or not is_watchdog_order(o, prefix))
+        ]
+
+    def in_scope(self, scope: Sequence[str]) -> Callable[[str], bool]:
+        accounts = frozenset(scope or self.watched)
+        return (lambda a: a in accounts) if accounts else (lambda a: True)
+
+    def _poll_interval(self) -> float:
+        return min(0.5, self.config.verify_timeout / 4)
+
+    def _polls(self) -> int:
+        # counted, not timed: a wall clock stepping backwards cannot stretch a kill
+        return max(1, math.ceil(self.config.verify_timeout / self._poll_interval()))

@@ -1,0 +1,200 @@
+"""Pure planning for the kill switch: whose orders, how much to close, where to route, what price, how fast.
+
+Netting rule (why a retry, a restart or a second instance never over-closes): the quantity of a new
+closing order is the position's size minus what this watchdog's own working closing orders (tagged
+by `orderRef`) can still fill, with the orders read BEFORE the positions. Fills only ever lower both
+sides of that subtraction together, so an order book read earlier can only over-state what is
+pending, which makes the new order smaller, never larger.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from watchdog.model import ContractRef, OpenOrder, Position
+
+Key = tuple[str, int]  # (account, conId)
+EPS = 1e-9
+QTY_STEP = 1e-6  # closing quantities are floored to this step: rounding never adds quantity
+NON_RETRYABLE_ERRORS = frozenset({200, 203, 321})  # no security definition, not allowed, validation
+
+
+def order_key(order: OpenOrder) -> tuple[int, int, int]:
+    """One identity per order across clients: permId when known, else (clientId, orderId)."""
+    return (order.perm_id, 0, 0) if order.perm_id else (0, order.client_id, order.order_id)
+
+
+def order_label(order: OpenOrder) -> str:
+    return (
+        f"{order.account} {order.action} {order.remaining:g} {order.contract.label} "
+        f"{order.order_type} (client {order.client_id}, order {order.order_id}, perm {order.perm_id})"
+    )
+
+
+def is_watchdog_order(order: OpenOrder, prefix: str) -> bool:
+    return order.order_ref.startswith(prefix)
+
+
+def pending_quantity(order: OpenOrder) -> float:
+    """What a working order can still fill; the larger reading wins (over-stating pending is safe)."""
+    if not order.is_working:
+        return 0.0
+    return max(order.remaining, order.total_quantity - order.filled, 0.0)
+
+
+def closing_side(quantity: float) -> str:
+    return "SELL" if quantity > 0 else "BUY"
+
+
+def target_reduction(quantity: float, base: float) -> float:
+    """How much of |quantity| to close so the position returns to `base` (0 = flat), never past zero."""
+    if abs(quantity) <= EPS:
+        return 0.0
+    if abs(base) <= EPS or (base > 0) != (quantity > 0):
+        return abs(quantity)
+    return max(0.0, abs(quantity) - abs(base))
+
+
+def floor_qty(q: float) -> float:
+    return math.floor(q / QTY_STEP + 1e-3) * QTY_STEP if q > 0 else 0.0
+
+
+def route_exchange(contract: ContractRef) -> str | None:
+    """A routable exchange for a closing order, or None when none is known (never an empty string)."""
+    sec_type = contract.sec_type.upper()
+    if sec_type == "CASH":
+        return "IDEALPRO"
+    if sec_type in ("FUT", "FOP", "CONTFUT"):
+        exchange = contract.exchange or contract.primary_exchange
+        return exchange if exchange and exchange.upper() != "SMART" else None
+    if sec_type == "CRYPTO":
+        return contract.exchange or "PAXOS"
+    return "SMART"
+
+
+def limit_price(mark: float, side: str, collar: float, sec_type: str) -> float | None:
+    """Aggressive limit: BUY at mark×(1+collar) rounded up, SELL at mark×(1−collar) rounded down."""
+    if not math.isfinite(mark) or mark <= 0:
+        return None
+    raw = mark * (1 + collar) if side == "BUY" else mark * (1 - collar)
+    decimals = 5 if sec_type.upper() == "CASH" else (2 if raw >= 1.0 else 4)
+    scale = 10**decimals
+    price = math.ceil(raw * scale - 1e-6) / scale if side == "BUY" else math.floor(raw * scale + 1e-6) / scale
+    return price if price > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseNeed:
+    position: Position
+    action: str  # BUY / SELL
+    quantity: float  # > 0, already netted
+    pending: float  # our working closing quantity it was netted against
+
+    @property
+    def key(self) -> Key:
+        return self.position.key
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePlan:
+    needs: tuple[CloseNeed, ...]
+    cancels: tuple[tuple[OpenOrder, str], ...]  # our orders that must go first, with why
+    open_keys: frozenset[Key]  # in-scope keys still away from their baseline
+
+
+def plan_closes(
+    positions: Sequence[Position],
+    orders_before: Sequence[OpenOrder],
+    orders_after: Sequence[OpenOrder],
+    *,
+    prefix: str,
+    in_scope: Callable[[str], bool],
+    baseline: Mapping[Key, float],
+    skip: Iterable[Key] = (),
+) -> ClosePlan:
+    """One netting round. `orders_before` was read before `positions`, `orders_after` after them.
+
+    Our working closing orders that would push a position past zero (wrong side, no position left,
+    or more pending than there is to close) are listed for cancelling, and their key gets no new
+    order this round: the cancel must land first.
+    """
+    pos = {p.key: p for p in positions if in_scope(p.account) and abs(p.quantity) > EPS}
+    targets = {k: target_reduction(p.quantity, baseline.get(k, 0.0)) for k, p in pos.items()}
+
+    def ours(orders: Sequence[OpenOrder]) -> dict[Key, list[OpenOrder]]:
+        out: dict[Key, list[OpenOrder]] = {}
+        for o in orders:
+            if o.is_working and in_scope(o.account) and is_watchdog_order(o, prefix):
+                out.setdefault((o.account, o.contract.con_id), []).append(o)
+        return out
+
+    before, after = ours(orders_before), ours(orders_after)
+    cancels: list[tuple[OpenOrder, str]] = []
+    held: set[Key] = set()
+    for key, orders in after.items():
+        p = pos.get(key)
+        side = closing_side(p.quantity) if p is not None else None
+        same = [o for o in orders if side is not None and o.action.upper() == side]
+        for o in orders:
+            if o not in same:
+                cancels.append(
+                    (o, "no position left" if p is None else "wrong side: the position changed sign")
+                )
+                held.add(key)
+        if same and sum(pending_quantity(o) for o in same) > targets.get(key, 0.0) + EPS:
+            cancels.extend((o, "more pending than left to close") for o in same)
+            held.add(key)
+
+    needs: list[CloseNeed] = []
+    skipped = set(skip) | held
+    for key, p in pos.items():
+        if key in skipped or targets[key] <= EPS:
+            continue
+        side = closing_side(p.quantity)
+
+        def pend(orders: dict[Key, list[OpenOrder]], k: Key = key, s: str = side) -> float:
+            return sum(pending_quantity(o) for o in orders.get(k, ()) if o.action.upper() == s)
+
+        pending = max(pend(before), pend(after))
+        qty = floor_qty(targets[key] - pending)
+        if qty > EPS:
+            needs.append(CloseNeed(position=p, action=side, quantity=qty, pending=pending))
+    return ClosePlan(
+        needs=tuple(needs),
+        cancels=tuple(cancels),
+        open_keys=frozenset(k for k, t in targets.items() if t > EPS),
+    )
+
+
+class Pacer:
+    """At most floor(rate) messages in any one-second window and at least 1/rate seconds apart.
+
+    Waits are capped at one second so a wall clock stepping backwards cannot stall a kill.
+    """
+
+    def __init__(
+        self, rate: Callable[[], float], clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+    ):
+        self._rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+
+    async def acquire(self) -> None:
+        rate = min(max(self._rate(), 0.1), 50.0)
+        limit = max(1, math.floor(rate))
+        now = self._clock()
+        wait = 0.0
+        if self._sent:
+            wait = self._sent[-1] + 1.0 / rate - now
+        if len(self._sent) >= limit:
+            wait = max(wait, self._sent[-limit] + 1.0 - now)
+        if wait > 0:
+            await self._sleep(min(wait + 1e-6, 1.0))
+            now = self._clock()
+        self._sent.append(now)
+        while len(self._sent) > limit:
+            self._sent.popleft()

@@ -1,0 +1,403 @@
+"""The kill switch: one kill at a time, latch and lockout, pending kills that survive restarts.
+
+A kill is audited (fsynced) before each step and announced through a synchronous `on_event`
+callback, so it never waits on notifications or metrics. The orders themselves go out through
+`killexec.KillExecutor`; quantities come from `killplan.plan_closes` (never over-close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+
+from watchdog.audit import AuditLog
+from watchdog.broker import Broker
+from watchdog.config import KillConfig
+from watchdog.errors import ControlError, GatewayError, GatewayUnavailable, StateError
+from watchdog.killexec import KillExecutor
+from watchdog.killplan import EPS, Key, is_watchdog_order, order_key, order_label, target_reduction
+from watchdog.killrun import KillEvent, KillEventKind, Reporter, Run, pos_label
+from watchdog.model import Action, KillOutcome, KillReport, OpenOrder, Position, Severity, TradingState
+from watchdog.state import Latch, PendingKill, StateStore, position_key
+
+__all__ = ["KillEvent", "KillEventKind", "KillSwitch", "reset_latch"]
+
+log = logging.getLogger("watchdog.killswitch")
+_STRENGTH = {Action.ALERT: 0, Action.CANCEL_ALL: 1, Action.CLOSE_ALL: 2}
+
+
+class KillSwitch:
+    """See docs/killswitch.md. `config` may be replaced on reload; it is read at each step."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        config: KillConfig,
+        store: StateStore,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_event: Callable[[KillEvent], None] | None = None,
+        accounts: Sequence[str] = (),
+        client_id: int | None = None,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self._clock = clock
+        self._r = Reporter(audit, clock, on_event)
+        self._x = KillExecutor(
+            broker, config, self._r, clock=clock, sleep=sleep, accounts=accounts, client_id=client_id
+        )
+        self._lock = asyncio.Lock()
+        self._finished = 0
+        self._last: tuple[KillReport, tuple[str, ...]] | None = None
+        latch = store.latch()
+        if latch.corrupted:
+            audit.record("state.corrupted", {"latch": latch.reason, "treated_as": "tripped"})
+            self._r.event(KillEventKind.STATE_PROBLEM, Severity.CRITICAL, latch.reason)
+
+    @property
+    def config(self) -> KillConfig:
+        return self._x.config
+
+    @config.setter
+    def config(self, value: KillConfig) -> None:
+        self._x.config = value
+
+    @property
+    def broker(self) -> Broker:
+        return self._x.broker
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    # ------------------------------------------------------------------ entry points
+    async def kill(
+        self,
+        action: Action,
+        trigger: str,
+        *,
+        reason: str = "",
+        accounts: Sequence[str] | None = None,
+        known_orders: Sequence[OpenOrder] = (),
+    ) -> KillReport:
+        """Plan → execute → verify → retry → escalate. Concurrent calls queue behind the running kill;
+        one that a kill finishing meanwhile already covers (same or stronger action, same or wider
+        scope) gets that kill's report instead of a second run, so close plans never overlap.
+
+        `known_orders` (the caller's latest snapshot) only feeds the report's cancelled list: the
+        global cancel goes out before any read, so orders it removes at once are otherwise unseen."""
+        if not action.is_kill:
+            raise ValueError(f"kill needs cancel_all or close_all, got: {action.value}")
+        scope = tuple(sorted(set(accounts))) if accounts else ()
+        seen = self._finished
+        async with self._lock:
+            if self._finished > seen and self._last is not None:
+                last, last_scope = self._last
+                wide = not last_scope or (bool(scope) and set(scope) <= set(last_scope))
+                if (
+                    _STRENGTH[last.action] >= _STRENGTH[action]
+                    and wide
+                    and last.outcome is not KillOutcome.PENDING
+                ):
+                    self.audit.record(
+                        "kill.merged", {"trigger": trigger, "reason": reason}, kill_id=last.kill_id
+                    )
+                    msg = f"{trigger} merged into kill {last.kill_id} ({last.trigger})"
+                    self._r.event(KillEventKind.MERGED, Severity.INFO, msg, kill_id=last.kill_id)
+                    return last
+            dry = self.config.dry_run
+            return await self._run(action, trigger, reason, scope, kill_id=None, dry=dry, known=known_orders)
+
+    async def run_pending(self) -> KillReport | None:
+        """Run the persisted pending kill, if there is one and the gateway is up (on connect/reconnect)."""
+        async with self._lock:
+            p = self.store.pending_kill()
+            if p is None or not self.broker.is_connected():
+                return None
+            dry = self.config.dry_run or p.dry_run
+            return await self._run(p.action, p.trigger, p.reason, p.accounts, kill_id=p.kill_id, dry=dry)
+
+    async def enforce_lockout(
+        self, snapshot_open_orders: Sequence[OpenOrder], positions: Sequence[Position]
+    ) -> int:
+        """Each poll while TRIPPED: global-cancel new working orders (our closing orders are not "new");
+        with lockout_flatten also close positions grown since the kill. Returns the orders it cancelled."""
+        latch = self.store.latch()
+        if latch.state is not TradingState.TRIPPED or not self.config.lockout or self._lock.locked():
+            return 0
+        async with self._lock:
+            in_scope = self._x.in_scope(latch.accounts)
+            prefix = self.config.order_ref
+            offenders = [
+                o
+                for o in snapshot_open_orders
+                if o.is_working and in_scope(o.account) and not is_watchdog_order(o, prefix)
+            ]
+            base = _baseline(latch)
+            grown = [
+                p
+                for p in positions
+                if self.config.lockout_flatten
+                and in_scope(p.account)
+                and target_reduction(p.quantity, base.get(p.key, 0.0)) > EPS
+            ]
+            if not offenders and not grown:
+                return 0
+            action = Action.CLOSE_ALL if grown else Action.CANCEL_ALL
+            run = self._new_run(
+                action, "lockout", "new risk while tripped", latch.accounts, self.config.dry_run
+            )
+            run.persist = False  # the next poll sees it again; no pending record needed
+            msg = f"lockout: {len(offenders)} new working order(s), {len(grown)} new position(s)"
+            details = {
+                "orders": [order_label(o) for o in offenders],
+                "positions": [pos_label(p) for p in grown],
+            }
+            self._r.step(run, "lockout.detected", KillEventKind.LOCKOUT, Severity.CRITICAL, msg, details)
+            run.seen.update((order_key(o), o) for o in offenders)
+            try:
+                if grown:
+                    await self._x.execute(run, base)
+                else:  # no verification loop: the next poll looks again, the daemon must not stall here
+                    await self._x.global_cancel(run, "lockout")
+            except (GatewayError, OSError, TimeoutError) as exc:
+                msg = f"lockout could not act: {exc}"
+                self._r.step(
+                    run, "lockout.failed", KillEventKind.LOCKOUT, Severity.CRITICAL, msg, {"error": str(exc)}
+                )
+                return 0
+            if grown:
+                self._finish(run, save_last=False)
+            return len(offenders)
+
+    def reset(self, reason: str, who: str) -> None:
+        """Re-arm (audited, announced). A pending kill is discarded: the operator declared it safe."""
+        if self._lock.locked():
+            raise ControlError("a kill is running; reset after it has finished")
+        old = self.store.latch()
+        reset_latch(self.store, self.audit, reason=reason, who=who, clock=self._clock)
+        msg = f"re-armed by {who}: {reason}"
+        self._r.event(KillEventKind.RESET, Severity.WARNING, msg, kill_id=old.kill_id, details={"who": who})
+
+    def rearm(self, reason: str = "session boundary") -> bool:
+        """Automatic re-arm at a session boundary; skipped (audited) while a kill runs or is pending."""
+        if self.store.trading_state() is not TradingState.TRIPPED:
+            return False
+        if self._lock.locked() or self.store.pending_kill() is not None:
+            self.audit.record("rearm.skipped", {"reason": reason, "why": "a kill is running or pending"})
+            return False
+        self.reset(reason, who="schedule")
+        return True
+
+    # ------------------------------------------------------------------ one kill
+    def _new_run(
+        self, action: Action, trigger: str, reason: str, scope: tuple[str, ...], dry: bool, kill_id: str = ""
+    ) -> Run:
+        kid = kill_id or uuid.uuid4().hex[:12]
+        return Run(kid, action, trigger, reason, scope, dry, started=self._clock(), persist=True)
+
+    async def _run(
+        self,
+        action: Action,
+        trigger: str,
+        reason: str,
+        scope: tuple[str, ...],
+        *,
+        kill_id: str | None,
+        dry: bool,
+        known: Sequence[OpenOrder] = (),
+    ) -> KillReport:
+        pending = self.store.pending_kill()
+        if pending is not None and pending.kill_id != kill_id:
+            # a kill that could not run yet folds into this one, so clearing it at the end loses nothing
+            if _STRENGTH[pending.action] > _STRENGTH[action]:
+                action = pending.action
+            scope = () if not scope or not pending.accounts else tuple(sorted({*scope, *pending.accounts}))
+            trigger = f"{trigger} + pending {pending.trigger}"
+            kill_id = pending.kill_id
+        run = self._new_run(action, trigger, reason, scope, dry, kill_id or "")
+        run.seen.update((order_key(o), o) for o in self._x.targets(run, known, include_ours=False))
+        msg = f"kill {action.value} from {trigger}" + (" (dry run)" if dry else "")
+        details = {"action": action.value, "trigger": trigger, "reason": reason, "accounts": list(scope)}
+        self._r.step(
+            run, "kill.triggered", KillEventKind.TRIGGERED, Severity.CRITICAL, msg, details | {"dry_run": dry}
+        )
+        if not dry:  # latched and remembered before anything is sent: a crash from here on resumes the kill
+            self._trip(run)
+            self._save_pending(run)
+        try:
+            if not self.broker.is_connected():
+                raise GatewayUnavailable("gateway not connected")
+            await self._x.execute(run, {})
+        except (GatewayError, OSError, TimeoutError) as exc:
+            return self._go_pending(run, exc)
+        except Exception as exc:  # a bug must still end in a loud, recorded escalation
+            log.exception("kill %s failed unexpectedly", run.kill_id)
+            run.notes.append(f"internal error: {exc!r}")
+        return self._finish(run, save_last=True)
+
+    def _finish(self, run: Run, *, save_last: bool) -> KillReport:
+        if run.dry:
+            outcome = KillOutcome.DRY_RUN
+        elif run.remaining_orders or run.remaining_positions or run.notes:
+            outcome = KillOutcome.ESCALATED
+        else:
+            outcome = KillOutcome.FLAT
+        problems = [f"order still working: {order_label(o)}" for o in run.remaining_orders] + run.notes
+        left = {order_key(o) for o in run.remaining_orders}
+        escalated = outcome is KillOutcome.ESCALATED
+        report = KillReport(
+            kill_id=run.kill_id,
+            trigger=run.trigger,
+            action=run.action,
+            accounts=run.scope or self._x.watched,
+            started=run.started,
+            finished=self._clock(),
+            outcome=outcome,
+            dry_run=run.dry,
+            attempts=run.attempts,
+            cancelled_orders=tuple(o for k, o in run.seen.items() if k not in left),
+            close_orders=tuple(run.close_orders),
+            remaining_orders=tuple(run.remaining_orders),
+            remaining_positions=tuple(run.remaining_positions),
+            reason="; ".join(problems) if escalated else run.reason,
+        )
+        if not run.dry:
+            self._update_baseline(run)
+            pending = self.store.pending_kill()
+            if run.persist and pending is not None and pending.kill_id == run.kill_id:
+                self._state_call(run, self.store.clear_pending)
+        if save_last:
+            self._state_call(run, lambda: self.store.save_last_kill(report))
+            self._finished += 1
+            self._last = (report, run.scope)
+        msg = f"kill {run.kill_id} {outcome.value}" + (f": {report.reason}" if escalated else "")
+        details = {"outcome": outcome.value, "attempts": run.attempts, "problems": problems}
+        details |= {"cancelled": len(report.cancelled_orders), "close_orders": len(run.close_orders)}
+        if escalated:
+            self._r.step(
+                run, "kill.escalated", KillEventKind.ESCALATED, Severity.CRITICAL, msg, details, report=report
+            )
+        else:
+            self._r.step(
+                run, "kill.finished", KillEventKind.FINISHED, Severity.WARNING, msg, details, report=report
+            )
+        return report
+
+    def _go_pending(self, run: Run, exc: BaseException) -> KillReport:
+        if run.persist:
+            self._save_pending(run)
+        report = KillReport(
+            kill_id=run.kill_id,
+            trigger=run.trigger,
+            action=run.action,
+            accounts=run.scope or self._x.watched,
+            started=run.started,
+            finished=self._clock(),
+            outcome=KillOutcome.PENDING,
+            dry_run=run.dry,
+            attempts=run.attempts,
+            close_orders=tuple(run.close_orders),
+            reason=f"gateway unavailable ({exc}); the kill runs as soon as it is back",
+        )
+        details = {"error": str(exc)}
+        self._r.step(
+            run,
+            "kill.pending",
+            KillEventKind.PENDING,
+            Severity.CRITICAL,
+            report.reason,
+            details,
+            report=report,
+        )
+        return report
+
+    # ------------------------------------------------------------------ state
+    def _trip(self, run: Run) -> None:
+        old = self.store.latch()
+        tripped = old.state is TradingState.TRIPPED
+        action = run.action
+        if tripped and old.action is not None and _STRENGTH[old.action] > _STRENGTH[action]:
+            action = old.action
+        if not run.scope or (tripped and not old.accounts):
+            accounts: tuple[str, ...] = ()  # every watched account
+        else:
+            accounts = tuple(sorted({*run.scope, *(old.accounts if tripped else ())}))
+        now = self._clock()
+        latch = Latch(
+            state=TradingState.TRIPPED,
+            action=action,
+            trigger=run.trigger,
+            reason=run.reason,
+            kill_id=run.kill_id,
+            tripped_at=old.tripped_at if tripped else now,
+            accounts=accounts,
+            baseline=old.baseline,
+            changed_at=now,
+            changed_by=run.trigger,
+        )
+        self._state_call(run, lambda: self.store.save_latch(latch))
+
+    def _update_baseline(self, run: Run) -> None:
+        """Remember what the lockout keeps: the positions in scope at the end of the kill."""
+        latch = self.store.latch()
+        if run.final_positions is None or latch.state is not TradingState.TRIPPED:
+            return
+        in_scope = self._x.in_scope(run.scope)
+        keep = {k: v for k, v in latch.baseline.items() if not in_scope(k.rpartition("|")[0])}
+        keep |= {position_key(*p.key): p.quantity for p in run.final_positions if in_scope(p.account)}
+        self._state_call(run, lambda: self.store.save_latch(replace(latch, baseline=keep)))
+
+    def _save_pending(self, run: Run) -> None:
+        p = PendingKill(
+            kill_id=run.kill_id,
+            action=run.action,
+            trigger=run.trigger,
+            reason=run.reason,
+            accounts=run.scope,
+            created_at=run.started,
+            dry_run=run.dry,
+        )
+        self._state_call(run, lambda: self.store.save_pending(p))
+
+    def _state_call(self, run: Run, fn: Callable[[], None]) -> None:
+        """State writes never stop a kill; a failure is recorded and announced as critical."""
+        try:
+            fn()
+        except StateError as exc:
+            details = {"error": str(exc)}
+            self._r.step(
+                run, "state.error", KillEventKind.STATE_PROBLEM, Severity.CRITICAL, str(exc), details
+            )
+
+
+def reset_latch(
+    store: StateStore, audit: AuditLog, *, reason: str, who: str, clock: Callable[[], float]
+) -> Latch:
+    """Re-arm on disk (also `ibkr-watchdog reset` with no daemon running). StateError if not persisted."""
+    old = store.latch()
+    pending = store.pending_kill()
+    if pending is not None:
+        details = {"by": who, "reason": reason, "pending": pending}
+        audit.record("pending.discarded", details, kill_id=pending.kill_id)
+        store.clear_pending()
+    latch = Latch(state=TradingState.ARMED, reason=reason, changed_at=clock(), changed_by=who)
+    store.save_latch(latch)
+    details = {"who": who, "reason": reason, "was": old.state.value, "trigger": old.trigger}
+    audit.record("reset", details, kill_id=old.kill_id or None)
+    return latch
+
+
+def _baseline(latch: Latch) -> Mapping[Key, float]:
+    out: dict[Key, float] = {}
+    for k, v in latch.baseline.items():
+        account, _, con_id = k.rpartition("|")
+        if con_id.isdigit():
+            out[(account, int(con_id))] = v
+    return out

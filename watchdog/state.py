@@ -1,0 +1,420 @@
+"""Persisted state in the state directory: latch, pending kill, last kill, baseline, status, pid, requests.
+
+Every durable file is written atomically (temp file in the same directory, fsync, rename, fsync
+of the directory), so a `kill -9` leaves either the old or the new version, never half of one.
+A damaged latch file never re-arms the watchdog: it reads as TRIPPED and is reported loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from watchdog.audit import to_jsonable
+from watchdog.errors import StateError
+from watchdog.model import EMPTY_MAP, Action, KillReport, OpenOrder, Snapshot, TradingState
+
+log = logging.getLogger("watchdog.state")
+
+LATCH_FILE = "latch.json"
+PENDING_FILE = "pending-kill.json"
+LAST_KILL_FILE = "last-kill.json"
+BASELINE_FILE = "baseline.json"
+STATUS_FILE = "status.json"
+PID_FILE = "watchdog.pid"
+AUDIT_FILE = "audit.jsonl"
+REQUESTS_DIR = "requests"
+
+
+def position_key(account: str, con_id: int) -> str:
+    """How a (account, conId) pair is spelled in state files."""
+    return f"{account}|{con_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Latch:
+    """The persisted risk posture. TRIPPED holds the lockout until a reset."""
+
+    state: TradingState = TradingState.ARMED
+    action: Action | None = None  # the strongest kill action since the trip
+    trigger: str = ""
+    reason: str = ""
+    kill_id: str = ""
+    tripped_at: float | None = None
+    accounts: tuple[str, ...] = ()  # accounts under lockout; empty = every watched account
+    # positions the lockout keeps (the book at the end of the last kill), position_key → quantity
+    baseline: Mapping[str, float] = field(default_factory=lambda: EMPTY_MAP)
+    changed_at: float | None = None
+    changed_by: str = ""
+    corrupted: bool = False  # read from a damaged file: TRIPPED by fail-safe
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingKill:
+    """A kill that must still run (gateway down, or interrupted by a restart)."""
+
+    kill_id: str
+    action: Action
+    trigger: str
+    reason: str = ""
+    accounts: tuple[str, ...] = ()  # empty = every watched account
+    created_at: float = 0.0
+    dry_run: bool = False
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` all at once; `durable` also fsyncs the file and its directory."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _dumps(obj: Any) -> bytes:
+    return (json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n").encode()
+
+
+class StateStore:
+    """The files of one state directory. Reads are cached; writes go to disk before they return."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        clock: Callable[[], float],
+        *,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.dir = Path(state_dir)
+        self._clock = clock
+        self._on_error = on_error
+        self._latch: Latch | None = None
+        self._pending: PendingKill | None = None
+        self._pending_loaded = False
+        self._pid_fd: int | None = None
+        self.problems: list[str] = []
+
+    @property
+    def audit_path(self) -> Path:
+        return self.dir / AUDIT_FILE
+
+    def _report(self, message: str) -> None:
+        self.problems.append(message)
+        log.error("%s", message)
+        if self._on_error is not None:
+            try:
+                self._on_error(message)
+            except Exception:  # a broken reporter must not hide the state problem
+                log.exception("state error callback failed")
+
+    def _write(self, name: str, obj: Any, *, durable: bool = True) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            atomic_write(self.dir / name, _dumps(obj), durable=durable)
+        except OSError as exc:
+            msg = f"cannot write {self.dir / name}: {exc.strerror or exc}"
+            self._report(msg)
+            raise StateError(msg) from exc
+
+    def _read(self, name: str) -> Any:
+        """The parsed file, None when missing; StateError when unreadable or not JSON."""
+        path = self.dir / name
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise StateError(f"{path} is damaged (not JSON: {exc})") from exc
+
+    # ------------------------------------------------------------------ latch
+    def latch(self) -> Latch:
+        if self._latch is None:
+            self._latch = self._load_latch()
+        return self._latch
+
+    def trading_state(self) -> TradingState:
+        return self.latch().state
+
+    def reload_latch(self) -> Latch:
+        """Forget the cached latch and read the file again (control commands, tests)."""
+        self._latch = None
+        return self.latch()
+
+    def _load_latch(self) -> Latch:
+        try:
+            data = self._read(LATCH_FILE)
+            return Latch() if data is None else _latch_from(data)
+        except (StateError, KeyError, TypeError, ValueError) as exc:
+            self._report(f"latch file unusable ({exc}); treating the watchdog as TRIPPED until a reset")
+            return Latch(
+                state=TradingState.TRIPPED,
+                trigger="state-corrupted",
+                reason=f"latch file unusable: {exc}",
+                tripped_at=self._clock(),
+                corrupted=True,
+            )
+
+    def save_latch(self, latch: Latch) -> None:
+        """Persist the latch. Fail-safe order: a trip is remembered even if the disk fails; a re-arm
+        counts only once it is on disk."""
+        if latch.state is TradingState.TRIPPED:
+            self._latch = latch
+        self._write(LATCH_FILE, replace(latch, corrupted=False))
+        self._latch = latch
+
+    # ------------------------------------------------------------------ pending kill
+    def pending_kill(self) -> PendingKill | None:
+        if not self._pending_loaded:
+            self._pending_loaded = True
+            self._pending = self._load_pending()
+        return self._pending
+
+    def _load_pending(self) -> PendingKill | None:
+        try:
+            data = self._read(PENDING_FILE)
+            if data is None:
+                return None
+            return PendingKill(
+                kill_id=str(data["kill_id"]),
+                action=Action(data["action"]),
+                trigger=str(data["trigger"]),
+                reason=str(data.get("reason", "")),
+                accounts=tuple(str(a) for a in data.get("accounts", ())),
+                created_at=float(data.get("created_at", 0.0)),
+                dry_run=bool(data.get("dry_run", False)),
+            )
+        except (StateError, KeyError, TypeError, ValueError) as exc:
+            # A kill was intended but we cannot tell which: cancel-only is the least harmful safe reading.
+            self._report(f"pending kill file unusable ({exc}); treating it as a pending cancel-all")
+            return PendingKill(
+                kill_id="corrupted",
+                action=Action.CANCEL_ALL,
+                trigger="state-corrupted",
+                reason=f"pending kill file unusable: {exc}",
+                created_at=self._clock(),
+            )
+
+    def save_pending(self, pending: PendingKill) -> None:
+        self._pending, self._pending_loaded = pending, True
+        self._write(PENDING_FILE, pending)
+
+    def clear_pending(self) -> None:
+        self._pending, self._pending_loaded = None, True
+        try:
+            os.unlink(self.dir / PENDING_FILE)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            msg = f"cannot remove {self.dir / PENDING_FILE}: {exc.strerror or exc}"
+            self._report(msg)
+            raise StateError(msg) from exc
+
+    # ------------------------------------------------------------------ last kill, baseline, status
+    def save_last_kill(self, report: KillReport) -> None:
+        self._write(LAST_KILL_FILE, report_summary(report))
+
+    def last_kill(self) -> dict[str, Any] | None:
+        data = self._read(LAST_KILL_FILE)
+        return data if isinstance(data, dict) else None
+
+    def save_baseline(self, data: Mapping[str, Any]) -> None:
+        """Whatever the daemon keeps across restarts for the trading day (plain JSON)."""
+        self._write(BASELINE_FILE, dict(data))
+
+    def baseline(self) -> dict[str, Any]:
+        data = self._read(BASELINE_FILE)
+        return data if isinstance(data, dict) else {}
+
+    def write_status(self, status: Mapping[str, Any]) -> None:
+        """Every poll: atomic but not fsynced (it is rewritten in a second; losing one costs nothing)."""
+        self._write(STATUS_FILE, dict(status), durable=False)
+
+    def read_status(self) -> dict[str, Any] | None:
+        data = self._read(STATUS_FILE)
+        return data if isinstance(data, dict) else None
+
+    # ------------------------------------------------------------------ pid file
+    def write_pid(self, pid: int | None = None) -> None:
+        """Claim the state directory for this daemon: an exclusive lock held while it runs.
+
+        The lock (not just the number in the file) tells a live daemon from a stale pid file, so a
+        crashed daemon never blocks the next start and a reused pid is never mistaken for ours.
+        """
+        pid = os.getpid() if pid is None else pid
+        path = self.dir / PID_FILE
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = self.read_pid()
+            raise StateError(
+                f"another ibkr-watchdog (pid {other}) already runs on state dir {self.dir}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{pid}\n".encode())
+        os.fsync(fd)
+        self._pid_fd = fd
+
+    def read_pid(self) -> int | None:
+        """The running daemon's pid, or None when no daemon holds the state directory."""
+        path = self.dir / PID_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.read(fd, 64).decode(errors="replace").strip()
+                return int(text) if text.isdigit() else None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None  # nobody holds the lock: a stale file from a crashed daemon
+        finally:
+            os.close(fd)
+
+    def remove_pid(self) -> None:
+        if self._pid_fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dir / PID_FILE)
+        os.close(self._pid_fd)
+        self._pid_fd = None
+
+    # ------------------------------------------------------------------ control requests
+    def put_request(self, kind: str, payload: Mapping[str, Any]) -> Path:
+        """Drop a control request file (`requests/<kind>-<time>-<pid>.json`) for the daemon to take."""
+        reqdir = self.dir / REQUESTS_DIR
+        try:
+            reqdir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            path = reqdir / f"{kind}-{self._clock():.6f}-{os.getpid()}.json"
+            atomic_write(path, _dumps(payload))
+        except OSError as exc:
+            raise StateError(f"cannot write a {kind} request in {reqdir}: {exc.strerror or exc}") from exc
+        return path
+
+    def take_requests(self, kind: str) -> list[dict[str, Any]]:
+        """Every queued request of `kind`, oldest first; each is removed as it is taken."""
+        reqdir = self.dir / REQUESTS_DIR
+        try:
+            paths = sorted(reqdir.glob(f"{kind}-*.json"), key=lambda p: p.name)
+        except OSError:
+            return []
+        out: list[dict[str, Any]] = []
+        for path in paths:
+            try:
+                data = json.loads(path.read_bytes())
+                path.unlink()
+            except FileNotFoundError:
+                continue  # taken by someone else in between
+            except (OSError, ValueError) as exc:
+                self._report(f"control request {path} unusable ({exc}); removed")
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            if isinstance(data, dict):
+                out.append(data | {"_path": str(path)})
+        return out
+
+
+def _latch_from(data: Any) -> Latch:
+    if not isinstance(data, dict):
+        raise TypeError("latch file does not hold an object")
+    action = data.get("action")
+    tripped_at = data.get("tripped_at")
+    changed_at = data.get("changed_at")
+    baseline = data.get("baseline") or {}
+    if not isinstance(baseline, dict):
+        raise TypeError("baseline is not an object")
+    return Latch(
+        state=TradingState(data["state"]),
+        action=Action(action) if action is not None else None,
+        trigger=str(data.get("trigger", "")),
+        reason=str(data.get("reason", "")),
+        kill_id=str(data.get("kill_id", "")),
+        tripped_at=float(tripped_at) if tripped_at is not None else None,
+        accounts=tuple(str(a) for a in data.get("accounts", ())),
+        baseline=MappingProxyType({str(k): float(v) for k, v in baseline.items()}),
+        changed_at=float(changed_at) if changed_at is not None else None,
+        changed_by=str(data.get("changed_by", "")),
+    )
+
+
+def report_summary(report: KillReport) -> dict[str, Any]:
+    """The last-kill record: what `status` shows and the notifier can quote."""
+    return {
+        "kill_id": report.kill_id,
+        "trigger": report.trigger,
+        "action": report.action.value,
+        "accounts": list(report.accounts),
+        "started": report.started,
+        "finished": report.finished,
+        "outcome": report.outcome.value,
+        "dry_run": report.dry_run,
+        "attempts": report.attempts,
+        "cancelled_orders": len(report.cancelled_orders),
+        "close_orders": len(report.close_orders),
+        "remaining_orders": [_order_text(o) for o in report.remaining_orders],
+        "remaining_positions": [
+            f"{p.account} {p.quantity:g} {p.contract.label}" for p in report.remaining_positions
+        ],
+        "reason": report.reason,
+    }
+
+
+def _order_text(o: OpenOrder) -> str:
+    who = f"client {o.client_id}, order {o.order_id}"
+    return f"{o.account} {o.action} {o.remaining:g} {o.contract.label} ({who})"
+
+
+def status_from_snapshot(snapshot: Snapshot, now: float) -> dict[str, Any]:
+    """A ready-made `status.json` body for the daemon (it may add keys; `status` prints known ones)."""
+    gw = snapshot.gateway
+    return {
+        "updated": now,
+        "snapshot_taken_at": snapshot.taken_at,
+        "gateway": {
+            "health": gw.health.value,
+            "connected": gw.connected,
+            "last_heartbeat": gw.last_heartbeat,
+            "heartbeat_rtt": gw.heartbeat_rtt,
+            "down_since": gw.down_since,
+        },
+        "accounts": sorted(snapshot.accounts),
+        "positions": len(snapshot.positions),
+        "open_orders": len(snapshot.open_orders),
+    }
