@@ -26,16 +26,16 @@ PREFIX = "ibkr_watchdog_"
 RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 KILL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-# Account gauge name → AccountState field (the metric names follow DESIGN.md, the fields model.py).
-ACCOUNT_FIELDS: dict[str, str] = {
-    "daily_pnl": "daily_pnl",
-    "unrealized_pnl": "unrealized_pnl",
-    "realized_pnl": "realized_pnl",
-    "net_liquidation": "net_liquidation",
-    "excess_liquidity": "excess_liquidity",
-    "cushion_ratio": "cushion",
-    "maint_margin_requirement": "maint_margin_req",
-    "gross_position_value": "gross_position_value",
+# Account gauge name → (AccountState field, help). Names follow DESIGN.md, fields model.py.
+ACCOUNT_FIELDS: dict[str, tuple[str, str]] = {
+    "daily_pnl": ("daily_pnl", "P&L since the start of the trading day, account currency"),
+    "unrealized_pnl": ("unrealized_pnl", "Unrealized P&L of open positions, account currency"),
+    "realized_pnl": ("realized_pnl", "Realized P&L today, account currency"),
+    "net_liquidation": ("net_liquidation", "Net liquidation value, account currency"),
+    "excess_liquidity": ("excess_liquidity", "Excess liquidity (equity with loan minus maintenance margin)"),
+    "cushion_ratio": ("cushion", "Excess liquidity / net liquidation, 0..1"),
+    "maint_margin_requirement": ("maint_margin_req", "Maintenance margin requirement, account currency"),
+    "gross_position_value": ("gross_position_value", "Gross position value, account currency"),
 }
 
 RULE_STATES = ("ok", "pending", "warning", "breach", "unknown", "suspended")
@@ -162,8 +162,8 @@ class Metrics:
 
         # per account
         self.account_values = {
-            name: Gauge(p + name, f"Account {name.replace('_', ' ')}", ["account"], registry=r)
-            for name in ACCOUNT_FIELDS
+            name: Gauge(p + name, help_text, ["account"], registry=r)
+            for name, (_, help_text) in ACCOUNT_FIELDS.items()
         }
         self.open_orders = Gauge(
             p + "open_orders", "Working orders of the account, every client", ["account"], registry=r
@@ -285,7 +285,7 @@ class Metrics:
             if pos.quantity != 0:
                 positions[pos.account] = positions.get(pos.account, 0) + 1
         for account, state in snapshot.accounts.items():
-            for name, field in ACCOUNT_FIELDS.items():
+            for name, (field, _) in ACCOUNT_FIELDS.items():
                 self.account_values[name].labels(account).set(_num(state.value(field)))
             self.open_orders.labels(account).set(orders.get(account, 0))
             self.positions.labels(account).set(positions.get(account, 0))
