@@ -78,6 +78,7 @@ class _Ongoing:
     since: float
     last_sent: float
     breach: Breach
+    masked: _Ongoing | None = None  # a breach hidden by an UNKNOWN spell; it resumes when data is back
 
 
 @dataclass(slots=True)
@@ -237,6 +238,9 @@ class Notifier:
                 if prev is None:
                     return False  # nothing was announced, so there is nothing to call off
                 del self._ongoing[key]
+                if prev.masked is not None:
+                    # Data is back but the breach it interrupted is still on: keep reminding of it.
+                    self._ongoing[key] = prev.masked
                 return self._emit(format_recovered(b, since=prev.since, now=now), now)
             if prev is not None and prev.kind is b.kind:
                 prev.breach = b
@@ -245,7 +249,10 @@ class Notifier:
                     return False
                 prev.last_sent = now
                 return self._emit(format_breach(b, now=now, reminder=True), now)
-            self._ongoing[key] = _Ongoing(kind=b.kind, since=b.since, last_sent=now, breach=b)
+            masked = prev if prev is not None and b.kind is BreachKind.UNKNOWN else None
+            if masked is not None and masked.masked is not None:
+                masked = masked.masked
+            self._ongoing[key] = _Ongoing(kind=b.kind, since=b.since, last_sent=now, breach=b, masked=masked)
             return self._emit(format_breach(b, now=now), now)
         except Exception:
             log.exception("breach notification could not be queued")

@@ -113,11 +113,13 @@ def format_breach(b: Breach, *, now: float, reminder: bool = False) -> Notificat
 
 def format_recovered(b: Breach, *, since: float, now: float) -> Notification:
     title = f"[RECOVERED] {b.rule} on {_account(b.account)}"
-    body = (
-        f"Rule {b.rule} ({b.metric}) on {_account(b.account)} no longer holds: "
-        f"value {fmt_value(b.value)} vs threshold {fmt_value(b.threshold)}.\n"
-        f"It lasted {fmt_duration(now - since)} (since {fmt_time(since)})."
-    )
+    lines = [
+        f"Rule {b.rule} ({b.metric}) on {_account(b.account)}: "
+        f"value {fmt_value(b.value)} vs threshold {fmt_value(b.threshold)}.",
+        *([b.message] if b.message else []),  # the rules engine says what cleared (e.g. "data is back")
+        f"The alert lasted {fmt_duration(now - since)} (since {fmt_time(since)}).",
+    ]
+    body = "\n".join(lines)
     return Notification(kind=Kind.RECOVERED, severity=Severity.INFO, title=title, body=body)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import time
@@ -325,3 +326,31 @@ def _sample(metrics: Metrics, series: str) -> float | None:
     labels = dict(kv.split("=") for kv in rest.rstrip("}").split(",")) if rest else {}
     labels = {k: v.strip('"') for k, v in labels.items()}
     return metrics.registry.get_sample_value("ibkr_watchdog_" + name, labels)
+
+
+async def test_a_breach_interrupted_by_unknown_data_is_reminded_again_when_data_returns(
+    capture: Capture,
+) -> None:
+    clock = Clock()
+    n = Notifier(config([(url(capture.port), ALL)], reminder_interval="5m"), clock=clock)
+    await n.start()
+    try:
+        n.notify_breach(breach())
+        clock.now += 60
+        n.notify_breach(breach(BreachKind.UNKNOWN))
+        clock.now += 60
+        back = dataclasses.replace(breach(BreachKind.RECOVERED), message="data is back: daily_pnl -1,150")
+        n.notify_breach(back)
+        clock.now += 5 * 60
+        n.tick()
+        await n.drain(5)
+    finally:
+        await n.stop(2)
+    bodies = capture.snapshot()
+    assert [b["title"] for b in bodies] == [
+        "[BREACH] daily_loss on DU111",
+        "[UNKNOWN] daily_loss on DU111",
+        "[RECOVERED] daily_loss on DU111",
+        "Reminder: [BREACH] daily_loss on DU111",  # the breach itself never cleared
+    ]
+    assert "data is back: daily_pnl -1,150" in bodies[2]["message"]
