@@ -87,7 +87,7 @@ async def test_it_refuses_a_duplicate_client_id_with_326(sim: Simulator, connect
     second.errorEvent += lambda req_id, code, msg, contract: errors.append(code)
     try:
         with pytest.raises((ConnectionError, TimeoutError)):
-            await second.connectAsync(sim.host, sim.port, clientId=5, timeout=2)
+            await second.connectAsync(sim.host, sim.port, clientId=5, timeout=1)
     finally:
         second.disconnect()
     assert 326 in errors

@@ -6,6 +6,7 @@ from watchdog.sim.book import Execution
 from watchdog.sim.control import SimulatorError
 from watchdog.sim.faults import Faults
 from watchdog.sim.orders import FillConfig, Session
+from watchdog.sim.scenario import Scenario, ScenarioError, load_scenario, run_scenario
 from watchdog.sim.server import ReceivedFrame
 from watchdog.sim.simulator import SimOpenOrder, SimPosition, Simulator
 from watchdog.sim.universe import Instrument
@@ -16,9 +17,13 @@ __all__ = [
     "FillConfig",
     "Instrument",
     "ReceivedFrame",
+    "Scenario",
+    "ScenarioError",
     "Session",
     "SimOpenOrder",
     "SimPosition",
     "Simulator",
     "SimulatorError",
+    "load_scenario",
+    "run_scenario",
 ]
