@@ -13,7 +13,6 @@ import contextlib
 import enum
 import logging
 import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 
 from ib_async import IB
 
-from watchdog import valve
+from watchdog import gwsocket, valve
 from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
 from watchdog.errors import (
     ClientIdInUse,
@@ -40,8 +39,6 @@ T = TypeVar("T")
 DEGRADED_CODES = frozenset({1100, 2110})  # gateway lost IB's servers: socket fine, data stopped
 RESTORED_CODES = frozenset({1101, 1102})  # 1101: restored, data lost (re-request); 1102: data kept
 NOTICE_CODES = frozenset({202, 399, 10167})  # order cancelled / order warnings: counted, no event
-# kernel keepalive as a backstop for when no heartbeat runs: a dead peer is noticed in ~25 s
-KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
 
 
 class EventKind(enum.StrEnum):
@@ -64,17 +61,6 @@ class GatewayEvent:
     message: str
     at: float  # epoch
     code: int | None = None
-
-
-class _DecoderErrors(logging.Handler):
-    """Counts messages ib_async's decoder failed on (it logs them with a traceback and carries on)."""
-
-    def __init__(self, on_malformed: Callable[[logging.LogRecord], None]) -> None:
-        super().__init__(level=logging.ERROR)
-        self._on_malformed = on_malformed
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._on_malformed(record)
 
 
 class GatewayConnection:
@@ -146,14 +132,7 @@ class GatewayConnection:
     def keepalive_settings(self) -> dict[str, int]:
         """The live socket's keepalive options (empty when not connected)."""
         sock = self._socket()
-        if sock is None:
-            return {}
-        out = {"SO_KEEPALIVE": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)}
-        for name, _ in KEEPALIVE:
-            opt = getattr(socket, name, None)
-            if opt is not None:
-                out[name] = sock.getsockopt(socket.IPPROTO_TCP, opt)
-        return out
+        return gwsocket.keepalive_settings(sock) if sock is not None else {}
 
     def _emit(self, kind: EventKind, message: str, code: int | None = None) -> None:
         event = GatewayEvent(kind=kind, message=message, at=self._clock(), code=code)
@@ -230,9 +209,10 @@ class GatewayConnection:
         except SafetyValveError:
             await self._teardown(ib)
             raise
-        if self._hb.tcp_keepalive:
-            self._enable_keepalive(ib)
         self._ib = ib
+        sock = self._socket()
+        if self._hb.tcp_keepalive and sock is not None:
+            gwsocket.enable_keepalive(sock)
         self._server_version = ib.client.serverVersion()
         self.tracker.reset()
         self._set_health(Health.HEALTHY)
@@ -304,12 +284,7 @@ class GatewayConnection:
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self._on_disconnected
         self._attach_data(ib)
-        # a private, unregistered child logger per connection: counts decoder failures of this
-        # connection only, while records still propagate to the usual "ib_async.Decoder" handlers
-        decoder_log = logging.Logger("ib_async.Decoder")
-        decoder_log.parent = logging.getLogger("ib_async.Decoder")
-        decoder_log.addHandler(_DecoderErrors(self._on_malformed))
-        ib.client.decoder.logger = decoder_log
+        ib.client.decoder.logger = gwsocket.counting_decoder_logger(self._on_malformed)
 
     def _detach(self, ib: IB) -> None:
         ib.errorEvent -= self._on_error
@@ -351,20 +326,6 @@ class GatewayConnection:
         ib = self._ib
         transport = ib.client.conn.transport if ib is not None else None
         return transport.get_extra_info("socket") if transport is not None else None
-
-    def _enable_keepalive(self, ib: IB) -> None:
-        transport = ib.client.conn.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
-            return
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for name, value in KEEPALIVE:
-                opt = getattr(socket, name, None)
-                if opt is not None:
-                    sock.setsockopt(socket.IPPROTO_TCP, opt, value)
-        except OSError as e:
-            log.warning("could not enable TCP keepalive on the gateway socket: %s", e)
 
     # hooks for the data layer (gateway.Gateway)
 

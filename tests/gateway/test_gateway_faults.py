@@ -11,6 +11,7 @@ import pytest
 from ib_async import IB
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID, FAST_HB, Harness, eventually
+from watchdog.config import HeartbeatConfig
 from watchdog.errors import ClientIdInUse, GatewayUnavailable, SafetyValveError
 from watchdog.gateway import Gateway
 from watchdog.model import Health
@@ -31,9 +32,17 @@ async def supervised(g: Gateway) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, 5)
 
 
-async def test_half_open_is_detected_within_interval_times_misses_plus_timeout(harness: Harness) -> None:
-    sim, hb = harness.sim, FAST_HB
-    g = harness.gateway()
+SLOW_ANSWER_HB = HeartbeatConfig(
+    interval="200ms", timeout="300ms", misses=2, reconnect_initial="50ms", reconnect_max="200ms"
+)
+
+
+@pytest.mark.parametrize("hb", [FAST_HB, SLOW_ANSWER_HB], ids=["timeout<interval", "timeout>interval"])
+async def test_half_open_is_detected_within_interval_times_misses_plus_timeout(
+    harness: Harness, hb: HeartbeatConfig
+) -> None:
+    sim = harness.sim
+    g = harness.gateway(hb=hb)
     bystander = IB()  # a plain ib_async client with no heartbeat of its own
     await asyncio.wait_for(bystander.connectAsync("127.0.0.1", sim.port, clientId=7, timeout=2), 5)
     try:
