@@ -25,6 +25,21 @@ _HOST_IS_PUBLIC = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "a
 _PREFIX = re.compile(r"^\s*([A-Za-z]+(?:\s*,\s*[A-Za-z]+)*)\s*=\s*(\S.*)$")
 _TOKEN_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
 _MIN_SECRET = 6  # shorter URL pieces (ports, "json", "hooks") are not worth scrubbing from every log line
+_SECRET_KEY = re.compile(r"token|key|secret|pass|auth|sig|pwd", re.IGNORECASE)
+_LONG_WORD = 16  # a lowercase piece this long is treated as a token even without digits
+
+
+def _looks_secret(tok: str) -> bool:
+    """Tokens, keys and ids mix digits or cases; plain words ("notifications", "webhook") do not.
+
+    Scrubbing plain words would garble messages that merely contain them.
+    """
+    if len(tok) < _MIN_SECRET or tok.isdigit():
+        return False
+    mixed_case = any(c.isupper() for c in tok) and any(c.islower() for c in tok)
+    return any(c.isdigit() for c in tok) or mixed_case or len(tok) >= _LONG_WORD
+
+
 REDACTED = "***"
 
 
@@ -56,21 +71,22 @@ def describe_url(url: str) -> str:
 
 
 def secret_fragments(url: str) -> set[str]:
-    """Pieces of a URL that may be secret: credentials, path tokens, query values, the whole URL."""
+    """Pieces of a URL that may be secret: the password, token-like path and query pieces, the whole URL."""
     frags = {url.strip()}
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
-        if parts.password:
-            frags.add(parts.password)
-        if parts.username and len(parts.username) >= 3:
-            frags.add(parts.username)
+        if parts.password and len(parts.password) >= 4:
+            frags.add(parts.password)  # a password is a secret even when it looks like a word
         public_host = parts.hostname if scheme in _HOST_IS_PUBLIC else None
         pieces = [parts.netloc.rpartition("@")[2], *_TOKEN_SPLIT.split(parts.path)]
-        pieces += [v for _, v in parse_qsl(parts.query, keep_blank_values=False)]
+        for key, value in parse_qsl(parts.query, keep_blank_values=False):
+            if _SECRET_KEY.search(key) and len(value) >= 4:
+                frags.add(value)  # ?token=…, +X-Api-Key=…: secret whatever it looks like
+            pieces.append(value)
         for piece in pieces:
             for tok in _TOKEN_SPLIT.split(piece):
-                if len(tok) >= _MIN_SECRET and not tok.isdigit() and tok != public_host:
+                if _looks_secret(tok) and tok != public_host:
                     frags.add(tok)
     except ValueError:
         return frags

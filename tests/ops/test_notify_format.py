@@ -165,3 +165,11 @@ def test_the_log_filter_scrubs_messages_args_and_tracebacks() -> None:
     assert (
         "hunter2secret" not in rec.getMessage() and "ValueError: bad url json://u:***@h/" in rec.getMessage()
     )
+
+
+def test_plain_words_in_a_url_are_not_scrubbed_from_messages() -> None:
+    frags = secret_fragments("json://127.0.0.1:9/notifications/webhook/Ab12cd34ef")
+    assert redact("5 notifications summarised via webhook", frags) == "5 notifications summarised via webhook"
+    assert (
+        redact("posted to /notifications/webhook/Ab12cd34ef", frags) == "posted to /notifications/webhook/***"
+    )
