@@ -7,13 +7,14 @@ turns into GatewayUnavailable when it gets no answer, so the caller can park the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from watchdog.broker import Broker
 from watchdog.config import KillConfig
-from watchdog.errors import GatewayUnavailable
+from watchdog.errors import GatewayError, GatewayUnavailable
 from watchdog.killplan import (
     EPS,
     NON_RETRYABLE_ERRORS,
@@ -62,6 +63,9 @@ class KillExecutor:
         """Cancel all (verified); for close_all then close, and cancel again what appeared meanwhile."""
         run.remaining_orders = await self.cancel_phase(run, include_ours=run.action is Action.CANCEL_ALL)
         if run.action is not Action.CLOSE_ALL:
+            if not run.dry:  # the positions a cancel-only kill keeps: what the lockout must not touch
+                with contextlib.suppress(GatewayError):
+                    run.final_positions = await self.call("positions", self.broker.positions)
             return
         if self.config.standby and not run.dry:
             await self._standby_wait(run)

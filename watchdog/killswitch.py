@@ -8,6 +8,7 @@ callback, so it never waits on notifications or metrics. The orders themselves g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -139,6 +140,12 @@ class KillSwitch:
                 for o in snapshot_open_orders
                 if o.is_working and in_scope(o.account) and not is_watchdog_order(o, prefix)
             ]
+            if self.config.lockout_flatten and not latch.baseline_known:
+                # the kill could not read the book it kept: adopt today's, never flatten it blindly
+                keep = {position_key(*p.key): p.quantity for p in positions if in_scope(p.account)}
+                with contextlib.suppress(StateError):  # reported by the store; memory holds it anyway
+                    self.store.save_latch(replace(latch, baseline=keep, baseline_known=True))
+                latch = self.store.latch()
             base = _baseline(latch)
             grown = [
                 p
@@ -338,7 +345,8 @@ class KillSwitch:
             kill_id=run.kill_id,
             tripped_at=old.tripped_at if tripped else now,
             accounts=accounts,
-            baseline=old.baseline,
+            baseline=old.baseline if tripped else {},
+            baseline_known=old.baseline_known and tripped,
             changed_at=now,
             changed_by=run.trigger,
         )
@@ -352,7 +360,8 @@ class KillSwitch:
         in_scope = self._x.in_scope(run.scope)
         keep = {k: v for k, v in latch.baseline.items() if not in_scope(k.rpartition("|")[0])}
         keep |= {position_key(*p.key): p.quantity for p in run.final_positions if in_scope(p.account)}
-        self._state_call(run, lambda: self.store.save_latch(replace(latch, baseline=keep)))
+        new = replace(latch, baseline=keep, baseline_known=True)
+        self._state_call(run, lambda: self.store.save_latch(new))
 
     def _save_pending(self, run: Run) -> None:
         p = PendingKill(

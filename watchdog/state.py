@@ -53,6 +53,7 @@ class Latch:
     accounts: tuple[str, ...] = ()  # accounts under lockout; empty = every watched account
     # positions the lockout keeps (the book at the end of the last kill), position_key → quantity
     baseline: Mapping[str, float] = field(default_factory=lambda: EMPTY_MAP)
+    baseline_known: bool = False  # False: lockout_flatten adopts the current book instead of closing it
     changed_at: float | None = None
     changed_by: str = ""
     corrupted: bool = False  # read from a damaged file: TRIPPED by fail-safe
@@ -369,6 +370,7 @@ def _latch_from(data: Any) -> Latch:
         tripped_at=float(tripped_at) if tripped_at is not None else None,
         accounts=tuple(str(a) for a in data.get("accounts", ())),
         baseline=MappingProxyType({str(k): float(v) for k, v in baseline.items()}),
+        baseline_known=bool(data.get("baseline_known", False)),
         changed_at=float(changed_at) if changed_at is not None else None,
         changed_by=str(data.get("changed_by", "")),
     )
