@@ -9,7 +9,6 @@ thread-safe); signal handlers installed with `loop.add_signal_handler` qualify.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import warnings
@@ -166,8 +165,10 @@ class Notifier:
         """Send what is queued (and a pending burst summary) for at most `timeout` seconds, then quit."""
         if self._closed:
             return
-        with contextlib.suppress(Exception):
+        try:
             self._flush_held(self._clock(), force=True)
+        except Exception:
+            log.exception("burst summary not sent at shutdown")
         self._closed = True
         if self._ticker is not None:
             self._ticker.cancel()
