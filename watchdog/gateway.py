@@ -48,9 +48,13 @@ class Gateway(GatewayConnection):
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_event: Callable[[GatewayEvent], None] | None = None,
+        on_heartbeat: Callable[[float], None] | None = None,
         rand: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(gw, hb, polling, clock=clock, monotonic=monotonic, on_event=on_event, rand=rand)
+        super().__init__(
+            gw, hb, polling, clock=clock, monotonic=monotonic, on_event=on_event,
+            on_heartbeat=on_heartbeat, rand=rand,
+        )  # fmt: skip
         self._cache = SnapshotCache()
         self._marks: dict[tuple[str, int], float] = {}
         self._portfolio_account = ""

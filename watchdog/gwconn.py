@@ -75,10 +75,13 @@ class GatewayConnection:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_event: Callable[[GatewayEvent], None] | None = None,
+        on_heartbeat: Callable[[float], None] | None = None,
         rand: Callable[[], float] | None = None,
     ) -> None:
         self._gw, self._hb, self._polling = gw, hb, polling
         self._clock, self._mono, self._on_event = clock, monotonic, on_event
+        self._on_heartbeat = on_heartbeat
+        self._closed = False
         self._ib: IB | None = None
         self._health = Health.UNKNOWN
         self._down_since: float | None = None
@@ -102,6 +105,10 @@ class GatewayConnection:
     @property
     def health(self) -> Health:
         return self._health
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def watched_accounts(self) -> tuple[str, ...]:
@@ -164,6 +171,8 @@ class GatewayConnection:
         if not self._port_checked:  # raises on a mismatch every time; warns once about odd ports
             valve.check_port(gw.port, gw.paper)
             self._port_checked = True
+        if self._closed:
+            raise GatewayUnavailable("the gateway connection was closed by the watchdog")
         if self._ib is not None:
             return
         self.connect_attempts += 1
@@ -209,6 +218,9 @@ class GatewayConnection:
         except SafetyValveError:
             await self._teardown(ib)
             raise
+        if self.closed:  # close() ran while the handshake was in flight
+            await self._teardown(ib)
+            raise GatewayUnavailable("the gateway connection was closed by the watchdog")
         self._ib = ib
         sock = self._socket()
         if self._hb.tcp_keepalive and sock is not None:
@@ -259,7 +271,7 @@ class GatewayConnection:
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Keep the connection alive until `stop` is set: heartbeat every interval, reconnect with backoff."""
-        while not stop.is_set():
+        while not stop.is_set() and not self._closed:
             if self._ib is None:
                 delay = await self.ensure_connected()
             else:
@@ -274,7 +286,8 @@ class GatewayConnection:
                     await asyncio.wait_for(stop.wait(), delay)
 
     async def close(self) -> None:
-        """Disconnect and release everything (no tasks or sockets left behind)."""
+        """Disconnect and release everything (no tasks or sockets left behind); final."""
+        self._closed = True
         ib, self._ib = self._ib, None
         if ib is not None:
             await self._teardown(ib)
@@ -366,6 +379,11 @@ class GatewayConnection:
             sent=sent, received=self._mono(), sent_epoch=sent_epoch, server_epoch=answer.timestamp()
         )
         self.backoff.reset()  # the connection proved healthy
+        if self._on_heartbeat is not None:
+            try:
+                self._on_heartbeat(rtt)
+            except Exception:  # metrics must never break the heartbeat
+                log.exception("gateway on_heartbeat callback failed")
         return rtt
 
     async def _half_open(self) -> None:

@@ -55,6 +55,8 @@ class Harness:
         hb: HeartbeatConfig = FAST_HB,
         polling: PollingConfig = FAST_POLL,
         port: int | None = None,
+        on_event: Callable[[GatewayEvent], None] | None = None,
+        on_heartbeat: Callable[[float], None] | None = None,
         **gw: Any,
     ) -> Gateway:
         cfg = GatewayConfig(
@@ -65,7 +67,15 @@ class Harness:
             accounts=accounts,
             connect_timeout=gw.pop("connect_timeout", "1s"),
         )
-        g = Gateway(cfg, hb, polling, monotonic=self.monotonic, on_event=self.events.append, rand=lambda: 0.5)
+        g = Gateway(
+            cfg,
+            hb,
+            polling,
+            monotonic=self.monotonic,
+            on_event=on_event or self.events.append,
+            on_heartbeat=on_heartbeat,
+            rand=lambda: 0.5,
+        )
         self.gateways.append(g)
         return g
 

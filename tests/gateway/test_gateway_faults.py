@@ -229,12 +229,10 @@ async def test_malformed_gateway_messages_are_counted_and_survived(harness: Harn
 
 
 async def test_a_broken_event_listener_does_not_break_the_gateway(harness: Harness) -> None:
-    g = harness.gateway()
-
     def explode(_: object) -> None:
         raise RuntimeError("listener bug")
 
-    g._on_event = explode
+    g = harness.gateway(on_event=explode)
     await asyncio.wait_for(g.connect(), 5)
     assert g.is_connected()
 
@@ -252,3 +250,16 @@ async def test_close_leaves_no_tasks_threads_or_sockets_behind(harness: Harness)
     # the simulator's own connection handler finishes on its side of the socket: wait for it
     await eventually(lambda: asyncio.all_tasks() == tasks_before)
     assert threading.active_count() == threads_before
+
+
+async def test_heartbeat_rtts_are_reported_for_the_histogram_and_close_is_final(harness: Harness) -> None:
+    seen: list[float] = []
+    g = harness.gateway(on_heartbeat=seen.append)
+    await asyncio.wait_for(g.connect(), 5)
+    rtt = await asyncio.wait_for(g.heartbeat(), 5)
+    assert seen == [rtt]
+    await asyncio.wait_for(g.close(), 5)
+    assert g.closed
+    with pytest.raises(GatewayUnavailable, match="closed by the watchdog"):
+        await asyncio.wait_for(g.connect(), 5)
+    await asyncio.wait_for(g.supervise(asyncio.Event()), 5)  # returns at once once closed
