@@ -246,3 +246,43 @@ async def test_it_fills_in_parts_after_a_delay(sim: Simulator, connect: Connect)
     await sim.wait_until(lambda: trade.orderStatus.status == "Filled", 2)
     assert [f.execution.shares for f in trade.fills] == [5.0, 5.0]
     assert [f.execution.cumQty for f in trade.fills] == [5.0, 10.0]
+
+
+async def test_a_single_account_gets_account_updates_and_portfolio() -> None:
+    async with Simulator.running(accounts=(ACCOUNT,)) as sim:
+        sim.set_position(ACCOUNT, "ES", 2, avg_cost=5100 * 50)
+        ib = IB()
+        try:
+            await ib.connectAsync(sim.host, sim.port, clientId=5, timeout=2)
+            assert 6 in [f.msg_id for f in sim.received(5)]
+            values = {v.tag: v.value for v in ib.accountValues() if v.currency in ("USD", "")}
+            assert values["NetLiquidation"] == "1010000.00"
+            [item] = ib.portfolio()
+            assert (item.position, item.marketPrice, item.averageCost, item.unrealizedPNL) == (
+                2,
+                5200,
+                255000,
+                10000,
+            )
+            sim.set_price("ES", 5000.0)
+            await sim.wait_until(lambda: ib.portfolio()[0].unrealizedPNL == -10000.0, 2)
+            # An order without an account is fine with a single managed account.
+            trade = ib.placeOrder(Future("ES", "20261218", "CME"), MarketOrder("SELL", 2))
+            await sim.wait_until(lambda: trade.orderStatus.status == "Filled", 2)
+            await sim.wait_until(lambda: ib.portfolio() == [] and ib.positions() == [], 2)
+        finally:
+            ib.disconnect()
+
+
+async def test_the_master_client_sees_other_clients_orders_live() -> None:
+    async with Simulator.running(accounts=(ACCOUNT,), master_client_id=42) as sim:
+        master, plain = IB(), IB()
+        try:
+            await master.connectAsync(sim.host, sim.port, clientId=42, timeout=2)
+            await plain.connectAsync(sim.host, sim.port, clientId=5, timeout=2)
+            sim.place_order_as(7, ACCOUNT, "AAPL", "BUY", 1, "LMT", 100.0)
+            await sim.wait_until(lambda: [t.order.clientId for t in master.openTrades()] == [7], 2)
+            assert plain.openTrades() == []
+        finally:
+            master.disconnect()
+            plain.disconnect()

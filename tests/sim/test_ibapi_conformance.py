@@ -14,6 +14,7 @@ from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
+from ibapi.order_cancel import OrderCancel
 from ibapi.wrapper import EWrapper
 
 from tests.sim.conftest import ACCOUNT
@@ -233,3 +234,58 @@ async def test_ibapi_gets_contract_details_and_error_200(sim: Simulator, app: Ap
     while code != 200:
         _, (req_id, code, _msg) = await next_event(app, "error")
     assert req_id == 22
+
+
+async def test_ibapi_streams_pnl(sim: Simulator, app: App) -> None:
+    sim.set_position(ACCOUNT, "AAPL", 100, avg_cost=180.0)
+    app.reqPnL(31, ACCOUNT, "")
+    _, (req_id, daily, unrealized, realized) = await next_event(app, "pnl")
+    assert (req_id, daily, unrealized, realized) == (31, 0.0, 1000.0, 0.0)
+    sim.set_pnl(ACCOUNT, daily=-2600.0)
+    _, (_, daily, _, _) = await next_event(app, "pnl")
+    assert daily == -2600.0
+
+
+async def test_ibapi_owner_cancels_its_limit_order(sim: Simulator, app: App) -> None:
+    _, (oid,) = await next_event(app, "nextValidId")
+    order = Order()
+    order.action, order.orderType, order.totalQuantity, order.lmtPrice = "BUY", "LMT", Decimal(5), 150.0
+    order.account = ACCOUNT
+    app.placeOrder(oid, stock("AAPL"), order)
+    _, status = await next_event(app, "orderStatus")
+    while status[1] != "Submitted":
+        _, status = await next_event(app, "orderStatus")
+    app.cancelOrder(oid, OrderCancel())
+    _, status = await next_event(app, "orderStatus")
+    assert (status[0], status[1], status[3]) == (oid, "Cancelled", Decimal(5))
+    _, (req_id, code, _msg) = await next_event(app, "error")
+    while code != 202:
+        _, (req_id, code, _msg) = await next_event(app, "error")
+    assert req_id == oid and sim.open_orders() == []
+
+
+async def test_ibapi_global_cancel_cancels_other_clients_and_client_zero(sim: Simulator, app: App) -> None:
+    sim.place_order_as(0, ACCOUNT, "AAPL", "SELL", 10, "LMT", 250.0)
+    sim.place_order_as(7, "DU222222", "SPY", "SELL", 5, "LMT", 600.0)
+    app.reqGlobalCancel(OrderCancel())
+    await sim.wait_until(lambda: sim.open_orders() == [], 2)
+    app.reqAllOpenOrders()
+    assert await collect_until(app, "openOrderEnd", "openOrder") == []
+    assert sorted(o.status for o in sim.book.orders.values()) == ["Cancelled", "Cancelled"]
+
+
+async def test_ibapi_duplicate_client_id_gets_326_and_is_closed(sim: Simulator, app: App) -> None:
+    await next_event(app, "managedAccounts")
+    dup = App()
+    await asyncio.wait_for(asyncio.to_thread(dup.connect, sim.host, sim.port, 9), 5)
+    runner = threading.Thread(target=dup.run, name="ibapi-dup", daemon=True)
+    runner.start()
+    try:
+        _, (_req, code, _msg) = await next_event(dup, "error")
+        assert code == 326
+        await asyncio.to_thread(runner.join, 5)
+        assert not dup.isConnected() and not runner.is_alive()
+        assert sim.connected_clients() == [9]
+    finally:
+        dup.disconnect()
+        await asyncio.to_thread(runner.join, 5)

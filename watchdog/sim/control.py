@@ -185,7 +185,7 @@ class ControlMixin:
     async def wait_until(
         self,
         predicate: Callable[[], bool],
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
         interval: float = 0.01,
     ) -> None:
         """Poll `predicate` until true; TimeoutError after `timeout` seconds."""

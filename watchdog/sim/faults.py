@@ -193,7 +193,7 @@ class Faults:
         if wait:
             await task
 
-    async def wait_idle(self, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait_idle(self, timeout: float) -> None:
         """Wait until background fault phases (nightly reset, restart) have finished."""
         if self._tasks:
             await asyncio.wait_for(asyncio.gather(*list(self._tasks)), timeout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 # Exchanges an order may be routed to; anything else (empty, a bare primary exchange) is error 321.
 ROUTABLE = frozenset({"SMART", "CME", "GLOBEX", "IDEALPRO", "CBOE", "ISLAND", "ARCA", "NYSE", "NASDAQ"})
@@ -222,8 +222,3 @@ class Universe:
                 continue
             out.append(i)
         return out
-
-    def with_price(self, con_id: int, price: float) -> Instrument:
-        inst = replace(self.by_con_id[con_id], price=price)
-        self.by_con_id[con_id] = inst
-        return inst
