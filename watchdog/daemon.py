@@ -1,0 +1,548 @@
+"""Daemon lifecycle: start-up, scheduled polls and evaluation, signals, reload, bounded shutdown.
+
+Signal handlers only set flags and wake the main loop (uvicorn's habit); the loop acts. The
+body of one cycle is public (`poll_once()`, `evaluate_once()`), so tests drive it directly
+instead of sleeping. Every side effect (clock, gateway, metrics registry, notifier) is injected
+through `Components`, so a test can swap any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watchdog import __version__
+from watchdog.config import Config
+from watchdog.errors import (
+    ClientIdInUse,
+    ConfigError,
+    GatewayError,
+    GatewayUnavailable,
+    SafetyValveError,
+    StateError,
+)
+from watchdog.gateway import EventKind, GatewayEvent
+from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
+from watchdog.runtime import Components, build_components
+
+log = logging.getLogger("watchdog.daemon")
+
+SHUTDOWN_GRACE = 10.0  # seconds a running kill may take to finish during a graceful stop
+POLLS = ("pnl", "account_summary", "positions", "orders", "executions")
+
+
+class RunState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    """What one evaluation cycle saw and did."""
+
+    at: float
+    breaches: tuple[Breach, ...] = ()
+    kills_started: tuple[str, ...] = ()
+    lockout_cancelled: int = 0
+    healthy: bool = False
+
+
+@dataclass(slots=True)
+class _Requests:
+    """Flags set by signal handlers and read by the main loop."""
+
+    kill: list[tuple[Action, str, str]] = field(default_factory=list)
+    reload: bool = False
+    stop: bool = False
+    force: bool = False
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str | None, components: Components) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.c = components
+        self.state = RunState.STARTING
+        self._wake = asyncio.Event()
+        self._requests = _Requests()
+        self._kill_tasks: set[asyncio.Future[Any]] = set()
+        self._eval_task: asyncio.Task[CycleResult] | None = None
+        self._eval_again = False
+        self._ready_sent = False
+        self._reconnecting = asyncio.Lock()
+        self._last_snapshot: Snapshot | None = None
+        self._down_notified = False
+        self._connected_once = False
+        self._next_connect_at = 0.0
+        self.last_cycle: CycleResult | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self, *, require_gateway: bool = False) -> None:
+        """Bring every part up; each part that fails to start is reported, only the gateway can stop us."""
+        c = self.c
+        c.store.write_pid(os.getpid())
+        if self.config.metrics.enabled:
+            try:
+                port = await c.metrics.start(self.config.metrics.host, self.config.metrics.port)
+                log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, port)
+            except OSError as exc:  # the kill path never depends on metrics
+                log.error("metrics server not started (%s); continuing without /metrics", exc)
+                c.notifier.notify_text("warning", "Metrics server not started", str(exc))
+        await c.notifier.start()
+        c.metrics.observe_reload(True, c.clock())
+        c.metrics.set_tripped(c.store.trading_state() is TradingState.TRIPPED)
+        c.metrics.set_pending(c.store.pending_kill() is not None)
+        c.notifier.notify_text(
+            "info",
+            "ibkr-watchdog started",
+            f"version {__version__}, watching {self.config.gateway.host}:{self.config.gateway.port}, "
+            f"state {c.store.trading_state().value}",
+        )
+        if c.store.pending_kill() is not None:
+            c.notifier.notify_text(
+                "critical", "A kill is pending", "it will run as soon as the gateway is up"
+            )
+        try:
+            await self._connect()
+        except (GatewayUnavailable, ClientIdInUse) as exc:
+            if require_gateway:
+                raise
+            log.error("gateway not reachable at start: %s; retrying in the background", exc)
+            c.notifier.notify_text("critical", "Gateway unreachable at start", str(exc))
+        self._schedule_jobs()
+        c.scheduler.start()
+        self.state = RunState.RUNNING
+        self._request_evaluation()
+
+    async def stop(self) -> None:
+        """Bounded, orderly stop. Never fires a kill; lets a running kill finish for a short grace."""
+        if self.state is RunState.STOPPED:
+            return
+        self.state = RunState.STOPPING
+        c = self.c
+        c.sd.stopping()
+        with contextlib.suppress(Exception):
+            c.scheduler.shutdown(wait=False)
+        if self._kill_tasks and not self._requests.force:
+            log.warning("waiting up to %.0fs for a running kill to finish", SHUTDOWN_GRACE)
+            await asyncio.wait(self._kill_tasks, timeout=SHUTDOWN_GRACE)
+        for t in [*self._kill_tasks, *([self._eval_task] if self._eval_task else [])]:
+            t.cancel()
+        await asyncio.gather(*self._kill_tasks, return_exceptions=True)
+        c.notifier.notify_shutdown(
+            "stopped" if not self._requests.force else "forced stop", c.store.trading_state().value
+        )
+        await c.gateway.close()
+        await c.notifier.stop(timeout=0.5 if self._requests.force else 3.0)
+        c.metrics.stop()
+        with contextlib.suppress(OSError):
+            c.store.remove_pid()
+        self.state = RunState.STOPPED
+
+    async def run(self, *, require_gateway: bool = False) -> int:
+        """Start, then act on signal requests until asked to stop."""
+        self.install_signal_handlers()
+        try:
+            await self.start(require_gateway=require_gateway)
+            await self.serve()
+        finally:
+            self.remove_signal_handlers()
+            await self.stop()
+        return 0
+
+    async def serve(self) -> None:
+        """Act on requests (signals, control) until a stop is requested."""
+        while not self._requests.stop:
+            await self._wake.wait()
+            self._wake.clear()
+            self._handle_requests()
+
+    @property
+    def kill_in_progress(self) -> bool:
+        return bool(self._kill_tasks)
+
+    # ------------------------------------------------------------------ signals
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, self.request_kill, Action.CLOSE_ALL, "manual:SIGUSR1", "")
+        loop.add_signal_handler(signal.SIGUSR2, self.request_kill, Action.CANCEL_ALL, "manual:SIGUSR2", "")
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, False)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
+
+    def remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    def request_kill(self, action: Action, trigger: str, reason: str) -> None:
+        self._requests.kill.append((action, trigger, reason))
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._requests.reload = True
+        self._wake.set()
+
+    def request_stop(self, interactive: bool = False) -> None:
+        if self._requests.stop and interactive:
+            self._requests.force = True  # a second Ctrl-C: stop without waiting for anything
+        self._requests.stop = True
+        self._wake.set()
+
+    def _handle_requests(self) -> None:
+        while self._requests.kill:
+            action, trigger, reason = self._requests.kill.pop(0)
+            request = self.c.control.take_kill_request()
+            if request is not None and request.action is action:
+                reason = request.reason or reason
+            self.c.notifier.notify_text("critical", f"Manual kill ({action.value})", reason or trigger)
+            self.start_kill(action, trigger, reason=reason or "manual trigger")
+        if self._requests.reload:
+            self._requests.reload = False
+            self.reload()
+
+    # ------------------------------------------------------------------ gateway
+    async def _connect(self) -> None:
+        await self.c.gateway.connect()
+        self._after_connect()
+
+    def _after_connect(self) -> None:
+        c = self.c
+        c.metrics.set_connected(True)
+        was_down, self._down_notified = self._down_notified, False
+        accounts = ", ".join(c.gateway.watched_accounts) or "no account"
+        log.info("connected to the gateway; watching %s", accounts)
+        if was_down or self._connected_once:
+            c.metrics.observe_reconnect()
+            c.notifier.notify_reconnect(f"{self.config.gateway.host}:{self.config.gateway.port}")
+        self._connected_once = True
+        if c.store.pending_kill() is not None:
+            self._track(asyncio.ensure_future(c.killswitch.run_pending()))
+
+    async def heartbeat_job(self) -> None:
+        """Heartbeat while connected (half-open detection lives in the gateway); reconnect with backoff."""
+        c = self.c
+        if c.gateway.status().connected:
+            try:
+                await c.gateway.heartbeat()
+            except GatewayError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            status = c.gateway.status()
+            if status.heartbeat_rtt is not None and status.last_heartbeat is not None:
+                c.metrics.observe_heartbeat(status.heartbeat_rtt, status.last_heartbeat, status.clock_skew)
+            if status.connected:
+                return
+        c.metrics.set_connected(False)
+        self._notify_if_down_long()
+        if self._reconnecting.locked() or c.monotonic() < self._next_connect_at:
+            return
+        async with self._reconnecting:
+            delay = await c.gateway.ensure_connected()
+            if delay > 0:
+                self._next_connect_at = c.monotonic() + delay
+                return
+            self._after_connect()
+
+    def _on_gateway_event(self, ev: GatewayEvent) -> None:
+        """Gateway health changes re-evaluate at once (gateway-down rules must not wait for a timer)."""
+        if ev.kind is EventKind.CLIENT_ID_IN_USE:
+            self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
+        elif ev.kind is EventKind.DEGRADED:
+            self.c.notifier.notify_text("warning", f"Gateway lost IB's servers ({ev.code})", ev.message)
+        if ev.kind is not EventKind.CONNECTED and self.state is RunState.RUNNING:
+            self._request_evaluation()
+
+    def _notify_if_down_long(self) -> None:
+        down_since = self.c.gateway.status().down_since
+        limit = self.config.notifications.gateway_down_after
+        if down_since is None or self._down_notified or self.c.clock() - down_since < limit:
+            return
+        self._down_notified = True
+        endpoint = f"{self.config.gateway.host}:{self.config.gateway.port}"
+        self.c.notifier.notify_gateway_down(endpoint, down_since, self.c.gateway.status().last_error)
+
+    async def poll(self, name: str) -> bool:
+        """One named poll under its hard timeout; failures are contained and counted."""
+        c = self.c
+        fn: Callable[[], Any] = getattr(c.gateway, f"poll_{name}")
+        try:
+            await asyncio.wait_for(fn(), timeout=self.config.polling.timeout)
+        except (GatewayError, OSError, TimeoutError) as exc:
+            c.metrics.observe_poll(name, False, c.clock())
+            log.debug("poll %s failed: %s", name, exc)
+            return False
+        except Exception:  # a bug in one poll must not stop the others
+            c.metrics.observe_poll(name, False, c.clock())
+            log.exception("poll %s raised", name)
+            return False
+        c.metrics.observe_poll(name, True, c.clock())
+        return True
+
+    async def poll_once(self) -> CycleResult:
+        """Heartbeat, every poll once, then one evaluation: the whole watch cycle as one step."""
+        await self.heartbeat_job()
+        for name in POLLS:
+            await self.poll(name)
+        return await self.evaluate_once()
+
+    # ------------------------------------------------------------------ evaluation
+    def _request_evaluation(self) -> None:
+        """Coalesce evaluation requests (data events, timer) into at most one running evaluation."""
+        if self._eval_task is not None and not self._eval_task.done():
+            self._eval_again = True
+            return
+        self._eval_task = asyncio.ensure_future(self._evaluate_loop())
+
+    async def _evaluate_job(self) -> None:
+        # a coroutine job: APScheduler runs plain functions in a thread pool, away from the loop
+        self._request_evaluation()
+
+    async def _evaluate_loop(self) -> CycleResult:
+        while True:
+            self._eval_again = False
+            result = await self.evaluate_once()
+            if not self._eval_again:
+                return result
+
+    async def evaluate_once(self) -> CycleResult:
+        c = self.c
+        now = c.clock()
+        snap = c.gateway.snapshot()
+        self._last_snapshot = snap
+        suspended = c.schedule.suspended(self.config.quiet_windows, now)
+        breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
+        started: list[str] = []
+        for b in breaches:
+            self._announce(b)
+            if b.kind is BreachKind.BREACH and b.action.is_kill and self._should_fire(b.action):
+                started.append(b.rule)
+                accounts = None if b.account is None else [b.account]
+                self.start_kill(b.action, f"rule:{b.rule}", reason=b.message, accounts=accounts)
+        cancelled = 0
+        tripped = c.store.trading_state() is TradingState.TRIPPED
+        if tripped and not started and not self._kill_tasks and snap.gateway.connected:
+            cancelled = await c.killswitch.enforce_lockout(snap.open_orders, snap.positions)
+        c.metrics.observe_snapshot(snap)
+        c.metrics.observe_rule_status(c.memory.status())
+        healthy = snap.gateway.connected and snap.gateway.health.value == "healthy"
+        self._after_cycle(snap, healthy)
+        result = CycleResult(
+            at=now,
+            breaches=tuple(breaches),
+            kills_started=tuple(started),
+            lockout_cancelled=cancelled,
+            healthy=healthy,
+        )
+        self.last_cycle = result
+        return result
+
+    def _should_fire(self, action: Action) -> bool:
+        """An armed watchdog fires; a tripped one only escalates cancel-only to close-all."""
+        latch = self.c.store.latch()
+        if latch.state is TradingState.ARMED:
+            return True
+        return action is Action.CLOSE_ALL and latch.action is Action.CANCEL_ALL
+
+    def _announce(self, breach: Breach) -> None:
+        level = logging.WARNING if breach.kind in (BreachKind.BREACH, BreachKind.UNKNOWN) else logging.INFO
+        log.log(level, "rule %s %s: %s", breach.rule, breach.kind.value, breach.message)
+        self.c.notifier.notify_breach(breach)
+
+    def _after_cycle(self, snap: Snapshot, healthy: bool) -> None:
+        c = self.c
+        state = c.store.trading_state()
+        c.metrics.set_tripped(state is TradingState.TRIPPED)
+        c.metrics.set_pending(c.store.pending_kill() is not None)
+        summary = (
+            f"{state.value}; gateway {snap.gateway.health.value}; "
+            f"{len(snap.positions)} positions, {len(snap.open_orders)} working orders"
+        )
+        c.sd.status(summary)
+        if healthy:
+            if not self._ready_sent:
+                c.sd.ready()
+                self._ready_sent = True
+            c.sd.watchdog()
+        with contextlib.suppress(StateError, OSError):
+            c.store.write_status(
+                {
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "updated": c.clock(),
+                    "trading_state": state.value,
+                    "gateway": {
+                        "health": snap.gateway.health.value,
+                        "connected": snap.gateway.connected,
+                        "last_heartbeat": snap.gateway.last_heartbeat,
+                        "heartbeat_rtt": snap.gateway.heartbeat_rtt,
+                        "down_since": snap.gateway.down_since,
+                    },
+                    "snapshot_taken_at": snap.taken_at,
+                    "accounts": sorted(snap.accounts),
+                    "positions": len(snap.positions),
+                    "open_orders": len(snap.open_orders),
+                }
+            )
+
+    # ------------------------------------------------------------------ kills
+    def start_kill(
+        self, action: Action, trigger: str, *, reason: str = "", accounts: list[str] | None = None
+    ) -> asyncio.Task[KillReport | None]:
+        """Start a kill at once; the kill switch serialises concurrent kills itself."""
+        task: asyncio.Task[KillReport | None] = asyncio.ensure_future(
+            self._run_kill(action, trigger, reason, accounts)
+        )
+        self._track(task)
+        return task
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        self._kill_tasks.add(task)
+        task.add_done_callback(self._kill_tasks.discard)
+
+    async def _run_kill(
+        self, action: Action, trigger: str, reason: str, accounts: list[str] | None
+    ) -> KillReport | None:
+        """Metrics and notifications hear about the kill through the kill switch's events."""
+        known = self._last_snapshot.open_orders if self._last_snapshot is not None else ()
+        try:
+            return await self.c.killswitch.kill(
+                action, trigger, reason=reason, accounts=accounts, known_orders=known
+            )
+        except Exception:
+            log.exception("kill %s (%s) failed unexpectedly", action.value, trigger)
+            self.c.notifier.notify_text("critical", "Kill failed", f"{action.value} from {trigger}: see logs")
+            return None
+
+    async def wait_for_kills(self, timeout: float) -> list[KillReport]:
+        """Test helper: wait until every running kill finished; return their reports."""
+        tasks = list(self._kill_tasks)
+        if not tasks:
+            return []
+        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout)
+        return [r for r in done if isinstance(r, KillReport)]
+
+    # ------------------------------------------------------------------ jobs and reload
+    def _schedule_jobs(self) -> None:
+        c, cfg = self.c, self.config
+        sched = c.scheduler
+        for job in sched.get_jobs():
+            job.remove()
+        opts: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        sched.add_job(self.heartbeat_job, "interval", seconds=cfg.heartbeat.interval, id="heartbeat", **opts)
+        intervals = {
+            "pnl": cfg.polling.pnl,
+            "account_summary": cfg.polling.account_summary,
+            "positions": cfg.polling.positions,
+            "orders": cfg.polling.orders,
+            "executions": cfg.polling.executions,
+        }
+        for name, every in intervals.items():
+            sched.add_job(self.poll, "interval", seconds=every, args=[name], id=f"poll:{name}", **opts)
+        evaluate_every = min(intervals.values())
+        sched.add_job(self._evaluate_job, "interval", seconds=evaluate_every, id="evaluate", **opts)
+        for rule in cfg.rules:
+            if rule.schedule is None or not rule.enabled:
+                continue
+            trigger = c.schedule.cron_trigger(rule.schedule)
+            sched.add_job(self._scheduled_rule, trigger, args=[rule.name], id=f"rule:{rule.name}", **opts)
+        if cfg.kill.rearm_cron:
+            trigger = c.schedule.cron_trigger_expr(cfg.kill.rearm_cron, cfg.kill.timezone)
+            sched.add_job(self._auto_rearm, trigger, id="rearm", **opts)
+
+    async def _scheduled_rule(self, name: str) -> None:
+        rule = next((r for r in self.config.rules if r.name == name), None)
+        if rule is None:
+            return
+        log.warning("scheduled rule %s fires: %s", name, rule.action.value)
+        self.c.notifier.notify_text(
+            rule.severity.value, f"Scheduled rule {name}", f"action {rule.action.value}"
+        )
+        if rule.action.is_kill and self._should_fire(rule.action):
+            accounts = None if rule.scope in ("each", "all") else [rule.scope]
+            self.start_kill(rule.action, f"schedule:{name}", reason="scheduled", accounts=accounts)
+
+    async def _auto_rearm(self) -> None:
+        if self.c.store.trading_state() is TradingState.TRIPPED and not self._kill_tasks:
+            self.c.killswitch.rearm(reason="session boundary")
+            self.c.notifier.notify_text(
+                "info", "Watchdog re-armed", "automatic re-arm at the session boundary"
+            )
+
+    def reload(self) -> bool:
+        """Validate the file fully, swap atomically; on any error keep the running config."""
+        c = self.c
+        c.sd.reloading()
+        self.c.control.process_requests(self.c.killswitch)
+        if self.config_path is None:
+            return False
+        try:
+            new = c.load_config(self.config_path)
+        except ConfigError as exc:
+            c.metrics.observe_reload(False, c.clock())
+            for problem in exc.problems:
+                log.error("reload rejected: %s", problem)
+            c.audit.record("reload", {"ok": False, "problems": [str(p) for p in exc.problems]})
+            c.notifier.notify_reload_failure([str(p) for p in exc.problems])
+            c.sd.ready()
+            return False
+        if new.gateway != self.config.gateway or new.metrics != self.config.metrics:
+            log.warning("gateway/metrics settings changed: restart the daemon to apply them")
+        self.config = new
+        c.memory.retain(new.rules)
+        c.notifier.retain_rules(r.name for r in new.rules)
+        c.killswitch.config = new.kill
+        c.notifier.reconfigure(new.notifications)
+        if self.state is RunState.RUNNING:
+            self._schedule_jobs()
+        c.metrics.observe_reload(True, c.clock())
+        c.audit.record("reload", {"ok": True, "rules": [r.name for r in new.rules]})
+        log.info("config reloaded: %d rules", len(new.rules))
+        c.sd.ready()
+        return True
+
+
+async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
+    components = build_components(config, clock=time.time)
+    daemon = Daemon(config, config_path, components)
+    try:
+        return await daemon.run(require_gateway=require_gateway)
+    except SafetyValveError as exc:
+        log.critical("refusing to start: %s", exc)
+        return 2
+    except (GatewayUnavailable, ClientIdInUse) as exc:
+        log.critical("gateway unreachable at start: %s", exc)
+        return 3
+
+
+def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
+    """`ibkr-watchdog run`: load the config, then run until SIGTERM/SIGINT."""
+    from watchdog.configload import load_config
+    from watchdog.logsetup import configure
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{config_path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    configure(config.logging.level, as_json=config.logging.json_format)
+    try:
+        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"state_dir {config.state_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(config, config_path, require_gateway))

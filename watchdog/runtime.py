@@ -1,0 +1,181 @@
+"""Wiring: build every part of a running watchdog from a Config, with the side effects injected.
+
+The daemon only talks to the parts through `Components`; tests build their own (another clock,
+another registry, a simulator port) with `build_components(..., **overrides)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+
+from watchdog import rules as rules_engine
+from watchdog import schedule
+from watchdog.audit import AuditLog
+from watchdog.config import Config
+from watchdog.configload import load_config
+from watchdog.control import ControlChannel
+from watchdog.gateway import EventKind, Gateway, GatewayEvent
+from watchdog.killrun import KillEvent, KillEventKind
+from watchdog.killswitch import KillSwitch
+from watchdog.metrics import Metrics
+from watchdog.model import Breach, Severity, Snapshot
+from watchdog.notify import Notifier
+from watchdog.rules import AllRules, RuleMemory
+from watchdog.sdnotify import SdNotifier
+from watchdog.state import StateStore
+
+log = logging.getLogger("watchdog.daemon")
+
+
+class RulesPort:
+    """The pure rules engine, with the watched accounts bound in."""
+
+    def __init__(self, accounts: Callable[[], tuple[str, ...]]) -> None:
+        self._accounts = accounts
+
+    def evaluate(
+        self,
+        rules: Any,
+        snapshot: Snapshot,
+        now: float,
+        memory: RuleMemory,
+        suspended: Collection[str] | AllRules,
+    ) -> list[Breach]:
+        return rules_engine.evaluate(
+            rules, snapshot, now, memory, suspended, accounts=self._accounts() or None
+        )
+
+
+class SchedulePort:
+    suspended = staticmethod(schedule.in_quiet_window)
+    cron_trigger = staticmethod(schedule.cron_trigger)
+    cron_trigger_expr = staticmethod(schedule.cron_trigger_expr)
+
+
+@dataclass(slots=True)
+class Components:
+    clock: Callable[[], float]
+    monotonic: Callable[[], float]
+    gateway: Gateway
+    store: StateStore
+    audit: AuditLog
+    killswitch: KillSwitch
+    control: ControlChannel
+    metrics: Metrics
+    notifier: Notifier
+    sd: SdNotifier
+    scheduler: AsyncIOScheduler
+    memory: RuleMemory
+    rules: RulesPort
+    schedule: SchedulePort = field(default_factory=SchedulePort)
+    load_config: Callable[[str], Config] = load_config
+    # set by the daemon: called for gateway events after metrics/notifications are handled here
+    on_gateway_event: Callable[[GatewayEvent], None] | None = None
+
+
+def build_components(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+    registry: CollectorRegistry | None = None,
+    sd: SdNotifier | None = None,
+) -> Components:
+    """Create every part and connect their callbacks. Starts nothing (no sockets, no tasks)."""
+    metrics = Metrics(registry)
+    notifier = Notifier(
+        config.notifications,
+        clock=clock,
+        on_result=lambda severity, ok: metrics.observe_notification(str(severity), ok),
+        on_dropped=lambda n: metrics.observe_notification_dropped(n),
+    )
+    holder: dict[str, Components] = {}
+
+    def on_gateway_event(ev: GatewayEvent) -> None:
+        c = holder["c"]
+        c.metrics.set_health(c.gateway.health)
+        if ev.kind is EventKind.CONNECTED:
+            c.metrics.set_connected(True)
+        elif ev.kind in (EventKind.DISCONNECTED, EventKind.HALF_OPEN):
+            c.metrics.set_connected(False)
+            log.warning("gateway %s: %s", ev.kind.value, ev.message)
+        elif ev.kind is EventKind.ERROR and ev.code is not None:
+            c.metrics.observe_gateway_error(ev.code)
+        elif ev.kind is EventKind.MALFORMED:
+            c.metrics.observe_malformed()
+        elif ev.kind in (EventKind.DEGRADED, EventKind.RESTORED) and ev.code is not None:
+            c.metrics.observe_gateway_error(ev.code)
+            log.warning("gateway %s (%s): %s", ev.kind.value, ev.code, ev.message)
+        if c.on_gateway_event is not None:
+            c.on_gateway_event(ev)
+
+    def on_kill_event(ev: KillEvent) -> None:
+        c = holder["c"]
+        if ev.kind in (KillEventKind.FINISHED, KillEventKind.ESCALATED) and ev.report is not None:
+            c.metrics.observe_kill(ev.report)
+            c.notifier.notify_kill(ev.report)
+        elif ev.kind is KillEventKind.PENDING and ev.report is not None:
+            c.metrics.set_pending(True)
+            c.notifier.notify_pending_kill(
+                ev.report.action, ev.report.trigger, ev.report.accounts, ev.message
+            )
+        elif ev.kind is KillEventKind.RESET:
+            c.notifier.notify_reset(ev.message, str(ev.details.get("who", "")))
+        elif (
+            ev.kind in (KillEventKind.LOCKOUT, KillEventKind.STATE_PROBLEM)
+            or ev.severity is Severity.CRITICAL
+        ):
+            c.notifier.notify_text(ev.severity, f"Kill switch: {ev.kind.value}", ev.message)
+        c.metrics.set_tripped(c.store.trading_state().value == "tripped")
+        c.metrics.set_pending(c.store.pending_kill() is not None)
+
+    def on_state_error(message: str) -> None:
+        holder["c"].notifier.notify_text(Severity.CRITICAL, "State directory problem", message)
+
+    gateway = Gateway(
+        config.gateway,
+        config.heartbeat,
+        config.polling,
+        clock=clock,
+        monotonic=monotonic,
+        on_event=on_gateway_event,
+    )
+    state_dir = Path(config.state_dir)
+    store = StateStore(state_dir, clock, on_error=on_state_error)
+    audit = AuditLog(store.audit_path, clock, on_error=on_state_error)
+    killswitch = KillSwitch(
+        gateway,
+        config.kill,
+        store,
+        audit,
+        clock=clock,
+        on_event=on_kill_event,
+        accounts=config.gateway.accounts,
+        client_id=config.gateway.client_id,
+    )
+    memory = RuleMemory()
+    components = Components(
+        clock=clock,
+        monotonic=monotonic,
+        gateway=gateway,
+        store=store,
+        audit=audit,
+        killswitch=killswitch,
+        control=ControlChannel(store),
+        metrics=metrics,
+        notifier=notifier,
+        sd=sd if sd is not None else SdNotifier(),
+        scheduler=AsyncIOScheduler(timezone="UTC"),
+        memory=memory,
+        rules=RulesPort(lambda: gateway.watched_accounts),
+    )
+    holder["c"] = components
+    return components
