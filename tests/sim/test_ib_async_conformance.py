@@ -286,3 +286,27 @@ async def test_the_master_client_sees_other_clients_orders_live() -> None:
         finally:
             master.disconnect()
             plain.disconnect()
+
+
+async def test_cancelling_another_clients_order_gets_10147(sim: Simulator, connect: Connect) -> None:
+    foreign = sim.place_order_as(7, ACCOUNT, "AAPL", "BUY", 1, "LMT", 100.0)
+    ib = await connect(5)
+    errors: list[tuple[int, int]] = []
+    ib.errorEvent += lambda req_id, code, msg, contract: errors.append((req_id, code))
+    ib.client.cancelOrder(foreign)
+    await sim.wait_until(lambda: errors == [(foreign, 10147)], 2)
+    assert [o.order_id for o in sim.open_orders()] == [foreign]
+
+
+async def test_a_held_stock_market_order_waits_for_the_open(sim: Simulator, connect: Connect) -> None:
+    sim.fill.stock_mkt_outside_rth = "hold"
+    sim.set_session("extended")
+    ib = await connect(5)
+    errors: list[int] = []
+    ib.errorEvent += lambda req_id, code, msg, contract: errors.append(code)
+    trade = ib.placeOrder(
+        Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 3, account=ACCOUNT, outsideRth=True)
+    )
+    await sim.wait_until(lambda: errors == [2109] and trade.orderStatus.status == "PreSubmitted", 2)
+    sim.set_session("regular")
+    await sim.wait_until(lambda: trade.orderStatus.status == "Filled", 2)

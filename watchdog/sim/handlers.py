@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from watchdog.sim import messages as m
-from watchdog.sim.book import NO_CURRENCY_TAGS
 from watchdog.sim.codec import field_at, to_bool, to_float, to_int
 from watchdog.sim.server import ClientConn
 
@@ -16,13 +15,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("watchdog.sim")
 Handler = Callable[["Simulator", ClientConn, list[str]], Awaitable[None] | None]
-
-
-def _values_for(sim: Simulator, account: str) -> list[tuple[str, str, str]]:
-    out = []
-    for tag, value in sim.book.account_values(account).items():
-        out.append((tag, value, "" if tag in NO_CURRENCY_TAGS else "USD"))
-    return out
 
 
 def current_time(sim: Simulator, conn: ClientConn, f: list[str]) -> None:
@@ -129,7 +121,7 @@ def req_account_updates_multi(sim: Simulator, conn: ClientConn, f: list[str]) ->
         return
     for a in accounts:
         conn.subs.account_updates_multi[req_id] = a
-        for tag, value, cur in _values_for(sim, a):
+        for tag, value, cur in sim.account_value_rows(a):
             conn.send(m.account_update_multi(req_id, a, model, tag, value, cur))
     conn.send(m.account_update_multi_end(req_id))
 

@@ -358,14 +358,14 @@ class Simulator(ControlMixin):
                 self.send_account_updates(conn, account, positions)
             for req_id, a in list(s.account_updates_multi.items()):
                 if a == account:
-                    for tag, value, cur in self._values(a):
+                    for tag, value, cur in self.account_value_rows(a):
                         conn.send(m.account_update_multi(req_id, a, "", tag, value, cur))
             for req_id, tags in list(s.account_summary.items()):
                 self.send_account_summary(conn, req_id, tags, only=account)
 
     # --- senders used by handlers ------------------------------------------------------------
 
-    def _values(self, account: str) -> list[tuple[str, str, str]]:
+    def account_value_rows(self, account: str) -> list[tuple[str, str, str]]:
         return [
             (t, v, "" if t in NO_CURRENCY_TAGS else "USD")
             for t, v in self.book.account_values(account).items()
@@ -383,7 +383,7 @@ class Simulator(ControlMixin):
         for account in self.book.accounts:
             if only is not None and account != only:
                 continue
-            for tag, value, cur in self._values(account):
+            for tag, value, cur in self.account_value_rows(account):
                 if tag in tags or "All" in tags:
                     conn.send(m.account_summary(req_id, account, tag, value, cur))
         conn.send(m.account_summary_end(req_id))
@@ -391,7 +391,7 @@ class Simulator(ControlMixin):
     def send_account_updates(
         self, conn: ClientConn, account: str, positions: list[PositionState] | None = None
     ) -> None:
-        for tag, value, cur in self._values(account):
+        for tag, value, cur in self.account_value_rows(account):
             conn.send(m.account_value(tag, value, cur, account))
         for p in positions if positions is not None else self.book.open_positions(account):
             mark = self.book.mark(p.inst.con_id)
