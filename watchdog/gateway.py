@@ -10,8 +10,10 @@ by `watchdog.convert`. Nothing outside these three modules imports ib_async.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ib_async import (
@@ -29,11 +31,15 @@ from ib_async import Position as IbPosition
 
 from watchdog import convert, hours
 from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.errors import GatewayError
 from watchdog.gwconn import EventKind, GatewayConnection, GatewayEvent
 from watchdog.model import CloseOrderRequest, OpenOrder, Position, Snapshot
 from watchdog.snapcache import SnapshotCache
 
 __all__ = ["EventKind", "Gateway", "GatewayEvent"]
+
+log = logging.getLogger("watchdog.gateway")
+SMART_ROUTED = frozenset({"STK", "OPT", "CASH", "CRYPTO", "WAR", "FUND"})  # routable without a listing
 
 
 class Gateway(GatewayConnection):
@@ -60,6 +66,7 @@ class Gateway(GatewayConnection):
         self._portfolio_account = ""
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
+        self._exchanges: dict[int, str] = {}  # conId → listing exchange (futures and the like)
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -170,8 +177,40 @@ class Gateway(GatewayConnection):
             out.append(pos)
         for key in singles.keys() - {k for k, p in latest.items() if p.position}:
             ib.cancelPnLSingle(key[0], "", key[1])
+        out = await self._with_listing_exchange(ib, out)
         self._cache.set_positions(out, at)
         return out
+
+    async def _with_listing_exchange(self, ib: IB, positions: list[Position]) -> list[Position]:
+        """Fill in the listing exchange of futures-like positions (reported with exchange empty).
+
+        A closing order for a future must name its exchange (no SMART routing); looking it up here,
+        once per conId, keeps the lookup off the kill path. A failed lookup leaves it empty: the kill
+        switch then escalates that position instead of guessing.
+        """
+        wanted = {
+            p.contract.con_id
+            for p in positions
+            if not p.contract.exchange
+            and p.contract.sec_type not in SMART_ROUTED
+            and p.contract.con_id not in self._exchanges
+        }
+        for con_id in wanted:
+            contract = Contract(conId=con_id)
+            try:
+                details = await self._timed("contract details", lambda: ib.reqContractDetailsAsync(contract))
+            except GatewayError as exc:
+                log.warning("no contract details for conId %d: %s", con_id, exc)
+                continue
+            listed = details[0].contract if details else None
+            if listed is not None and listed.exchange:
+                self._exchanges[con_id] = listed.exchange
+        return [
+            replace(p, contract=replace(p.contract, exchange=self._exchanges[p.contract.con_id]))
+            if not p.contract.exchange and self._exchanges.get(p.contract.con_id)
+            else p
+            for p in positions
+        ]
 
     async def poll_orders(self) -> list[OpenOrder]:
         """reqAllOpenOrders round trip: working orders of every client (client 0 = manual) included."""

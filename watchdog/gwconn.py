@@ -95,6 +95,7 @@ class GatewayConnection:
         self.tracker = HeartbeatTracker(hb.interval, hb.timeout, hb.misses)
         self.backoff = Backoff(hb.reconnect_initial, hb.reconnect_max, rand=rand or random.random)
         self.malformed_messages = 0
+        self._order_errors: dict[int, tuple[int, str]] = {}
         self.error_counts: Counter[int] = Counter()
         self.connect_attempts = 0
         self.connect_failures = 0
@@ -135,6 +136,10 @@ class GatewayConnection:
             down_since=self._down_since,
             last_error=self._last_error,
         )
+
+    def order_error(self, order_id: int) -> tuple[int, str] | None:
+        """The last error the gateway reported for this request/order id (warnings excluded), or None."""
+        return self._order_errors.get(order_id)
 
     def keepalive_settings(self) -> dict[str, int]:
         """The live socket's keepalive options (empty when not connected)."""
@@ -406,6 +411,9 @@ class GatewayConnection:
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         self.error_counts[code] += 1
+        if req_id > 0 and not (2100 <= code < 2200) and code != 399:
+            # request and order ids share one sequence in ib_async: keyed by id, this is per order
+            self._order_errors[req_id] = (code, message)
         if code == 326:
             self._id_in_use = True
             if self._connect_abort is not None:

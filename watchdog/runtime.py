@@ -81,6 +81,11 @@ class Components:
     on_gateway_event: Callable[[GatewayEvent], None] | None = None
 
 
+def _heartbeat_metrics(c: Components, rtt: float) -> None:
+    status = c.gateway.status()
+    c.metrics.observe_heartbeat(rtt, status.last_heartbeat or c.clock(), status.clock_skew)
+
+
 def build_components(
     config: Config,
     *,
@@ -147,6 +152,7 @@ def build_components(
         clock=clock,
         monotonic=monotonic,
         on_event=on_gateway_event,
+        on_heartbeat=lambda rtt: _heartbeat_metrics(holder["c"], rtt),
     )
     state_dir = Path(config.state_dir)
     store = StateStore(state_dir, clock, on_error=on_state_error)

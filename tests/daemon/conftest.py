@@ -1,0 +1,98 @@
+"""Fixtures: a simulator on an ephemeral loopback port and an in-process daemon driven by poll_once()."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from watchdog.configload import load_config
+from watchdog.daemon import Daemon
+from watchdog.runtime import build_components
+from watchdog.sdnotify import SdNotifier
+from watchdog.sim import Simulator
+
+DEFAULT_RULES = """
+  - name: daily-loss
+    when: "daily_pnl <= -2500"
+    action: close_all
+  - name: margin
+    when: "cushion < 5%"
+    action: cancel_all
+"""
+
+
+def write_config(tmp_path: Path, port: int, rules: str = DEFAULT_RULES, extra: str = "") -> Path:
+    """A complete rules.yaml for the simulator, with fast heartbeats and an ephemeral metrics port."""
+    path = tmp_path / "rules.yaml"
+    body = f"""
+gateway:
+  host: 127.0.0.1
+  port: {port}
+  client_id: 99
+  paper: true
+  accounts: [DU111111, DU222222]
+  connect_timeout: 5s
+heartbeat:
+  interval: 200ms
+  timeout: 300ms
+  misses: 1
+  reconnect_initial: 100ms
+  reconnect_max: 500ms
+polling:
+  pnl: 200ms
+  account_summary: 200ms
+  positions: 200ms
+  orders: 200ms
+  executions: 500ms
+  timeout: 2s
+metrics:
+  host: 127.0.0.1
+  port: 0
+state_dir: {tmp_path / "state"}
+kill:
+  verify_timeout: 3s
+  max_attempts: 3
+{textwrap.dedent(extra)}
+rules:
+{rules}
+"""
+    path.write_text(body)
+    return path
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    s = Simulator.from_scenario("default")
+    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
+    try:
+        yield s
+    finally:
+        await asyncio.wait_for(s.stop(), 5)
+
+
+DaemonFactory = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def make_daemon(tmp_path: Path, sim: Simulator) -> AsyncIterator[DaemonFactory]:
+    started: list[Daemon] = []
+
+    async def factory(
+        rules: str = DEFAULT_RULES, extra: str = "", *, schedule: bool = False, sd: SdNotifier | None = None
+    ) -> Daemon:
+        path = write_config(tmp_path, sim.port, rules, extra)
+        config = load_config(path)
+        components = build_components(config, registry=CollectorRegistry(), sd=sd or SdNotifier(None))
+        d = Daemon(config, str(path), components)
+        await asyncio.wait_for(d.start(require_gateway=True, schedule=schedule), 10)
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        await asyncio.wait_for(d.stop(), 15)
