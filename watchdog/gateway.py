@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ib_async import (
@@ -196,9 +197,9 @@ class Gateway(GatewayConnection):
             and p.contract.con_id not in self._exchanges
         }
         for con_id in wanted:
-            contract = Contract(conId=con_id)
+            lookup = partial(ib.reqContractDetailsAsync, Contract(conId=con_id))
             try:
-                details = await self._timed("contract details", lambda: ib.reqContractDetailsAsync(contract))
+                details = await self._timed("contract details", lookup)
             except GatewayError as exc:
                 log.warning("no contract details for conId %d: %s", con_id, exc)
                 continue
