@@ -81,7 +81,12 @@ def load(
     interp = _Interpolator(doc, env, creds)
     data = interp.walk(doc.data, ())
     problems += [ConfigProblem(name, doc.line_of(p), _dotted(p), msg) for p, msg in interp.problems]
-    problems += [ConfigProblem(name, doc.line_of(p), _dotted(p), msg) for p, msg in cross_check(data)]
+    for p, msg in cross_check(data):
+        if p in interp.tainted:  # a value from outside the file is never echoed
+            value = _at(data, p)
+            if isinstance(value, str) and value:
+                msg = msg.replace(repr(value), "(a value from outside the file)")
+        problems.append(ConfigProblem(name, doc.line_of(p), _dotted(p), msg))
     config: Config | None = None
     try:
         config = Config.model_validate_json(
@@ -92,9 +97,14 @@ def load(
             loc = tuple(err["loc"])
             if any(loc[: len(f)] == f for f in interp.failed):
                 continue  # already reported as an interpolation problem
-            secret = any(loc[: len(t)] == t for t in interp.tainted) or _is_secret_path(loc)
+            # Inputs under `notifications` or holding an outside value anywhere inside are not echoed.
+            secret = loc[:1] == ("notifications",) or any(
+                loc[: len(t)] == t or t[: len(loc)] == loc for t in interp.tainted
+            )
             problems.append(ConfigProblem(name, doc.line_of(loc), _dotted(loc), _message(err, loc, secret)))
     if problems or config is None:
+        # Last line of defence: no message may carry a value that came from outside the file.
+        problems = [_redact(p, interp.values) for p in problems]
         problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.path))
         raise ConfigError(_dedupe(problems))
     warnings: list[ConfigProblem] = []
@@ -131,6 +141,28 @@ def check_command(path: str, *, quiet: bool = False) -> int:
     return 0
 
 
+def _at(data: Any, path: TreePath) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _redact(problem: ConfigProblem, values: set[str]) -> ConfigProblem:
+    message = problem.message
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) < 3:  # too short to be a secret; redacting it would garble the message
+            continue
+        message = message.replace(value, "***").replace(repr(value)[1:-1], "***")
+    return (
+        problem
+        if message == problem.message
+        else ConfigProblem(problem.file, problem.line, problem.path, message)
+    )
+
+
 def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     seen: set[ConfigProblem] = set()
     return [p for p in problems if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
@@ -158,6 +190,7 @@ class _Interpolator:
         self.failed: list[TreePath] = []  # paths whose value could not be produced
         self.tainted: list[TreePath] = []  # paths whose value came from outside the file: never echoed
         self.literal_secrets: list[TreePath] = []
+        self.values: set[str] = set()  # every secret or outside value, redacted from all messages
 
     def walk(self, value: Any, path: TreePath) -> Any:
         if isinstance(value, dict):
@@ -198,6 +231,7 @@ class _Interpolator:
             if var not in self.env:
                 missing.append(var)
                 return ""
+            self.values.add(self.env[var])
             return self.env[var]
 
         out = _VAR.sub(sub, value)
@@ -219,6 +253,7 @@ class _Interpolator:
         if "${" in value:
             return self.expand(value, path) or ""
         self.literal_secrets.append(path)
+        self.values.add(value)
         return value
 
     def credential_path(self, value: str, path: TreePath) -> str | None:
@@ -249,6 +284,7 @@ class _Interpolator:
         if not text:
             self.fail(path, f"secret file {where} is empty")
             return None
+        self.values.add(text)
         return text
 
 

@@ -44,7 +44,7 @@ for _tag, _rx in _PATTERNS.items():
     _StrictResolver.add_implicit_resolver(_tag, _rx, _first + ([""] if _tag == _NULL else []))
 
 
-class _Loader(Reader, Scanner, Parser, Composer, _StrictResolver):
+class _PyLoader(Reader, Scanner, Parser, Composer, _StrictResolver):
     """PyYAML up to the node graph; we convert nodes ourselves to keep lines and refuse surprises."""
 
     def __init__(self, stream: str) -> None:
@@ -53,6 +53,19 @@ class _Loader(Reader, Scanner, Parser, Composer, _StrictResolver):
         Parser.__init__(self)
         Composer.__init__(self)
         _StrictResolver.__init__(self)
+
+
+try:  # libyaml parses ~20x faster (it matters for the property tests, not for the daemon)
+    from yaml._yaml import CParser
+
+    class _CLoader(CParser, _StrictResolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _StrictResolver.__init__(self)
+
+    _Loader: type[_PyLoader] | type[_CLoader] = _CLoader
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = _PyLoader
 
 
 @dataclass
