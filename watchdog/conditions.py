@@ -1,4 +1,4 @@
-"""The metric catalogue and the closed grammar of rule conditions (no eval): names, units, thresholds."""
+"""Plain checks behind the schema: metric catalogue, condition grammar (no eval), crons, cross-references."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class MetricKind(enum.Enum):
@@ -137,3 +138,90 @@ def parse_threshold(raw: Any, info: MetricInfo | None) -> float:
     if number < 0:
         raise ValueError(f"{info.name} is a duration and cannot be negative, got: {raw!r}")
     return number * _SECONDS[unit]
+
+
+def check_timezone(tz: str) -> str:
+    """A valid IANA time zone name (e.g. America/New_York), or ValueError."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        raise ValueError(f"unknown time zone {tz!r}; use an IANA name like America/New_York") from None
+    return tz
+
+
+def check_cron(expr: str, tz: str) -> None:
+    """A five-field crontab expression APScheduler accepts, or ValueError with its reason."""
+    from apscheduler.triggers.cron import CronTrigger  # heavy import; only configs with crons pay it
+
+    try:
+        CronTrigger.from_crontab(expr, timezone=ZoneInfo(tz))
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise ValueError(
+            f"invalid cron expression {expr!r} ({e}); use five fields: minute hour day month weekday, "
+            f"e.g. '55 15 * * mon-fri'"
+        ) from None
+
+
+Loc = tuple[str | int, ...]
+
+
+def dotted(loc: Loc) -> str:
+    """('rules', 0, 'when') → 'rules[0].when'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Checks spanning sections, on a plain dict tree (raw YAML or a dump): (location, message) pairs.
+
+    Tolerates junk of the wrong type (the schema reports that) so it can run before validation.
+    """
+    problems: list[tuple[Loc, str]] = []
+    gateway = data.get("gateway")
+    accounts_raw = gateway.get("accounts") if isinstance(gateway, Mapping) else None
+    accounts = [a for a in accounts_raw if isinstance(a, str)] if isinstance(accounts_raw, list) else []
+    rules = data.get("rules")
+    names: dict[str, int] = {}
+    if isinstance(rules, list):
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, Mapping):
+                continue
+            name = rule.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    problems.append(
+                        ((("rules", i, "name")), f"duplicate rule name {name!r} (also rules[{names[name]}])")
+                    )
+                else:
+                    names[name] = i
+            scope = rule.get("scope")
+            if isinstance(scope, str) and accounts and scope not in ("each", "all", *accounts):
+                problems.append(
+                    (
+                        ("rules", i, "scope"),
+                        f"unknown scope {scope!r}: use 'each', 'all' or one of the watched accounts "
+                        f"({', '.join(accounts)}){_suggest(scope, accounts)}",
+                    )
+                )
+    windows = data.get("quiet_windows")
+    if isinstance(windows, list):
+        for i, window in enumerate(windows):
+            refs = window.get("rules") if isinstance(window, Mapping) else None
+            if not isinstance(refs, list):
+                continue
+            for j, ref in enumerate(refs):
+                if isinstance(ref, str) and ref not in names:
+                    problems.append(
+                        (
+                            ("quiet_windows", i, "rules", j),
+                            f"no rule named {ref!r}{_suggest(ref, list(names))}",
+                        )
+                    )
+    return problems

@@ -1,17 +1,16 @@
-"""Configuration schema (frozen pydantic models) of rules.yaml, with its validators and metric catalogue.
+"""Configuration schema (frozen pydantic models) of rules.yaml, with its validators.
 
 The schema below is the contract every other module reads. The loader (strict YAML with line
 numbers, `${VAR}` / `file:` / systemd-credential interpolation, all errors at once) lives in
-`watchdog/configload.py`; the plain-words rendering of rules lives there too.
+`watchdog/configload.py`; the metric catalogue and condition grammar in `watchdog/conditions.py`;
+the plain-words rendering of rules in `watchdog/describe.py`.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -29,6 +28,10 @@ from watchdog.conditions import (
     METRICS,
     MetricInfo,
     MetricKind,
+    check_cron,
+    check_timezone,
+    cross_check,
+    dotted,
     parse_shorthand,
     parse_threshold,
     unknown_metric_message,
@@ -84,28 +87,6 @@ def parse_percent(v: Any) -> Any:
         except ValueError:
             pass
     raise ValueError(f"must be a percentage like 3%, got: {v!r}")
-
-
-def check_timezone(tz: str) -> str:
-    """A valid IANA time zone name (e.g. America/New_York), or ValueError."""
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
-        raise ValueError(f"unknown time zone {tz!r}; use an IANA name like America/New_York") from None
-    return tz
-
-
-def check_cron(expr: str, tz: str) -> None:
-    """A five-field crontab expression APScheduler accepts, or ValueError with its reason."""
-    from apscheduler.triggers.cron import CronTrigger  # heavy import; only configs with crons pay it
-
-    try:
-        CronTrigger.from_crontab(expr, timezone=ZoneInfo(tz))
-    except (ValueError, TypeError, KeyError, IndexError) as e:
-        raise ValueError(
-            f"invalid cron expression {expr!r} ({e}); use five fields: minute hour day month weekday, "
-            f"e.g. '55 15 * * mon-fri'"
-        ) from None
 
 
 def _from_file(info: ValidationInfo) -> bool:
@@ -449,69 +430,5 @@ class Config(_Model):
             return self
         problems = cross_check(self.model_dump(by_alias=True, mode="json"))
         if problems:
-            raise ValueError("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
+            raise ValueError("; ".join(f"{dotted(loc)}: {msg}" for loc, msg in problems))
         return self
-
-
-Loc = tuple[str | int, ...]
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    """Checks spanning sections, on a plain dict tree (raw YAML or a dump): (location, message) pairs.
-
-    Tolerates junk of the wrong type (the schema reports that) so it can run before validation.
-    """
-    problems: list[tuple[Loc, str]] = []
-    gateway = data.get("gateway")
-    accounts_raw = gateway.get("accounts") if isinstance(gateway, Mapping) else None
-    accounts = [a for a in accounts_raw if isinstance(a, str)] if isinstance(accounts_raw, list) else []
-    rules = data.get("rules")
-    names: dict[str, int] = {}
-    if isinstance(rules, list):
-        for i, rule in enumerate(rules):
-            if not isinstance(rule, Mapping):
-                continue
-            name = rule.get("name")
-            if isinstance(name, str):
-                if name in names:
-                    problems.append(
-                        ((("rules", i, "name")), f"duplicate rule name {name!r} (also rules[{names[name]}])")
-                    )
-                else:
-                    names[name] = i
-            scope = rule.get("scope")
-            if isinstance(scope, str) and accounts and scope not in ("each", "all", *accounts):
-                problems.append(
-                    (
-                        ("rules", i, "scope"),
-                        f"unknown scope {scope!r}: use 'each', 'all' or one of the watched accounts "
-                        f"({', '.join(accounts)}){_suggest(scope, accounts)}",
-                    )
-                )
-    windows = data.get("quiet_windows")
-    if isinstance(windows, list):
-        for i, window in enumerate(windows):
-            refs = window.get("rules") if isinstance(window, Mapping) else None
-            if not isinstance(refs, list):
-                continue
-            for j, ref in enumerate(refs):
-                if isinstance(ref, str) and ref not in names:
-                    problems.append(
-                        (
-                            ("quiet_windows", i, "rules", j),
-                            f"no rule named {ref!r}{_suggest(ref, list(names))}",
-                        )
-                    )
-    return problems
