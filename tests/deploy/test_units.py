@@ -7,6 +7,10 @@ tests pin down what that score cannot see: the values the daemon and install.sh 
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +174,36 @@ def test_tunnel_forwards_loopback_only_with_keepalives_and_a_pinned_host_key() -
     assert last(u, "Service", "Restart") == "always"
     assert last(u, "Service", "User") not in (None, "root", "ibkr-watchdog")
     assert last(u, "Unit", "ConditionFileNotEmpty") == "/etc/ibkr-watchdog/tunnel_known_hosts"
+    # The tunnel user cannot enter /etc/ibkr-watchdog (0750 root:ibkr-watchdog): both come as credentials.
+    assert u["Service"]["LoadCredential"] == [
+        "tunnel-key:/etc/ibkr-watchdog/credentials/tunnel-key",
+        "known-hosts:/etc/ibkr-watchdog/tunnel_known_hosts",
+    ]
+    assert "-o UserKnownHostsFile=%d/known-hosts" in cmd
+    assert "-o IdentityFile=%d/tunnel-key" in cmd
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+def test_tunnel_command_is_accepted_by_ssh(tmp_path: Path) -> None:
+    # `ssh -G` parses every option and prints the resulting config without connecting.
+    env = dict(
+        line.split("=", 1)
+        for line in (SYSTEMD_DIR / "examples" / "tunnel.env").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    cmd = (last(unit("ibkr-watchdog-tunnel.service"), "Service", "ExecStart") or "").replace(
+        "%d", str(tmp_path)
+    )
+    argv = [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], word) for word in shlex.split(cmd)]
+    done = subprocess.run(
+        [*argv[:-1], "-G", argv[-1]], capture_output=True, text=True, timeout=10, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.lower().splitlines()
+    assert "localforward [127.0.0.1]:4002 [127.0.0.1]:4002" in printed
+    assert "hostname trading.example.com" in printed
+    assert "serveraliveinterval 10" in printed
+    assert "exitonforwardfailure yes" in printed
 
 
 def test_tunnel_dropin_orders_the_daemon_after_it_without_binding_their_fates() -> None:
