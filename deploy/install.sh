@@ -343,7 +343,7 @@ fi
 cat <<EOF
 install.sh: done. Next:
   1. edit $config (gateway host/port/client_id/accounts, rules); validate with:
-       sudo CREDENTIALS_DIRECTORY=$creds_dir $VENV/bin/ibkr-watchdog check $config
+       sudo env CREDENTIALS_DIRECTORY=$creds_dir $VENV/bin/ibkr-watchdog check $config
   2. put apprise URLs into $creds_dir/notify-urls (one per line; mode 0600)
   3. sudo systemctl restart $service && systemctl status $service
 EOF
