@@ -6,9 +6,17 @@ from watchdog.conditions import METRICS, MetricKind
 from watchdog.config import Condition, Config, QuietWindow, Rule, Schedule
 from watchdog.model import Action
 
-__all__ = ["describe_condition", "describe_config", "describe_rule", "describe_window", "format_value"]
+__all__ = [
+    "OP_SYMBOLS",
+    "describe_condition",
+    "describe_config",
+    "describe_rule",
+    "describe_window",
+    "format_value",
+]
 
-_OPS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
+OP_SYMBOLS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
+_OPS = OP_SYMBOLS
 _MINUS = "−"
 
 

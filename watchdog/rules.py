@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from watchdog.conditions import COMPARISON_OPS, METRICS
 from watchdog.config import Condition, Rule
-from watchdog.describe import format_value
+from watchdog.describe import OP_SYMBOLS, format_value
 from watchdog.model import Action, Breach, BreachKind, Severity, Snapshot
 from watchdog.readings import Reading, Readings
 
@@ -252,7 +252,7 @@ def _shown(leaf: _Leaf, key: str | None) -> str:
     where = f" of {key}" if key is not None and METRICS[metric].per_account else ""
     value = "unknown" if leaf.reading.value is None else format_value(metric, leaf.reading.value)
     threshold = format_value(metric, leaf.cond.value or 0.0)
-    return f"{metric}{where} = {value} (limit {leaf.cond.op} {threshold})"
+    return f"{metric}{where} = {value} (limit {OP_SYMBOLS.get(leaf.cond.op or '', '?')} {threshold})"
 
 
 def _step(
@@ -313,7 +313,10 @@ def _step(
             track.announced = "warning" if warn else None
         elif warn and track.announced is None:
             track.announced = "warning"
-            text = f"{rule.warn_at or 0:.0%} of the way to the limit: {_shown(leaf, key)}"
+            if result:  # already past the limit, waiting for for:/consecutive: before acting
+                text = f"past the limit, {rule.action.value} if it holds: {_shown(leaf, key)}"
+            else:
+                text = f"{rule.warn_at or 0:.0%} of the way to the limit: {_shown(leaf, key)}"
             out.append(_breach(rule, key, BreachKind.WARNING, leaf, now, text))
         status("pending" if result else "warning", track.cond_since if result else now)
     else:

@@ -422,3 +422,17 @@ def test_a_gateway_that_never_connected_is_not_read_as_up() -> None:
     m = RuleMemory()
     evaluate([rule("gateway_down_seconds > 30s")], snap(T0, {}, gateway=gw), T0, m)
     assert m.status()[0].state == "unknown"
+
+
+def test_a_value_past_the_limit_waiting_for_its_for_time_warns_once_then_breaches() -> None:
+    r = rule("daily_pnl <= -2500", warn_at="80%", action="close_all", **{"for": "2s"})
+    m = RuleMemory()
+    (warning,) = evaluate([r], pnl(T0, DU1=-2700), T0, m)
+    assert warning.kind is BreachKind.WARNING
+    assert (
+        "past the limit, close_all if it holds: daily_pnl of DU1 = −2,700 USD (limit ≤ −2,500 USD)"
+        in warning.message
+    )
+    assert evaluate([r], pnl(T0 + 1, DU1=-2700), T0 + 1, m) == []
+    (breach,) = evaluate([r], pnl(T0 + 2, DU1=-2700), T0 + 2, m)
+    assert (breach.kind, breach.since) == (BreachKind.BREACH, T0)
