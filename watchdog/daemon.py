@@ -87,6 +87,7 @@ class Daemon:
         self._connected_once = False
         self._next_connect_at = 0.0
         self.last_cycle: CycleResult | None = None
+        self.kill_reports: list[KillReport] = []  # every kill this process ran, in order
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, require_gateway: bool = False, schedule: bool = True) -> None:
@@ -107,23 +108,32 @@ class Daemon:
         c.metrics.observe_reload(True, c.clock())
         c.metrics.set_tripped(c.store.trading_state() is TradingState.TRIPPED)
         c.metrics.set_pending(c.store.pending_kill() is not None)
-        c.notifier.notify_text(
-            "info",
-            "ibkr-watchdog started",
-            f"version {__version__}, watching {self.config.gateway.host}:{self.config.gateway.port}, "
-            f"state {c.store.trading_state().value}",
+        c.notifier.notify_startup(
+            __version__,
+            self.config.gateway.accounts,
+            c.store.trading_state().value,
+            dry_run=self.config.kill.dry_run,
         )
-        if c.store.pending_kill() is not None:
-            c.notifier.notify_text(
-                "critical", "A kill is pending", "it will run as soon as the gateway is up"
-            )
+        pending = c.store.pending_kill()
+        if pending is not None:
+            c.notifier.notify_pending_kill(pending.action, pending.trigger, pending.accounts, pending.reason)
+        c.on_gateway_event = self._on_gateway_event
+        if schedule:  # tests that drive poll_once() themselves keep evaluation under their control
+            c.gateway.on_data = self._request_evaluation
+        c.control.process_requests(c.killswitch)
         try:
             await self._connect()
         except (GatewayUnavailable, ClientIdInUse) as exc:
             if require_gateway:
                 raise
             log.error("gateway not reachable at start: %s; retrying in the background", exc)
-            c.notifier.notify_text("critical", "Gateway unreachable at start", str(exc))
+            endpoint = f"{self.config.gateway.host}:{self.config.gateway.port}"
+            c.notifier.notify_gateway_down(endpoint, c.clock(), str(exc))
+        if c.gateway.is_connected():
+            # one full round before anything is judged: the first snapshot is complete, and orders
+            # already working now are the baseline that orders-per-minute counts new ones against
+            for name in POLLS:
+                await self.poll(name)
         self.state = RunState.RUNNING
         if schedule:
             self._schedule_jobs()
@@ -418,13 +428,15 @@ class Daemon:
         """Metrics and notifications hear about the kill through the kill switch's events."""
         known = self._last_snapshot.open_orders if self._last_snapshot is not None else ()
         try:
-            return await self.c.killswitch.kill(
+            report = await self.c.killswitch.kill(
                 action, trigger, reason=reason, accounts=accounts, known_orders=known
             )
         except Exception:
             log.exception("kill %s (%s) failed unexpectedly", action.value, trigger)
             self.c.notifier.notify_text("critical", "Kill failed", f"{action.value} from {trigger}: see logs")
             return None
+        self.kill_reports.append(report)
+        return report
 
     async def wait_for_kills(self, timeout: float) -> list[KillReport]:
         """Test helper: wait until every running kill finished; return their reports."""

@@ -77,12 +77,9 @@ class DemoRun:
         return True
 
     async def kill_report(self, timeout: float) -> KillReport | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            reports = await self.daemon.wait_for_kills(timeout=max(0.1, deadline - time.monotonic()))
-            if reports:
-                return reports[-1]
-            await asyncio.sleep(0.05)
+        """The first finished kill of this run (waits for it)."""
+        if await self.until(lambda: bool(self.daemon.kill_reports), timeout, "a kill report"):
+            return self.daemon.kill_reports[0]
         return None
 
     def verified_flat(self, report: KillReport | None) -> bool:
@@ -93,9 +90,13 @@ class DemoRun:
             f"kill {report.kill_id}: {report.outcome.value} after {report.duration:.2f}s, "
             f"{len(report.cancelled_orders)} orders cancelled, {len(report.close_orders)} closing orders"
         )
-        positions = [p for p in self.sim.positions() if p.quantity]
-        orders = self.sim.open_orders()
-        self.say(f"simulator truth: {len(positions)} open positions, {len(orders)} working orders")
+        scope = set(report.accounts)
+        positions = [p for p in self.sim.positions() if p.quantity and p.account in scope]
+        orders = [o for o in self.sim.open_orders() if o.account in scope]
+        self.say(
+            f"simulator truth for {', '.join(sorted(scope))}: "
+            f"{len(positions)} open positions, {len(orders)} working orders"
+        )
         tripped = self.daemon.c.store.trading_state() is TradingState.TRIPPED
         self.say(f"latch: {'TRIPPED' if tripped else 'armed'} (persisted in {self.daemon.config.state_dir})")
         return report.outcome is KillOutcome.FLAT and not positions and not orders and tripped
@@ -142,7 +143,11 @@ async def _margin(run: DemoRun) -> bool:
         if run.daemon.kill_in_progress:
             break
     report = await run.kill_report(timeout=20.0)
-    return report is not None and report.outcome is KillOutcome.FLAT and not run.sim.open_orders()
+    if report is None:
+        return False
+    left = [o for o in run.sim.open_orders() if o.account in report.accounts]
+    run.say(f"kill {report.kill_id}: {report.outcome.value}; {len(left)} working orders left in scope")
+    return report.outcome is KillOutcome.FLAT and not left
 
 
 async def _runaway(run: DemoRun) -> bool:
@@ -233,6 +238,12 @@ async def run_demo(scenario: str, config_path: str | None, out: TextIO) -> int:
             port = daemon.c.metrics.port
             timeline.line(f"daemon up: metrics on http://127.0.0.1:{port}/metrics")
             run = DemoRun(sim, daemon, timeline)
+            # The simulated exchange keeps its own clock: in regular session whatever the real time,
+            # so the demo ends the same way on a Sunday night. The daemon asks the simulator, not the
+            # calendar, whether market orders are accepted.
+            sim.set_session("regular")
+            daemon.c.gateway.market_hours = lambda sec_type, now: sim.session == "regular"
+            timeline.line("simulated exchange: regular session (closing orders go out as market orders)")
             # signals reach the daemon as in production (SIGUSR1 → close all)
             daemon.install_signal_handlers()
             serving = asyncio.ensure_future(daemon.serve())

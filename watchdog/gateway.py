@@ -68,6 +68,9 @@ class Gateway(GatewayConnection):
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
         self._exchanges: dict[int, str] = {}  # conId → listing exchange (futures and the like)
+        # the trading calendar; the demo swaps in its simulated exchange's session
+        self.market_hours: Callable[[str, float], bool] = hours.is_regular_hours
+        self.on_data: Callable[[], None] | None = None  # set by the daemon: streamed P&L / summary arrived
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -114,11 +117,21 @@ class Gateway(GatewayConnection):
         self._cache.set_value(pnl.account, "daily_pnl", convert.num(pnl.dailyPnL), now)
         self._cache.set_value(pnl.account, "unrealized_pnl", convert.num(pnl.unrealizedPnL), now)
         self._cache.set_value(pnl.account, "realized_pnl", convert.num(pnl.realizedPnL), now)
+        self._data_changed()
 
     def _on_summary(self, v: AccountValue) -> None:
         name = convert.SUMMARY_TAGS.get(v.tag)
         if name is not None and v.account in self._watched:
             self._cache.set_value(v.account, name, convert.num(v.value), self._clock(), v.currency)
+            self._data_changed()
+
+    def _data_changed(self) -> None:
+        """Streamed values changed: let the daemon evaluate now instead of at the next timer tick."""
+        if self.on_data is not None:
+            try:
+                self.on_data()
+            except Exception:  # a listener's bug must not break the data feed
+                log.exception("gateway on_data callback failed")
 
     def _on_portfolio(self, item: PortfolioItem) -> None:
         price = convert.num(item.marketPrice)
@@ -301,4 +314,4 @@ class Gateway(GatewayConnection):
         return self._marks.get(key) or position.market_price
 
     def is_regular_hours(self, position: Position, now: float) -> bool:
-        return hours.is_regular_hours(position.contract.sec_type, now)
+        return self.market_hours(position.contract.sec_type, now)

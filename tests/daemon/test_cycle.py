@@ -1,4 +1,4 @@
-"""The watch cycle end to end: real ib_async over loopback TCP against the simulator, driven by poll_once()."""
+"""The watch cycle end to end: real ib_async over loopback TCP to the simulator, driven by poll_once()."""
 
 from __future__ import annotations
 
@@ -48,9 +48,7 @@ async def test_a_poll_that_fails_is_counted_and_the_others_still_run(
     reg = d.c.metrics.registry
     before = reg.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "positions"}) or 0.0
     sim.faults.delay({62}, 5.0)  # positionEnd held back: the positions poll times out
-    d.config = d.config.model_copy(
-        update={"polling": d.config.polling.model_copy(update={"timeout": 0.3})}
-    )
+    d.config = d.config.model_copy(update={"polling": d.config.polling.model_copy(update={"timeout": 0.3})})
     ok_positions = await asyncio.wait_for(d.poll("positions"), 5)
     ok_orders = await asyncio.wait_for(d.poll("orders"), 5)
     assert ok_positions is False
