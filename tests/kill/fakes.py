@@ -42,20 +42,21 @@ class FakeClock:
         me = (self.now + max(0.0, seconds), self._seq)
         self._seq += 1
         heapq.heappush(self._sleepers, me)
-        while True:
-            for _ in range(3):  # let every ready task reach its own sleep first
-                await asyncio.sleep(0)
-            if self._sleepers[0] == me:
-                break
+        try:
+            while True:
+                for _ in range(3):  # let every ready task reach its own sleep first
+                    await asyncio.sleep(0)
+                if self._sleepers[0] == me:
+                    break
+        except asyncio.CancelledError:  # a cancelled ('restarted') task must not hold time back
+            self._sleepers.remove(me)
+            heapq.heapify(self._sleepers)
+            raise
         heapq.heappop(self._sleepers)
         if me[0] > self.now:
             self.now = me[0]
             for cb in self.on_advance:
                 cb(self.now)
-
-    def forget(self) -> None:
-        """Drop sleepers of cancelled tasks (a 'restarted' watchdog) so they do not hold time back."""
-        self._sleepers.clear()
 
 
 @dataclass

@@ -166,7 +166,6 @@ async def test_a_kill_interrupted_by_a_restart_resumes_from_the_pending_record(
     task.cancel()  # kill -9 of the daemon, as far as the kill is concerned
     with pytest.raises(asyncio.CancelledError):
         await task
-    book.clock.forget()
     restarted = make_switch(store_=StateStore(store.dir, book.clock))
     assert restarted.store.trading_state() is TradingState.TRIPPED
     done = await asyncio.wait_for(restarted.run_pending(), T)
