@@ -116,6 +116,28 @@ class RuleMemory:
         """Restore a persisted day high after a restart (ignored if it is from another day)."""
         self.observe_high(key, metric, value, now)
 
+    def export_highs(self) -> list[dict[str, object]]:
+        """The day highs as plain JSON records, for the state file (a restart must not forget them:
+        a drawdown limit measured from a fresh high after a restart would be looser than configured)."""
+        return [
+            {"account": key, "metric": metric, "day": day.isoformat(), "high": high}
+            for (key, metric), (day, high) in self._highs.items()
+        ]
+
+    def import_highs(self, records: Iterable[object], now: float) -> int:
+        """Restore highs written by `export_highs`; records of another day or malformed ones are skipped."""
+        today = datetime.datetime.fromtimestamp(now, ZoneInfo(self.timezone)).date().isoformat()
+        restored = 0
+        for r in records:
+            if not isinstance(r, dict) or r.get("day") != today:
+                continue
+            account, metric, high = r.get("account"), r.get("metric"), r.get("high")
+            key_ok = (account is None or isinstance(account, str)) and isinstance(metric, str)
+            if key_ok and isinstance(high, int | float) and not isinstance(high, bool):
+                self.seed_high(account, str(metric), float(high), now)
+                restored += 1
+        return restored
+
     def _track(self, rule: Rule, key: str | None) -> _Track:
         track = self._tracks.get((rule.name, key))
         if track is None or track.rule != rule:

@@ -436,3 +436,22 @@ def test_a_value_past_the_limit_waiting_for_its_for_time_warns_once_then_breache
     assert evaluate([r], pnl(T0 + 1, DU1=-2700), T0 + 1, m) == []
     (breach,) = evaluate([r], pnl(T0 + 2, DU1=-2700), T0 + 2, m)
     assert (breach.kind, breach.since) == (BreachKind.BREACH, T0)
+
+
+def test_day_highs_survive_a_restart_through_export_and_import() -> None:
+    from watchdog.rules import RuleMemory
+
+    now = 1_790_000_000.0  # 2026-09-21, a weekday
+    before = RuleMemory()
+    before.observe_high("DU1", "net_liquidation", 1_050_000.0, now)
+    before.observe_high(None, "net_liquidation", 2_000_000.0, now)
+    records = before.export_highs()
+
+    after = RuleMemory()
+    assert after.import_highs([*records, {"garbage": True}, "x"], now + 60) == 2
+    assert after.day_high("DU1", "net_liquidation") == 1_050_000.0
+    assert after.day_high(None, "net_liquidation") == 2_000_000.0
+    # a high from yesterday does not carry over into a new trading day
+    tomorrow = RuleMemory()
+    assert tomorrow.import_highs(records, now + 86_400) == 0
+    assert tomorrow.day_high("DU1", "net_liquidation") is None
