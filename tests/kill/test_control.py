@@ -1,0 +1,152 @@
+"""`ibkr-watchdog kill | reset | status`: request files, signals, and the daemon's side of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kill.conftest import MakeSwitch
+from tests.kill.fakes import FakeBook, stock
+from watchdog.control import (
+    ControlChannel,
+    kill_command,
+    reset_command,
+    send_kill,
+    send_reset,
+    show_status,
+    status_command,
+)
+from watchdog.model import Action, TradingState
+from watchdog.state import Latch, PendingKill, StateStore
+
+
+@pytest.fixture
+def caught() -> Iterator[list[int]]:
+    """This test process plays the daemon: record the signals it gets."""
+    got: list[int] = []
+    old = {
+        s: signal.signal(s, lambda n, _f: got.append(n))
+        for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
+    }
+    yield got
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def test_kill_without_a_running_daemon_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert send_kill(tmp_path, cancel_only=False, reason="x", pid=None) == 1
+    assert "no running daemon" in capsys.readouterr().err
+    assert not list(tmp_path.glob("requests/*"))
+
+
+@pytest.mark.parametrize(
+    ("cancel_only", "sig", "action"),
+    [(False, signal.SIGUSR1, Action.CLOSE_ALL), (True, signal.SIGUSR2, Action.CANCEL_ALL)],
+)
+def test_kill_signals_the_daemon_with_the_reason_queued_for_its_audit(
+    tmp_path: Path, caught: list[int], cancel_only: bool, sig: signal.Signals, action: Action
+) -> None:
+    daemon = StateStore(tmp_path, lambda: 1.0)
+    daemon.write_pid(os.getpid())
+    try:
+        assert send_kill(tmp_path, cancel_only=cancel_only, reason="desk says stop", pid=None) == 0
+        assert caught == [sig]
+        req = ControlChannel(daemon).take_kill_request()
+        assert req is not None and req.action is action and req.reason.startswith("desk says stop")
+        assert ControlChannel(daemon).take_kill_request() is None
+    finally:
+        daemon.remove_pid()
+
+
+def test_kill_to_a_dead_pid_removes_its_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert send_kill(tmp_path, cancel_only=True, reason="", pid=2**22 + 12345) == 1
+    assert "no process" in capsys.readouterr().err and not list(tmp_path.glob("requests/*.json"))
+
+
+def test_reset_without_a_daemon_rearms_the_latch_file_and_discards_a_pending_kill(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, lambda: 1.0)
+    store.save_latch(Latch(state=TradingState.TRIPPED, trigger="rule:x", kill_id="k"))
+    store.save_pending(PendingKill(kill_id="k", action=Action.CLOSE_ALL, trigger="rule:x"))
+    assert send_reset(tmp_path, reason="flat, checked", pid=None) == 0
+    fresh = StateStore(tmp_path, lambda: 2.0)
+    assert fresh.trading_state() is TradingState.ARMED and fresh.pending_kill() is None
+    events = [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["pending.discarded", "reset"]
+
+
+def test_reset_needs_a_reason(tmp_path: Path) -> None:
+    assert send_reset(tmp_path, reason="  ", pid=None) == 2
+
+
+async def test_reset_with_a_running_daemon_goes_through_its_control_channel(
+    book: FakeBook, make_switch: MakeSwitch, store: StateStore
+) -> None:
+    from watchdog.killswitch import KillSwitch
+
+    ks: KillSwitch = make_switch()
+    await ks.kill(Action.CANCEL_ALL, "rule:x")
+    channel = ControlChannel(store)
+    store.write_pid(os.getpid())
+    old = signal.signal(signal.SIGHUP, lambda _n, _f: channel.process_requests(ks))  # the daemon's reload
+    try:
+        assert send_reset(store.dir, reason="all clear", pid=None, wait=5.0) == 0
+    finally:
+        signal.signal(signal.SIGHUP, old)
+        store.remove_pid()
+    assert store.trading_state() is TradingState.ARMED
+
+
+def test_a_reset_the_daemon_does_not_take_stays_queued_and_fails(tmp_path: Path, caught: list[int]) -> None:
+    daemon = StateStore(tmp_path, lambda: 1.0)
+    daemon.write_pid(os.getpid())
+    try:
+        assert send_reset(tmp_path, reason="r", pid=None, wait=0.2) == 1
+    finally:
+        daemon.remove_pid()
+    assert caught == [signal.SIGHUP] and len(daemon.take_requests("reset")) == 1
+
+
+async def test_status_shows_latch_last_kill_and_the_daemons_status_file(
+    book: FakeBook, make_switch: MakeSwitch, store: StateStore
+) -> None:
+    book.add_position("DU1", stock(), 10)
+    await make_switch().kill(Action.CLOSE_ALL, "rule:loss", reason="daily loss")
+    store.write_status(
+        {
+            "updated": book.clock.now - 3,
+            "gateway": {"health": "healthy", "connected": True},
+            "positions": 0,
+            "open_orders": 0,
+        }
+    )
+    out = io.StringIO()
+    assert show_status(store.dir, as_json=False, out=out, clock=book.clock) == 0
+    text = out.getvalue()
+    assert "TRIPPED by rule:loss" in text and "last kill: close_all from rule:loss → flat" in text
+    assert "healthy" in text and "3s ago" in text
+    out = io.StringIO()
+    assert show_status(store.dir, as_json=True, out=out, clock=book.clock) == 0
+    data = json.loads(out.getvalue())
+    assert data["latch"]["state"] == "tripped" and data["last_kill"]["outcome"] == "flat"
+
+
+def test_the_commands_read_the_state_dir_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(f"gateway:\n  port: 4002\n  client_id: 99\n  paper: true\nstate_dir: {tmp_path / 'st'}\n")
+    assert kill_command(str(cfg), cancel_only=False, reason="", pid=None) == 1
+    assert reset_command(str(cfg), reason="ok", pid=None) == 0
+    assert status_command(str(cfg), as_json=True) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["latch"]["state"] == "armed"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateway: [\n")
+    assert status_command(str(bad), as_json=False) == 2
