@@ -348,7 +348,7 @@ class StateStore:
                     path.unlink()
                 continue
             if isinstance(data, dict):
-                out.append(data | {"_path": str(path)})
+                out.append(data)
         return out
 
 
