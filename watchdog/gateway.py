@@ -67,7 +67,7 @@ class Gateway(GatewayConnection):
         self._portfolio_account = ""
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
-        self._exchanges: dict[int, str] = {}  # conId → listing exchange (futures and the like)
+        self._details: dict[int, tuple[str, float]] = {}  # conId → (listing exchange, min tick)
         # the trading calendar; the demo swaps in its simulated exchange's session
         self.market_hours: Callable[[str, float], bool] = hours.is_regular_hours
         self.on_data: Callable[[], None] | None = None  # set by the daemon: streamed P&L / summary arrived
@@ -196,18 +196,17 @@ class Gateway(GatewayConnection):
         return out
 
     async def _with_listing_exchange(self, ib: IB, positions: list[Position]) -> list[Position]:
-        """Fill in the listing exchange of futures-like positions (reported with exchange empty).
+        """Fill in the listing exchange and tick size of positions from contract details.
 
-        A closing order for a future must name its exchange (no SMART routing); looking it up here,
-        once per conId, keeps the lookup off the kill path. A failed lookup leaves it empty: the kill
-        switch then escalates that position instead of guessing.
+        Positions arrive with the exchange empty for futures (a closing order for a future must name
+        its exchange: no SMART routing) and without a tick size (an off-tick limit is rejected).
+        Looking them up here, once per conId, keeps the lookup off the kill path. A failed lookup
+        leaves them unknown: the kill switch then escalates a future instead of guessing.
         """
         wanted = {
             p.contract.con_id
             for p in positions
-            if not p.contract.exchange
-            and p.contract.sec_type not in SMART_ROUTED
-            and p.contract.con_id not in self._exchanges
+            if p.contract.sec_type not in ("STK", "CASH") and p.contract.con_id not in self._details
         }
         for con_id in wanted:
             lookup = partial(ib.reqContractDetailsAsync, Contract(conId=con_id))
@@ -216,15 +215,20 @@ class Gateway(GatewayConnection):
             except GatewayError as exc:
                 log.warning("no contract details for conId %d: %s", con_id, exc)
                 continue
-            listed = details[0].contract if details else None
-            if listed is not None and listed.exchange:
-                self._exchanges[con_id] = listed.exchange
-        return [
-            replace(p, contract=replace(p.contract, exchange=self._exchanges[p.contract.con_id]))
-            if not p.contract.exchange and self._exchanges.get(p.contract.con_id)
-            else p
-            for p in positions
-        ]
+            if details and details[0].contract is not None:
+                tick = convert.num(details[0].minTick)
+                self._details[con_id] = (details[0].contract.exchange or "", tick or 0.0)
+        return [self._enrich(p) for p in positions]
+
+    def _enrich(self, p: Position) -> Position:
+        known = self._details.get(p.contract.con_id)
+        if known is None:
+            return p
+        exchange, tick = known
+        routed = (
+            p.contract.exchange if p.contract.exchange or p.contract.sec_type in SMART_ROUTED else exchange
+        )
+        return replace(p, contract=replace(p.contract, exchange=routed, min_tick=tick))
 
     async def poll_orders(self) -> list[OpenOrder]:
         """reqAllOpenOrders round trip: working orders of every client (client 0 = manual) included."""

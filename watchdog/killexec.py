@@ -248,7 +248,11 @@ class KillExecutor:
         if not regular:
             mark = await self.call("mark_price", lambda: self.broker.mark_price(pos))
             price = (
-                limit_price(mark, need.action, self.config.collar, pos.contract.sec_type) if mark else None
+                limit_price(
+                    mark, need.action, self.config.collar, pos.contract.sec_type, pos.contract.min_tick
+                )
+                if mark
+                else None
             )
             if price is None:  # never guess a price
                 reasons[need.key] = f"no usable mark price ({mark}) for a limit order outside regular hours"

@@ -75,11 +75,18 @@ def route_exchange(contract: ContractRef) -> str | None:
     return "SMART"
 
 
-def limit_price(mark: float, side: str, collar: float, sec_type: str) -> float | None:
-    """Aggressive limit: BUY at mark×(1+collar) rounded up, SELL at mark×(1−collar) rounded down."""
+def limit_price(mark: float, side: str, collar: float, sec_type: str, min_tick: float = 0.0) -> float | None:
+    """Aggressive limit: BUY at mark×(1+collar) rounded up, SELL at mark×(1−collar) rounded down.
+
+    With the contract's tick size known, the price lands on a tick (an off-tick limit is rejected
+    by the exchange: error 110), still rounded away from the mark so it stays marketable."""
     if not math.isfinite(mark) or mark <= 0:
         return None
     raw = mark * (1 + collar) if side == "BUY" else mark * (1 - collar)
+    if min_tick > 0 and math.isfinite(min_tick):
+        ticks = math.ceil(raw / min_tick - 1e-9) if side == "BUY" else math.floor(raw / min_tick + 1e-9)
+        price = round(ticks * min_tick, 10)
+        return price if price > 0 else None
     decimals = 5 if sec_type.upper() == "CASH" else (2 if raw >= 1.0 else 4)
     scale = 10**decimals
     price = math.ceil(raw * scale - 1e-6) / scale if side == "BUY" else math.floor(raw * scale + 1e-6) / scale

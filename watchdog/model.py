@@ -81,6 +81,7 @@ class ContractRef:
     strike: float = 0.0
     right: str = ""
     multiplier: float = 1.0
+    min_tick: float = 0.0  # price increment from contract details; 0 = unknown (cents assumed)
 
     @property
     def label(self) -> str:

@@ -161,7 +161,7 @@ class Notifier:
             t.task = asyncio.create_task(self._sender(t), name=f"notify:{t.spec.source}")
         self._ticker = asyncio.create_task(self._tick_forever(), name="notify:tick")
 
-    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a drain bound, not a deadline
+    async def stop(self, timeout: float = 5.0) -> None:
         """Send what is queued (and a pending burst summary) for at most `timeout` seconds, then quit."""
         if self._closed:
             return

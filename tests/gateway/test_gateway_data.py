@@ -260,3 +260,26 @@ async def test_a_poll_that_gets_no_answer_times_out(harness: Harness) -> None:
         await asyncio.wait_for(g.poll_account_summary(), 5)
     harness.sim.faults.clear_delays()
     await asyncio.wait_for(g.poll_positions(), 5)  # the connection itself is fine
+
+
+async def test_positions_carry_the_listing_exchange_and_tick_from_contract_details(harness: Harness) -> None:
+    sim = harness.sim
+    sim.set_position(DU1, "ES", 2, avg_cost=260_000.0)
+    sim.set_position(DU1, "AAPL  261218C00200000", 5, avg_cost=1_000.0)
+    sim.set_position(DU1, "AAPL", 10, avg_cost=150.0)
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    positions = {
+        p.contract.symbol + p.contract.sec_type: p for p in await asyncio.wait_for(g.poll_positions(), 5)
+    }
+
+    future = positions["ESFUT"].contract
+    assert (future.exchange, future.min_tick) == ("CME", 0.25)  # reported empty; looked up by conId
+    option = positions["AAPLOPT"].contract
+    assert option.min_tick == pytest.approx(sim.book.universe.get(option.con_id).min_tick)
+    assert option.exchange == ""  # options route through SMART: nothing to fill in
+    stock = positions["AAPLSTK"].contract
+    assert stock.min_tick == 0.0  # stocks are not looked up: cents by default
+    details_requests = [f for f in sim.received(CLIENT_ID) if f.msg_id == 9]
+    await asyncio.wait_for(g.poll_positions(), 5)
+    assert [f for f in sim.received(CLIENT_ID) if f.msg_id == 9] == details_requests  # cached per conId
