@@ -151,7 +151,7 @@ class Daemon:
             c.scheduler.shutdown(wait=False)
         if self._kill_tasks and not self._requests.force:
             log.warning("waiting up to %.0fs for a running kill to finish", SHUTDOWN_GRACE)
-            await asyncio.wait(self._kill_tasks, timeout=SHUTDOWN_GRACE)
+            await self._wait_for_kills_or_force(SHUTDOWN_GRACE)
         for t in [*self._kill_tasks, *([self._eval_task] if self._eval_task else [])]:
             t.cancel()
         await asyncio.gather(*self._kill_tasks, return_exceptions=True)
@@ -165,6 +165,21 @@ class Daemon:
             c.store.remove_pid()
         self.state = RunState.STOPPED
 
+    async def _wait_for_kills_or_force(self, timeout: float) -> None:
+        """Wait for running kills, but return at once when a second SIGINT asks for a forced stop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._kill_tasks and not self._requests.force and (left := deadline - loop.time()) > 0:
+            self._wake.clear()
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait(
+                    {*self._kill_tasks, woken}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                woken.cancel()
+                await asyncio.gather(woken, return_exceptions=True)
+
     async def run(self, *, require_gateway: bool = False) -> int:
         """Start, then act on signal requests until asked to stop."""
         self.install_signal_handlers()
@@ -172,8 +187,12 @@ class Daemon:
             await self.start(require_gateway=require_gateway)
             await self.serve()
         finally:
-            self.remove_signal_handlers()
-            await self.stop()
+            # handlers stay in place during the stop: a second SIGINT must force it, not raise
+            # KeyboardInterrupt into the loop (traceback, pid file left, gateway not closed)
+            try:
+                await self.stop()
+            finally:
+                self.remove_signal_handlers()
         return 0
 
     async def serve(self) -> None:
@@ -381,11 +400,12 @@ class Daemon:
             f"{len(snap.positions)} positions, {len(snap.open_orders)} working orders"
         )
         c.sd.status(summary)
-        if healthy:
-            if not self._ready_sent:
-                c.sd.ready()
-                self._ready_sent = True
-            c.sd.watchdog()
+        if healthy and not self._ready_sent:
+            c.sd.ready()
+            self._ready_sent = True
+        # WATCHDOG=1 says "this process's loop is alive", not "the gateway is up": with the gateway
+        # down the daemon must keep running (alerts, the pending kill), not be restarted by systemd.
+        c.sd.watchdog()
         with contextlib.suppress(StateError, OSError):
             c.store.write_status(
                 {

@@ -26,23 +26,38 @@ DEFAULT_RULES = """
 """
 
 
-def write_config(tmp_path: Path, port: int, rules: str = DEFAULT_RULES, extra: str = "") -> Path:
-    """A complete rules.yaml for the simulator, with fast heartbeats and an ephemeral metrics port."""
-    path = tmp_path / "rules.yaml"
+FAST_HEARTBEAT = (
+    "{interval: 200ms, timeout: 300ms, misses: 1, reconnect_initial: 100ms, reconnect_max: 500ms}"
+)
+
+
+def write_config(
+    tmp_path: Path,
+    port: int,
+    rules: str = DEFAULT_RULES,
+    extra: str = "",
+    *,
+    heartbeat: str = FAST_HEARTBEAT,
+    metrics_port: int = 0,
+    paper: bool = True,
+    kill: str = "",
+    name: str = "rules.yaml",
+) -> Path:
+    """A complete rules.yaml for the simulator, with fast heartbeats and an ephemeral metrics port.
+
+    `extra` adds top-level sections; `kill` adds keys to the kill section (e.g. "dry_run: true").
+    """
+    path = tmp_path / name
+    kill_keys = "".join(f"  {line}\n" for line in textwrap.dedent(kill).strip().splitlines())
     body = f"""
 gateway:
   host: 127.0.0.1
   port: {port}
   client_id: 99
-  paper: true
+  paper: {str(paper).lower()}
   accounts: [DU111111, DU222222]
   connect_timeout: 5s
-heartbeat:
-  interval: 200ms
-  timeout: 300ms
-  misses: 1
-  reconnect_initial: 100ms
-  reconnect_max: 500ms
+heartbeat: {heartbeat}
 polling:
   pnl: 200ms
   account_summary: 200ms
@@ -52,12 +67,12 @@ polling:
   timeout: 2s
 metrics:
   host: 127.0.0.1
-  port: 0
+  port: {metrics_port}
 state_dir: {tmp_path / "state"}
 kill:
   verify_timeout: 3s
   max_attempts: 3
-{textwrap.dedent(extra)}
+{kill_keys}{textwrap.dedent(extra)}
 rules:
 {rules}
 """
@@ -83,9 +98,14 @@ async def make_daemon(tmp_path: Path, sim: Simulator) -> AsyncIterator[DaemonFac
     started: list[Daemon] = []
 
     async def factory(
-        rules: str = DEFAULT_RULES, extra: str = "", *, schedule: bool = False, sd: SdNotifier | None = None
+        rules: str = DEFAULT_RULES,
+        extra: str = "",
+        *,
+        schedule: bool = False,
+        sd: SdNotifier | None = None,
+        kill: str = "",
     ) -> Daemon:
-        path = write_config(tmp_path, sim.port, rules, extra)
+        path = write_config(tmp_path, sim.port, rules, extra, kill=kill)
         config = load_config(path)
         components = build_components(config, registry=CollectorRegistry(), sd=sd or SdNotifier(None))
         d = Daemon(config, str(path), components)
