@@ -96,7 +96,9 @@ class Gateway(GatewayConnection):
         for account in self._watched:
             ib.reqPnL(account)
         for p in ib.positions():  # known from the connect sync: market values by the first poll
-            if p.account in self._watched and p.position:
+            # the portfolio subscription already carries the market values of its account: one
+            # reqPnLSingle per position there would only add a burst of requests and a stream each
+            if p.account in self._watched and p.position and p.account != self._portfolio_account:
                 ib.reqPnLSingle(p.account, "", p.contract.conId)
 
     def _after_data_lost(self, ib: IB) -> None:

@@ -188,6 +188,10 @@ class GatewayConnection:
         self._id_in_use = False
         abort = self._connect_abort = asyncio.Event()
         ib.client.apiError += self._on_api_error
+        # ask the gateway to queue requests above its 50 msg/s limit instead of answering error 100
+        # and dropping us: ib_async's own 45/s throttle sends in bursts that a strict one-second
+        # window can still count as more than 50 (seen at connect with many positions)
+        ib.client.setConnectOptions("+PACEAPI")
         connecting = asyncio.ensure_future(
             ib.connectAsync(
                 gw.host,

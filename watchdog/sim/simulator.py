@@ -338,10 +338,13 @@ class Simulator(ControlMixin):
     def book_changed(self, account: str, con_ids: Iterable[int] = ()) -> None:
         """Push everything derived from the book to the subscribers of `account` at once."""
         changed = set(con_ids)
+        # like a gateway: a change to some contracts updates only their position/portfolio rows (a
+        # full push per fill made flattening N positions cost O(N²) messages); an account-level
+        # change (cash, P&L, a tag) re-sends every open position
         positions = [
             p
             for p in self.book.positions.values()
-            if p.account == account and (p.qty or p.inst.con_id in changed)
+            if p.account == account and (p.inst.con_id in changed if changed else p.qty)
         ]
         for conn in list(self.server.conns):
             s = conn.subs
