@@ -84,6 +84,7 @@ class Daemon:
         self._reconnecting = asyncio.Lock()
         self._last_snapshot: Snapshot | None = None
         self._down_notified = False
+        self._id_in_use_notified = False
         self._connected_once = False
         self._next_connect_at = 0.0
         self.last_cycle: CycleResult | None = None
@@ -255,6 +256,7 @@ class Daemon:
         c = self.c
         c.metrics.set_connected(True)
         was_down, self._down_notified = self._down_notified, False
+        self._id_in_use_notified = False
         accounts = ", ".join(c.gateway.watched_accounts) or "no account"
         log.info("connected to the gateway; watching %s", accounts)
         if was_down or self._connected_once:
@@ -288,7 +290,10 @@ class Daemon:
     def _on_gateway_event(self, ev: GatewayEvent) -> None:
         """Gateway health changes re-evaluate at once (gateway-down rules must not wait for a timer)."""
         if ev.kind is EventKind.CLIENT_ID_IN_USE:
-            self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
+            # every retry (backoff capped at reconnect_max) meets 326 again: tell people once per outage
+            if not self._id_in_use_notified:
+                self._id_in_use_notified = True
+                self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
         elif ev.kind is EventKind.DEGRADED:
             self.c.notifier.notify_text("warning", f"Gateway lost IB's servers ({ev.code})", ev.message)
         if ev.kind is not EventKind.CONNECTED and self.state is RunState.RUNNING:
