@@ -1,13 +1,26 @@
-"""Logging for journald: one line per event, `key=value` or JSON, with secrets redacted."""
+"""Logging for journald: one line per event, plain or JSON, with secrets redacted, never blocking.
+
+Records go through a bounded queue to a writer thread: a stalled journald or a full pipe can
+delay log lines, never the event loop and so never a kill. When the queue is full, records are
+dropped and counted, and the next line that gets through says how many were lost.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import copy
 import json
 import logging
+import logging.handlers
+import queue
 import re
 import sys
 import time
+import traceback
 from typing import TextIO
+
+QUEUE_SIZE = 10_000
 
 # apprise URLs and anything that looks like user:password@ or token= must never reach a log line.
 _SECRET_PATTERNS = (
@@ -45,17 +58,88 @@ class _Formatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z {record.levelname:<7} {record.name}: {message}"
 
 
-def configure(level: str = "INFO", *, as_json: bool = False, stream: TextIO | None = None) -> None:
-    """Route every logger to one stream handler (stderr → journald under systemd)."""
+class DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Never blocks the caller: a full queue drops the record and counts it."""
+
+    def __init__(self, q: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(q)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # format here, in the caller's thread, so the writer thread gets plain text (one line)
+        message = record.getMessage()
+        if record.exc_info:
+            trace = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            message += " | " + trace.replace("\n", " | ")
+        record = copy.copy(record)
+        record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.dropped:
+            record.msg = f"[{self.dropped} earlier log records dropped: log writer too slow] {record.msg}"
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return
+        self.dropped = 0
+
+
+class _Writer(logging.handlers.QueueListener):
+    """The writer thread; stopping it is bounded even when the stream is stuck."""
+
+    STOP_WAIT = 2.0
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        # a stuck stream: the daemon thread is abandoned, exit must not hang on it
+        with contextlib.suppress(queue.Full):
+            self.queue.put(self._sentinel, timeout=self.STOP_WAIT)  # type: ignore[attr-defined]
+        thread.join(self.STOP_WAIT)
+        self._thread = None
+
+
+class _Installed:
+    """The handler and writer thread `configure` set up, so a second call replaces them cleanly."""
+
+    handler: DroppingQueueHandler | None = None
+    listener: _Writer | None = None
+
+    @classmethod
+    def remove(cls) -> None:
+        if cls.handler is not None:
+            logging.getLogger().removeHandler(cls.handler)
+        if cls.listener is not None:
+            cls.listener.stop()  # flushes what is queued
+        cls.handler = cls.listener = None
+
+
+def flush() -> None:
+    """Stop the writer thread after it wrote everything queued (tests; process exit does it too)."""
+    _Installed.remove()
+
+
+def configure(
+    level: str = "INFO", *, as_json: bool = False, stream: TextIO | None = None, queue_size: int = QUEUE_SIZE
+) -> None:
+    """Route every logger through a bounded queue to one stream (stderr → journald under systemd)."""
+    _Installed.remove()
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_ibkr_watchdog", False):
-            root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_Formatter(as_json=as_json))
-    handler._ibkr_watchdog = True  # type: ignore[attr-defined]
+    writer = logging.StreamHandler(stream or sys.stderr)
+    writer.setFormatter(_Formatter(as_json=as_json))
+    records: queue.Queue[logging.LogRecord] = queue.Queue(queue_size)
+    handler = DroppingQueueHandler(records)
+    listener = _Writer(records, writer, respect_handler_level=False)
+    listener.start()
+    _Installed.handler, _Installed.listener = handler, listener
     root.addHandler(handler)
     root.setLevel(level)
     # ib_async logs every API error and many routine messages at INFO/ERROR; keep ours readable.
     logging.getLogger("ib_async").setLevel(max(logging.getLevelName(level), logging.WARNING))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+atexit.register(_Installed.remove)

@@ -1,0 +1,75 @@
+"""Log lines: one per record, secrets masked, and a slow writer never blocks the caller."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+
+from watchdog import logsetup
+
+
+def test_secrets_in_urls_and_query_strings_are_masked() -> None:
+    text = "sending to tgram://123:ABCsecret@chat and https://h/x?token=s3cr3t&x=1"
+    masked = logsetup.redact(text)
+    assert "ABCsecret" not in masked
+    assert "s3cr3t" not in masked
+    assert "tgram://***@chat" in masked
+
+
+def test_each_record_is_one_line_even_with_a_traceback() -> None:
+    out = io.StringIO()
+    logsetup.configure("INFO", stream=out)
+    log = logging.getLogger("watchdog.test")
+    try:
+        raise ValueError("boom json://user:pw@host")
+    except ValueError:
+        log.exception("poll failed")
+    log.info("second")
+    logsetup.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "poll failed" in lines[0]
+    assert "ValueError: boom" in lines[0]
+    assert "pw@" not in lines[0]
+    assert lines[1].endswith("watchdog.test: second")
+
+
+def test_json_lines_parse() -> None:
+    out = io.StringIO()
+    logsetup.configure("INFO", as_json=True, stream=out)
+    logging.getLogger("watchdog.test").warning("gateway %s", "down")
+    logsetup.flush()
+    record = json.loads(out.getvalue())
+    assert record["level"] == "warning"
+    assert record["msg"] == "gateway down"
+
+
+class _BlockedStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def write(self, s: str) -> int:
+        self.gate.wait(10)
+        return super().write(s)
+
+
+def test_a_stalled_writer_drops_and_counts_instead_of_blocking() -> None:
+    stream = _BlockedStream()
+    logsetup.configure("INFO", stream=stream, queue_size=2)
+    log = logging.getLogger("watchdog.test")
+    for i in range(50):  # would block on the first write if logging were synchronous
+        log.info("line %d", i)
+    handler = logsetup._Installed.handler
+    assert handler is not None
+    assert handler.dropped > 0
+    stream.gate.set()
+    deadline = time.monotonic() + 5
+    while not handler.queue.empty() and time.monotonic() < deadline:  # the writer thread catches up
+        time.sleep(0.01)
+    log.info("after the stall")
+    logsetup.flush()
+    assert "earlier log records dropped" in stream.getvalue()
