@@ -115,7 +115,14 @@ async def ib_async_trial(
         await asyncio.wait_for(sim.stop(), 10)
 
 
-async def run(root: Path, *, trials: int, quick: bool, seed: int = 8) -> Section:
+async def run(
+    root: Path,
+    *,
+    trials: int,
+    quick: bool,
+    settings: tuple[tuple[float, float], ...] = SETTINGS,
+    seed: int = 8,
+) -> Section:
     rng = random.Random(seed)
     app_timeout, probe_timeout = (1.0, 0.5) if quick else (None, None)
     theirs = asyncio.ensure_future(
@@ -124,7 +131,7 @@ async def run(root: Path, *, trials: int, quick: bool, seed: int = 8) -> Section
     rows: list[list[str]] = []
     notes: list[str] = []
     try:
-        for interval, timeout in SETTINGS:
+        for interval, timeout in settings:
             sub = root / f"hb-{interval:g}-{timeout:g}"
             got = await asyncio.gather(*(daemon_trial(sub, i, interval, timeout, rng) for i in range(trials)))
             med, p99 = median(got), percentile(got, 99)

@@ -1,0 +1,126 @@
+"""Bench 4: idle cost of a real daemon process (`python -m watchdog run`): RSS and CPU over a quiet spell."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench.harness import Section, stock_universe, verdict, wait_for
+from watchdog.sim import Simulator
+from watchdog.state import StateStore
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNTS = ("DU111111", "DU222222")
+TARGET_RSS_MB = 80.0
+TARGET_CPU_PCT = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    cpu_seconds: float  # utime + stime
+    rss_mb: float
+    hwm_mb: float
+    at: float  # monotonic
+
+
+def sample(pid: int) -> ProcSample:
+    """utime+stime from /proc/PID/stat, VmRSS and VmHWM from /proc/PID/status."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    rest = stat[stat.rindex(")") + 2 :].split()  # fields from 3 (state) on; comm may hold spaces
+    ticks = int(rest[11]) + int(rest[12])  # fields 14 and 15
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
+    hwm = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
+    return ProcSample(ticks / os.sysconf("SC_CLK_TCK"), rss / 1024, hwm / 1024, time.monotonic())
+
+
+def repo_config(port: int, state_dir: Path) -> str:
+    """The repo's rules.yaml as shipped, pointed at the simulator, a free metrics port, a temp state dir."""
+    text = (REPO / "rules.yaml").read_text()
+    text = re.sub(r"(?m)^(  port: )4002\b", rf"\g<1>{port}", text)
+    text = re.sub(r"(?m)^(  port: )9108\b", r"\g<1>0", text)
+    text = re.sub(r"(?m)^state_dir: \S+", f"state_dir: {state_dir}", text)
+    return text
+
+
+def book(sim: Simulator, positions: int, orders: int) -> None:
+    per_account = positions // len(ACCOUNTS)
+    for i in range(per_account):
+        for account in ACCOUNTS:
+            sim.set_position(account, 910_000 + i, 10 + i % 5)
+    for i in range(orders):
+        account = ACCOUNTS[i % len(ACCOUNTS)]
+        # resting far below the market: working orders that never fill
+        sim.place_order_as(7, account, 910_000 + i % per_account, "BUY", 1, "LMT", lmt_price=1.0)
+
+
+async def run(root: Path, *, seconds: float, positions: int = 50, orders: int = 20) -> Section:
+    sim = Simulator(accounts=ACCOUNTS, instruments=stock_universe(positions // len(ACCOUNTS)))
+    sim.set_session("regular")
+    book(sim, positions, orders)
+    await sim.start()
+    state_dir = root / "idle-state"
+    cfg = root / "idle-rules.yaml"
+    cfg.write_text(repo_config(sim.port, state_dir))
+    cfg.chmod(0o600)
+    log = (root / "idle-daemon.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "watchdog", "run", "--config", str(cfg),
+        stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=str(REPO),
+    )  # fmt: skip
+    try:
+        store = StateStore(state_dir, time.time)
+
+        def settled() -> bool:
+            status = store.read_status() if (state_dir / "status.json").exists() else None
+            return bool(status and status.get("positions") == positions and status["gateway"]["connected"])
+
+        await wait_for(settled, 30, "the daemon's first complete status", interval=0.1)
+        await asyncio.sleep(min(5.0, seconds / 4))  # start-up work (imports, first polls) is not idle
+        first = sample(proc.pid)
+        await asyncio.sleep(seconds)
+        last = sample(proc.pid)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+        await asyncio.wait_for(sim.stop(), 10)
+    wall = last.at - first.at
+    cpu_pct = (last.cpu_seconds - first.cpu_seconds) / wall * 100
+    rows = [
+        [
+            f"{wall:.0f} s",
+            f"{last.rss_mb:.1f} MB",
+            f"{last.hwm_mb:.1f} MB",
+            f"{cpu_pct:.2f} %",
+            f"{last.cpu_seconds - first.cpu_seconds:.2f} s",
+            f"RSS ≤ {TARGET_RSS_MB:.0f} MB: {verdict(last.rss_mb <= TARGET_RSS_MB)}; "
+            f"CPU ≤ {TARGET_CPU_PCT} %: {verdict(cpu_pct <= TARGET_CPU_PCT)}",
+        ]
+    ]
+    notes = [f"daemon exit code after SIGTERM: {proc.returncode}"]
+    if cpu_pct > TARGET_CPU_PCT:
+        notes.append(f"target missed: {cpu_pct:.2f} % of a core > {TARGET_CPU_PCT} %")
+    if last.rss_mb > TARGET_RSS_MB:
+        notes.append(f"target missed: RSS {last.rss_mb:.1f} MB > {TARGET_RSS_MB:.0f} MB")
+    method = f"""
+A real daemon process (`python -m watchdog run --config …`) with the repo's `rules.yaml` as shipped
+(heartbeat 1 s / 1.5 s, P&L subscription check 1 s, summary 5 s, positions and orders 2 s, executions
+5 s, /metrics on), pointed at a simulator in the bench process holding {positions} positions (two
+accounts) and {orders} working orders of another client. After the first complete status and a short
+settling time, CPU (utime + stime from `/proc/PID/stat`) and memory (`VmRSS`, `VmHWM` from
+`/proc/PID/status`) are sampled {seconds:g} s apart. The simulator's own cost is not counted.
+"""
+    headers = ["window", "RSS (end)", "peak RSS", "CPU", "CPU time", "target"]
+    return Section("4. Idle cost (real daemon process)", method, headers, rows, notes)
