@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from watchdog.config import Config
+from watchdog.logsetup import quiet_scheduler
 from watchdog.model import Action, Health, KillOutcome, KillReport, TradingState
 
 DEMO_TIMEOUT = 50.0  # the whole demo finishes in under a minute
@@ -201,7 +202,8 @@ def _demo_config(path: str | None, port: int, state_dir: str) -> Config:
 
     cfg_path = path or str(Path.cwd() / "rules.yaml")
     config = load_config(cfg_path)
-    gateway = config.gateway.model_copy(update={"host": "127.0.0.1", "port": port})
+    # a reconnect attempt that starts while the simulated gateway is still mute waits this long
+    gateway = config.gateway.model_copy(update={"host": "127.0.0.1", "port": port, "connect_timeout": 3.0})
     metrics = config.metrics.model_copy(update={"port": 0})
     return config.model_copy(update={"gateway": gateway, "metrics": metrics, "state_dir": state_dir})
 
@@ -223,6 +225,7 @@ async def run_demo(scenario: str, config_path: str | None, out: TextIO) -> int:
         root.removeHandler(h)
     root.setLevel(logging.WARNING)
     logging.getLogger("watchdog").setLevel(logging.INFO)
+    quiet_scheduler()
     root.addHandler(timeline)
     out.write(f"ibkr-watchdog demo — {chosen.title}\n")
     with tempfile.TemporaryDirectory(prefix="ibkr-watchdog-demo-") as state_dir:

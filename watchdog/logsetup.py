@@ -139,7 +139,13 @@ def configure(
     root.setLevel(level)
     # ib_async logs every API error and many routine messages at INFO/ERROR; keep ours readable.
     logging.getLogger("ib_async").setLevel(max(logging.getLevelName(level), logging.WARNING))
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    quiet_scheduler()
+
+
+def quiet_scheduler() -> None:
+    """APScheduler warns each time a job is skipped because its previous run is still going; with a
+    heartbeat timeout longer than its interval that is normal, not news. Job errors still show."""
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 atexit.register(_Installed.remove)
