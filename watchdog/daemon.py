@@ -38,6 +38,7 @@ from watchdog.runtime import Components, build_components
 log = logging.getLogger("watchdog.daemon")
 
 SHUTDOWN_GRACE = 10.0  # seconds a running kill may take to finish during a graceful stop
+RELOAD_SETTLE = 5.0  # seconds a reload waits for a running evaluation (and its lockout step)
 POLLS = ("pnl", "account_summary", "positions", "orders", "executions")
 
 
@@ -81,6 +82,7 @@ class Daemon:
         self._eval_task: asyncio.Task[CycleResult] | None = None
         self._eval_again = False
         self._ready_sent = False
+        self._polls_ok: set[str] = set()  # polls that have succeeded at least once (READY needs all)
         self._reconnecting = asyncio.Lock()
         self._last_snapshot: Snapshot | None = None
         self._down_notified = False
@@ -201,7 +203,33 @@ class Daemon:
         while not self._requests.stop:
             await self._wake.wait()
             self._wake.clear()
-            self._handle_requests()
+            self._handle_kill_requests()
+            if self._requests.reload:
+                await self._settle_evaluation(RELOAD_SETTLE)
+                self._requests.reload = False
+                self.reload()
+
+    async def _settle_evaluation(self, timeout: float) -> None:
+        """Let a running evaluation finish before a reload applies queued resets: its lockout step
+        holds the kill switch for a moment, and a reset must not be refused for that (a running kill
+        still refuses it). Manual kills that arrive meanwhile start at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (
+            (task := self._eval_task) is not None
+            and not task.done()
+            and not self._requests.stop
+            and (left := deadline - loop.time()) > 0
+        ):
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({task, woken}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                await asyncio.gather(woken, return_exceptions=True)
+            if self._wake.is_set():
+                self._wake.clear()
+                self._handle_kill_requests()
 
     @property
     def kill_in_progress(self) -> bool:
@@ -235,7 +263,7 @@ class Daemon:
         self._requests.stop = True
         self._wake.set()
 
-    def _handle_requests(self) -> None:
+    def _handle_kill_requests(self) -> None:
         while self._requests.kill:
             action, trigger, reason = self._requests.kill.pop(0)
             request = self.c.control.take_kill_request()
@@ -243,9 +271,6 @@ class Daemon:
                 reason = request.reason or reason
             self.c.notifier.notify_text("critical", f"Manual kill ({action.value})", reason or trigger)
             self.start_kill(action, trigger, reason=reason or "manual trigger")
-        if self._requests.reload:
-            self._requests.reload = False
-            self.reload()
 
     # ------------------------------------------------------------------ gateway
     async def _connect(self) -> None:
@@ -323,6 +348,7 @@ class Daemon:
             log.exception("poll %s raised", name)
             return False
         c.metrics.observe_poll(name, True, c.clock())
+        self._polls_ok.add(name)
         return True
 
     async def poll_once(self) -> CycleResult:
@@ -405,7 +431,8 @@ class Daemon:
             f"{len(snap.positions)} positions, {len(snap.open_orders)} working orders"
         )
         c.sd.status(summary)
-        if healthy and not self._ready_sent:
+        # READY means "watching": a snapshot built from every poll, not just a fresh connection
+        if healthy and not self._ready_sent and self._polls_ok.issuperset(POLLS):
             c.sd.ready()
             self._ready_sent = True
         # WATCHDOG=1 says "this process's loop is alive", not "the gateway is up": with the gateway

@@ -41,6 +41,7 @@ def write_config(
     metrics_port: int = 0,
     paper: bool = True,
     kill: str = "",
+    connect_timeout: str = "5s",
     name: str = "rules.yaml",
 ) -> Path:
     """A complete rules.yaml for the simulator, with fast heartbeats and an ephemeral metrics port.
@@ -56,7 +57,7 @@ gateway:
   client_id: 99
   paper: {str(paper).lower()}
   accounts: [DU111111, DU222222]
-  connect_timeout: 5s
+  connect_timeout: {connect_timeout}
 heartbeat: {heartbeat}
 polling:
   pnl: 200ms

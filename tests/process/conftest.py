@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon.conftest import DEFAULT_RULES
 from tests.daemon.conftest import write_config as _write_config
@@ -352,6 +353,15 @@ async def status_json(config: Path) -> dict[str, Any]:
     data = json.loads(out)
     assert isinstance(data, dict)
     return data
+
+
+def metric(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample's value from a /metrics text, None when absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return float(sample.value)
+    return None
 
 
 def scrape(port: int) -> str:

@@ -77,14 +77,16 @@ async def test_kill_9_during_a_close_all_is_finished_after_restart_without_over_
     tmp_path: Path, sim: Simulator, notify: NotifySocket, launch: Launcher
 ) -> None:
     start = watched_positions(sim)
-    sim.fill.fill_delay = 0.4
-    sim.fill.partial_fills = 3  # closing orders fill in three slow pieces
+    sim.fill.fill_delay = 1.0
+    sim.fill.partial_fills = 3  # closing orders fill in pieces, the first one second after placing
     config = write_config(tmp_path, sim.port)
     first = await start_ready(launch, config, notify)
     first.send(signal.SIGUSR1)
     await until(lambda: len(first.events("close.order")) == 5, 15, "the closing orders")
-    await until(lambda: bool(sim.executions()), 10, "a first partial fill")
-    sim.fill.fill_delay = 600.0  # from the next piece on, the dead process's orders stay part-filled
+    # each order's first piece is already timed; every later piece is timed with this delay:
+    # the book stays part-closed, with the dead process's part-filled orders still working
+    sim.fill.fill_delay = 600.0
+    await until(lambda: len(sim.executions()) == 5, 10, "the first piece of each closing order")
 
     first.send(signal.SIGKILL)
     assert await first.wait() == -signal.SIGKILL
