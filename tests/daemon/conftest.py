@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -94,6 +95,15 @@ async def sim() -> AsyncIterator[Simulator]:
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 
 
+async def until(predicate: Callable[[], bool], timeout: float, what: str, *, every: float = 0.05) -> None:
+    """Poll a predicate about another thread's or process's effects under a deadline (nothing to await)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
 @pytest.fixture
 async def make_daemon(tmp_path: Path, sim: Simulator) -> AsyncIterator[DaemonFactory]:
     started: list[Daemon] = []
@@ -105,8 +115,9 @@ async def make_daemon(tmp_path: Path, sim: Simulator) -> AsyncIterator[DaemonFac
         schedule: bool = False,
         sd: SdNotifier | None = None,
         kill: str = "",
+        connect_timeout: str = "5s",
     ) -> Daemon:
-        path = write_config(tmp_path, sim.port, rules, extra, kill=kill)
+        path = write_config(tmp_path, sim.port, rules, extra, kill=kill, connect_timeout=connect_timeout)
         config = load_config(path)
         components = build_components(config, registry=CollectorRegistry(), sd=sd or SdNotifier(None))
         d = Daemon(config, str(path), components)

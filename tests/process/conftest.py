@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon.conftest import DEFAULT_RULES
+from tests.daemon.conftest import DEFAULT_RULES, until
 from tests.daemon.conftest import write_config as _write_config
 from watchdog.audit import AuditRecord, read_audit
 from watchdog.sim import Simulator
 
-__all__ = ["DEFAULT_RULES", "write_config"]
+__all__ = ["DEFAULT_RULES", "until", "write_config"]
 
 # ib_async throttles itself to 45 requests/s: in the second after a connect (~30 start-up requests)
 # a kill's burst queues the heartbeat behind it for up to a second. A 300 ms timeout would then
@@ -60,15 +60,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str, *, every: float = 0.05) -> None:
-    """Poll a predicate about another process's effects (files, the simulator's book) under a deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 # ---------------------------------------------------------------------------- sd_notify
