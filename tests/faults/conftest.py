@@ -34,11 +34,9 @@ RULES = """
 Key = tuple[str, int]
 
 
-def fast_spec(port: int, state_dir: Path, **kw: object) -> ConfigSpec:
+def fast_spec(**kw: object) -> ConfigSpec:
     """Fast heartbeats and polls so a row takes a second or two, not a minute."""
     base: dict[str, object] = {
-        "port": port,
-        "state_dir": state_dir,
         "rules": RULES,
         "accounts": ACCOUNTS,
         "heartbeat": 0.2,
@@ -82,7 +80,8 @@ async def make_daemon(tmp_path: Path, sim: Simulator) -> AsyncIterator[DaemonFac
 
     async def factory(*, schedule: bool = True, name: str = "a", start: bool = True, **kw: object) -> Daemon:
         kw.setdefault("state_dir", tmp_path / f"state-{name}")
-        spec = fast_spec(sim.port, **kw)  # type: ignore[arg-type]
+        kw.setdefault("port", sim.port)
+        spec = fast_spec(**kw)
         path = tmp_path / f"rules-{name}.yaml"
         path.write_text(config_text(spec))
         path.chmod(0o600)
