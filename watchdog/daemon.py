@@ -250,6 +250,15 @@ class Daemon:
             loop.remove_signal_handler(sig)
 
     def request_kill(self, action: Action, trigger: str, reason: str) -> None:
+        if self.state in (RunState.STOPPING, RunState.STOPPED):
+            # the handlers stay installed while stopping (for a second SIGINT): say so, never drop silently
+            log.error(
+                "%s %s ignored: the daemon is stopping; send it again once restarted", trigger, action.value
+            )
+            self.c.notifier.notify_text(
+                "critical", f"Manual kill ({action.value}) NOT run", f"{trigger}: the watchdog was stopping"
+            )
+            return
         self._requests.kill.append((action, trigger, reason))
         self._wake.set()
 

@@ -118,6 +118,10 @@ async def test_a_second_sigint_does_not_wait_for_a_running_kill_which_stays_pend
     t0 = time.monotonic()
     d.send(signal.SIGINT)  # graceful: would give the running kill SHUTDOWN_GRACE (10 s)
     await until(lambda: "waiting up to" in d.stderr, 5, "the stop to wait for the kill")
+    d.send(signal.SIGUSR2)  # a manual kill while stopping is not run, and says so
+    await until(
+        lambda: "manual:SIGUSR2 cancel_all ignored: the daemon is stopping" in d.stderr, 5, "the refusal"
+    )
     d.send(signal.SIGINT)  # forced: stop now
     rc = await d.wait()
 
@@ -128,3 +132,4 @@ async def test_a_second_sigint_does_not_wait_for_a_running_kill_which_stays_pend
     # the interrupted kill is remembered: the next start resumes it (see test_restart.py)
     assert (d.state_dir / "pending-kill.json").exists()
     assert d.latch()["state"] == "tripped"
+    assert [r.details["trigger"] for r in d.events("kill.triggered")] == ["manual:SIGUSR1"]
