@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.bench import alert, flatten, halfopen, idle, scale, trigger
 from tests.bench.harness import Section, fmt_ms, machine, median, percentile, quiet_logs, restore_logs, table
+from tests.bench.soak import RESULT as SOAK_RESULT
 from watchdog.state import atomic_write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             restore_logs(handler)
     text = document(sections, args, time.monotonic() - started, disk)
+    if SOAK_RESULT.exists() and not (args.quick or args.tiny or args.only):
+        text += "\n" + SOAK_RESULT.read_text().replace(
+            "## Soak", "## Soak (last `make soak` run, not part of `make bench`)", 1
+        )
     if args.append:
         text += "\n" + Path(args.append).read_text()
     print(text)

@@ -170,10 +170,10 @@ Pure CPU, no I/O: `watchdog.convert.position_from` over N (reqPositions row, por
 built as ib_async objects, then `watchdog.rules.evaluate` with {len(enabled)} condition rules — the repo's
 `rules.yaml` plus three on `largest_position_value`, `position_count` and `open_order_count`, so that
 evaluation has to walk every position and order ({", ".join(enabled)}) — over a model `Snapshot` of
-those N positions, N/10 working
-orders and K accounts (fresh values, healthy gateway), with one `RuleMemory` kept across calls as the
-daemon does. Median of {repeats} runs after a warm-up. The target (≤ 10 ms at 10,000 positions) is judged for
-evaluation alone (DESIGN.md: "rule evaluation over 10,000 positions") and for conversion + evaluation.
+those N positions, N/10 working orders and K accounts (fresh values, healthy gateway), with one
+`RuleMemory` kept across calls as the daemon does. Median of {repeats} runs after a warm-up. The
+target (≤ 10 ms at 10,000 positions) is judged for evaluation alone (DESIGN.md: "rule evaluation
+over 10,000 positions") and for conversion + evaluation.
 """
     notes = [
         "Conversion is linear in N (one ContractRef and Position record per row); it runs in the "
