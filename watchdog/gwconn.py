@@ -372,7 +372,7 @@ class GatewayConnection:
 
     async def _heartbeat(self, ib: IB) -> float:
         sent, sent_epoch = self._mono(), self._clock()
-        budget = self.tracker.wait_budget(sent)
+        budget = self.tracker.wait_budget(sent) + _own_queue_delay(ib)
         try:
             answer = await asyncio.wait_for(ib.reqCurrentTimeAsync(), budget)
         except TimeoutError:
@@ -466,3 +466,18 @@ class GatewayConnection:
             raise GatewayUnavailable(f"{what}: no answer within {timeout:g}s") from e
         except ConnectionError as e:  # ib_async: not connected / socket dropped mid-request
             raise GatewayUnavailable(f"{what}: {e}") from e
+
+
+def _own_queue_delay(ib: IB) -> float:
+    """How long our own request queue will hold a new request back before it reaches the socket.
+
+    ib_async throttles itself to 45 requests/s; behind a burst (connect, a large flatten) a heartbeat
+    waits in that queue. That wait is ours, not the gateway's: it is added to the heartbeat's budget
+    so a busy but healthy gateway is never declared half-open.
+    """
+    client = ib.client
+    queued = len(getattr(client, "_msgQ", ()))
+    if not queued or not client.MaxRequests:
+        return 0.0
+    # the current window is spent (that is why requests queue): one more window, plus one per batch
+    return float((queued // client.MaxRequests + 1) * client.RequestsInterval)

@@ -263,3 +263,18 @@ async def test_heartbeat_rtts_are_reported_for_the_histogram_and_close_is_final(
     with pytest.raises(GatewayUnavailable, match="closed by the watchdog"):
         await asyncio.wait_for(g.connect(), 5)
     await asyncio.wait_for(g.supervise(asyncio.Event()), 5)  # returns at once once closed
+
+
+async def test_a_heartbeat_queued_behind_our_own_request_burst_is_not_a_miss(harness: Harness) -> None:
+    g = harness.gateway()  # timeout 150 ms, 2 misses
+    await asyncio.wait_for(g.connect(), 5)
+    ib = g._require()
+    for _ in range(90):  # two seconds' worth of ib_async's 45 requests/s self-throttle
+        ib.client.reqIds(1)  # harmless requests that fill the queue
+    assert len(ib.client._msgQ) > 30  # the heartbeat will wait behind these in our own queue
+
+    rtt = await asyncio.wait_for(g.heartbeat(), 10)
+
+    assert rtt > FAST_HB.timeout  # it did wait longer than the gateway's timeout ...
+    assert g.tracker.consecutive_misses == 0  # ... and that wait was not held against the gateway
+    assert g.is_connected()
