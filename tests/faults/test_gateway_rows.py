@@ -90,9 +90,7 @@ async def test_reset_goes_down_reconnects_and_a_breach_still_flattens(
     assert d.kill_reports[0].outcome is KillOutcome.FLAT
     row.no_over_close()
     Row.audit(d, ["kill.triggered", "close.order", "kill.finished"])
-    assert Row.metric(
-        d, "ibkr_watchdog_kills_total", {"action": "close_all", "trigger": "rule"}
-    ) is not None or (Row.metric(d, "ibkr_watchdog_tripped") == 1.0)
+    assert Row.metric(d, "ibkr_watchdog_kill_outcomes_total", {"outcome": "flat"}) == 1.0
     Row.message(caplog, "the gateway closed the connection")
     Row.message(caplog, "rule daily-loss breach")
 
