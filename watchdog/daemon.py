@@ -100,6 +100,7 @@ class Daemon:
         """
         c = self.c
         c.store.write_pid(os.getpid())
+        c.metrics.declare_polls(POLLS)
         if self.config.metrics.enabled:
             try:
                 port = await c.metrics.start(self.config.metrics.host, self.config.metrics.port)

@@ -261,6 +261,12 @@ class Metrics:
         self.malformed.inc()
 
     # polls and snapshots -------------------------------------------------------------------
+    def declare_polls(self, names: Iterable[str]) -> None:
+        """Create the poll counters at zero, so `increase()` sees the very first failure."""
+        for name in names:
+            self.polls.labels(name)
+            self.poll_failures.labels(name)
+
     def observe_poll(self, name: str, ok: bool, at: float) -> None:
         self.polls.labels(name).inc()
         if ok:

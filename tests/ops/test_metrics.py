@@ -195,3 +195,15 @@ async def test_a_port_in_use_raises_a_clear_error() -> None:
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return str(resp.read().decode())
+
+
+def test_declared_polls_export_zero_counters_before_the_first_poll() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from watchdog.metrics import Metrics
+
+    m = Metrics(CollectorRegistry(), process_metrics=False)
+    assert m.registry.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "orders"}) is None
+    m.declare_polls(["orders", "positions"])
+    assert m.registry.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "orders"}) == 0.0
+    assert m.registry.get_sample_value("ibkr_watchdog_polls_total", {"poll": "positions"}) == 0.0
