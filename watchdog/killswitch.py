@@ -56,6 +56,7 @@ class KillSwitch:
         self._lock = asyncio.Lock()
         self._finished = 0
         self._last: tuple[KillReport, tuple[str, ...]] | None = None
+        self._lockout_cancelled: dict[tuple[int, int, int], float] = {}  # order key → when we cancelled it
         latch = store.latch()
         if latch.corrupted:
             audit.record("state.corrupted", {"latch": latch.reason, "treated_as": "tripped"})
@@ -135,11 +136,12 @@ class KillSwitch:
         async with self._lock:
             in_scope = self._x.in_scope(latch.accounts)
             prefix = self.config.order_ref
-            offenders = [
+            working = [
                 o
                 for o in snapshot_open_orders
                 if o.is_working and in_scope(o.account) and not is_watchdog_order(o, prefix)
             ]
+            offenders, stubborn = self._lockout_offenders(working)
             if self.config.lockout_flatten and not latch.baseline_known:
                 # the kill could not read the book it kept: adopt today's, never flatten it blindly
                 keep = {position_key(*p.key): p.quantity for p in positions if in_scope(p.account)}
@@ -154,8 +156,15 @@ class KillSwitch:
                 and in_scope(p.account)
                 and target_reduction(p.quantity, base.get(p.key, 0.0)) > EPS
             ]
-            if not offenders and not grown:
+            if not offenders and not stubborn and not grown:
                 return 0
+            if stubborn and not offenders and not grown:  # a cancel that did not take: again, quietly
+                self.audit.record("lockout.recancel", {"orders": [order_label(o) for o in stubborn]})
+                with contextlib.suppress(GatewayError, OSError, TimeoutError):
+                    await self.broker.global_cancel()
+                self._mark_cancelled(stubborn)
+                return len(stubborn)
+            offenders += stubborn
             action = Action.CLOSE_ALL if grown else Action.CANCEL_ALL
             run = self._new_run(
                 action, "lockout", "new risk while tripped", latch.accounts, self.config.dry_run
@@ -179,9 +188,31 @@ class KillSwitch:
                     run, "lockout.failed", KillEventKind.LOCKOUT, Severity.CRITICAL, msg, {"error": str(exc)}
                 )
                 return 0
+            self._mark_cancelled(offenders)
             if grown:
                 self._finish(run, save_last=False)
             return len(offenders)
+
+    def _lockout_offenders(self, working: Sequence[OpenOrder]) -> tuple[list[OpenOrder], list[OpenOrder]]:
+        """(new orders, orders still working well after our cancel). An order cancelled a moment ago
+        that a stale snapshot still lists is neither: announcing it again every poll would be noise."""
+        now = self._clock()
+        keys = {order_key(o) for o in working}
+        for gone in [k for k in self._lockout_cancelled if k not in keys]:
+            del self._lockout_cancelled[gone]
+        fresh, stubborn = [], []
+        for o in working:
+            at = self._lockout_cancelled.get(order_key(o))
+            if at is None:
+                fresh.append(o)
+            elif now - at >= self.config.verify_timeout:
+                stubborn.append(o)
+        return fresh, stubborn
+
+    def _mark_cancelled(self, orders: Sequence[OpenOrder]) -> None:
+        now = self._clock()
+        for o in orders:
+            self._lockout_cancelled[order_key(o)] = now
 
     def reset(self, reason: str, who: str) -> None:
         """Re-arm (audited, announced). A pending kill is discarded: the operator declared it safe."""

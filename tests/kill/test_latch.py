@@ -228,3 +228,23 @@ async def test_a_damaged_latch_starts_tripped_and_is_announced(
     assert events and events[0].kind is KillEventKind.STATE_PROBLEM
     new = book.add_order(1, "DU1", stock(), "BUY", 1)
     assert await asyncio.wait_for(ks.enforce_lockout([new.view()], []), T) == 1
+
+
+async def test_lockout_announces_a_new_order_once_and_recancels_it_only_if_it_outlives_the_cancel(
+    book: FakeBook, make_switch: MakeSwitch, events: list[KillEvent], clock: FakeClock
+) -> None:
+    ks = make_switch()
+    await asyncio.wait_for(ks.kill(Action.CANCEL_ALL, "rule:x"), T)
+    stubborn = book.add_order(1, "DU1", stock(), "BUY", 10, ignore_cancels=1)
+    stale_view = [stubborn.view()]  # the daemon's snapshot lags: it still lists the order
+
+    assert await asyncio.wait_for(ks.enforce_lockout(stale_view, []), T) == 1
+    assert await asyncio.wait_for(ks.enforce_lockout(stale_view, []), T) == 0  # just cancelled: quiet
+    assert stubborn.working  # the gateway ignored that cancel
+    clock.now += ks.config.verify_timeout  # still listed well after the cancel: cancel again
+    assert await asyncio.wait_for(ks.enforce_lockout(stale_view, []), T) == 1
+
+    assert stubborn.status == "Cancelled"
+    detected = [e for e in events if e.kind is KillEventKind.LOCKOUT and e.message.startswith("lockout:")]
+    assert len(detected) == 1  # one critical announcement, not one per poll
+    assert [r.event for r in read_audit(ks.store.audit_path)].count("lockout.recancel") == 1
