@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from watchdog.audit import AuditLog, to_jsonable
+from watchdog.audit import AuditLog, read_audit, to_jsonable
 from watchdog.errors import ConfigError, ControlError, StateError
 from watchdog.killswitch import KillSwitch, reset_latch
 from watchdog.model import Action, TradingState
@@ -191,7 +191,8 @@ def send_reset(
         reset_latch(store, AuditLog(store.audit_path, clock), reason=reason, who=_who(), clock=clock)
         print("re-armed: no daemon is running, so the latch file was updated directly (audited)")
         return EXIT_OK
-    path = store.put_request("reset", {"reason": reason, "who": _who(), "requested_at": clock()})
+    requested = clock()
+    path = store.put_request("reset", {"reason": reason, "who": _who(), "requested_at": requested})
     problem = _signal(target, signal.SIGHUP)
     if problem is not None:
         path.unlink(missing_ok=True)
@@ -207,6 +208,12 @@ def send_reset(
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    # the daemon takes the request file first, then re-arms (or refuses, audited): wait for either
+    while store.reload_latch().state is not TradingState.ARMED and waited < wait:
+        if _refused_since(store, requested):
+            break
+        sleep(0.1)
+        waited += 0.1
     if store.reload_latch().state is not TradingState.ARMED:
         print(
             "ibkr-watchdog reset: the daemon refused (a kill is running?); see the audit log", file=sys.stderr
@@ -214,6 +221,11 @@ def send_reset(
         return EXIT_FAILURE
     print(f"re-armed by ibkr-watchdog pid {target}")
     return EXIT_OK
+
+
+def _refused_since(store: StateStore, since: float) -> bool:
+    """Whether the daemon audited a refused reset at or after `since`."""
+    return any(r.event == "reset.refused" and r.ts >= since - 1.0 for r in read_audit(store.audit_path))
 
 
 def status_data(state_dir: Path, clock: Callable[[], float] = time.time) -> dict[str, Any]:
