@@ -404,7 +404,12 @@ class Daemon:
         cancelled = 0
         tripped = c.store.trading_state() is TradingState.TRIPPED
         if tripped and not started and not self._kill_tasks and snap.gateway.connected:
-            cancelled = await c.killswitch.enforce_lockout(snap.open_orders, snap.positions)
+            lockout = c.killswitch.enforce_lockout(snap.open_orders, snap.positions)
+            if self.config.kill.lockout_flatten:
+                # flattening runs a whole close (orders, fills, verification): never inside a cycle
+                self._track(asyncio.ensure_future(lockout))
+            else:  # one global cancel: quick, and the count belongs to this cycle
+                cancelled = await lockout
         c.metrics.observe_snapshot(snap)
         c.metrics.observe_rule_status(c.memory.status())
         healthy = snap.gateway.connected and snap.gateway.health.value == "healthy"
