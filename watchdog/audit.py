@@ -62,11 +62,20 @@ class AuditLog:
         self.failures = 0
         self.last_error = ""
         self._checked = False
+        self._unsynced = False
 
     def record(
-        self, event: str, details: Mapping[str, Any] | None = None, *, kill_id: str | None = None
+        self,
+        event: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        kill_id: str | None = None,
+        durable: bool = True,
     ) -> bool:
-        """Append one record; True when it is on disk. Never raises."""
+        """Append one record; True when it is written. Never raises.
+
+        `durable=False` leaves the fsync to the next `sync()` (or durable record): the record is in
+        the file at once, so a process crash keeps it; only a power loss in between could lose it."""
         if not self._checked:
             self._checked = True
             self._check_existing()
@@ -75,12 +84,30 @@ class AuditLog:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, line)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             self._report(f"audit record {event!r} not written to {self.path}: {exc.strerror or exc}")
             return False
+        self._unsynced = not durable
+        return True
+
+    def sync(self) -> bool:
+        """fsync records written with `durable=False`. Never raises."""
+        if not self._unsynced:
+            return True
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._report(f"audit file {self.path} not synced: {exc.strerror or exc}")
+            return False
+        self._unsynced = False
         return True
 
     def _encode(self, event: str, details: Mapping[str, Any] | None, kill_id: str | None) -> bytes:

@@ -92,7 +92,8 @@ class KillExecutor:
             if attempt > 1:
                 msg = f"{len(remaining)} order(s) still working; cancelling again (attempt {attempt})"
                 self._r.step(run, "cancel.retry", KillEventKind.RETRY, WARNING, msg, {"orders": labels})
-            await self.global_cancel(run, f"attempt {attempt}")
+            if attempt > 1 or not run.cancel_sent:  # the kill switch may have sent the first already
+                await self.global_cancel(run, f"attempt {attempt}")
             for o in remaining:
                 if self._owns(o):
                     await self._cancel_order(run, o, "still working after a global cancel")

@@ -67,6 +67,7 @@ class Run:
     final_positions: list[Position] | None = None  # the last positions read (for the lockout baseline)
     notes: list[str] = field(default_factory=list)  # escalation reasons
     foreign_keys: set[Key] = field(default_factory=set)  # standby: positions another instance works on
+    cancel_sent: bool = False  # the first global cancel already went out (before the state was synced)
 
 
 class Reporter:
@@ -92,8 +93,9 @@ class Reporter:
         details: Mapping[str, Any],
         *,
         report: KillReport | None = None,
+        durable: bool = True,
     ) -> None:
-        self.audit.record(event, details, kill_id=run.kill_id)
+        self.audit.record(event, details, kill_id=run.kill_id, durable=durable)
         log.log(logging.CRITICAL if severity is Severity.CRITICAL else logging.INFO, "%s", message)
         self.event(
             kind,

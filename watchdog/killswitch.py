@@ -263,15 +263,33 @@ class KillSwitch:
         run.seen.update((order_key(o), o) for o in self._x.targets(run, known, include_ours=False))
         msg = f"kill {action.value} from {trigger}" + (" (dry run)" if dry else "")
         details = {"action": action.value, "trigger": trigger, "reason": reason, "accounts": list(scope)}
+        # Trigger record, latch and pending kill are written before anything is sent, so a crash from
+        # here on resumes the kill; their fsyncs wait until the first global cancel is on the wire. That
+        # message is idempotent and can only remove risk, and a disk's fsync latency (milliseconds to
+        # a hundred) is too long to hold it back. Nothing that trades goes out before the fsyncs.
         self._r.step(
-            run, "kill.triggered", KillEventKind.TRIGGERED, Severity.CRITICAL, msg, details | {"dry_run": dry}
+            run,
+            "kill.triggered",
+            KillEventKind.TRIGGERED,
+            Severity.CRITICAL,
+            msg,
+            details | {"dry_run": dry},
+            durable=False,
         )
-        if not dry:  # latched and remembered before anything is sent: a crash from here on resumes the kill
-            self._trip(run)
-            self._save_pending(run)
+        if not dry:
+            self._trip(run, durable=False)
+            self._save_pending(run, durable=False)
         try:
-            if not self.broker.is_connected():
-                raise GatewayUnavailable("gateway not connected")
+            try:
+                if not self.broker.is_connected():
+                    raise GatewayUnavailable("gateway not connected")
+                if not dry:
+                    await self._x.global_cancel(run, "attempt 1")
+                    run.cancel_sent = True
+            finally:
+                self.audit.sync()
+                if not dry:
+                    self._state_call(run, self.store.sync)
             await self._x.execute(run, {})
         except (GatewayError, OSError, TimeoutError) as exc:
             return self._go_pending(run, exc)
@@ -357,7 +375,7 @@ class KillSwitch:
         return report
 
     # ------------------------------------------------------------------ state
-    def _trip(self, run: Run) -> None:
+    def _trip(self, run: Run, *, durable: bool = True) -> None:
         old = self.store.latch()
         tripped = old.state is TradingState.TRIPPED
         action = run.action
@@ -381,7 +399,7 @@ class KillSwitch:
             changed_at=now,
             changed_by=run.trigger,
         )
-        self._state_call(run, lambda: self.store.save_latch(latch))
+        self._state_call(run, lambda: self.store.save_latch(latch, durable=durable))
 
     def _update_baseline(self, run: Run) -> None:
         """Remember what the lockout keeps: the positions in scope at the end of the kill."""
@@ -394,7 +412,7 @@ class KillSwitch:
         new = replace(latch, baseline=keep, baseline_known=True)
         self._state_call(run, lambda: self.store.save_latch(new))
 
-    def _save_pending(self, run: Run) -> None:
+    def _save_pending(self, run: Run, *, durable: bool = True) -> None:
         p = PendingKill(
             kill_id=run.kill_id,
             action=run.action,
@@ -404,7 +422,7 @@ class KillSwitch:
             created_at=run.started,
             dry_run=run.dry,
         )
-        self._state_call(run, lambda: self.store.save_pending(p))
+        self._state_call(run, lambda: self.store.save_pending(p, durable=durable))
 
     def _state_call(self, run: Run, fn: Callable[[], None]) -> None:
         """State writes never stop a kill; a failure is recorded and announced as critical."""

@@ -79,11 +79,28 @@ class Components:
     load_config: Callable[[str], Config] = load_config
     # set by the daemon: called for gateway events after metrics/notifications are handled here
     on_gateway_event: Callable[[GatewayEvent], None] | None = None
+    skew_warned: bool = False  # a clock skew warning is logged once per episode
+
+
+CLOCK_SKEW_WARN = 2.0  # seconds; the gateway's clock reads whole seconds, so smaller skews are noise
 
 
 def _heartbeat_metrics(c: Components, rtt: float) -> None:
     status = c.gateway.status()
     c.metrics.observe_heartbeat(rtt, status.last_heartbeat or c.clock(), status.clock_skew)
+    skew = status.clock_skew
+    if skew is None:
+        return
+    if abs(skew) > CLOCK_SKEW_WARN and not c.skew_warned:
+        c.skew_warned = True
+        log.warning(
+            "gateway clock skew %+.0fs: this host's clock or the gateway host's is wrong; rules that "
+            "judge data age and scheduled rules run on this host's clock (check NTP on both hosts)",
+            skew,
+        )
+    elif abs(skew) < CLOCK_SKEW_WARN / 2 and c.skew_warned:
+        c.skew_warned = False
+        log.info("gateway clock skew back to %+.1fs", skew)
 
 
 def build_components(

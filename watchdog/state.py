@@ -182,12 +182,12 @@ class StateStore:
                 corrupted=True,
             )
 
-    def save_latch(self, latch: Latch) -> None:
+    def save_latch(self, latch: Latch, *, durable: bool = True) -> None:
         """Persist the latch. Fail-safe order: a trip is remembered even if the disk fails; a re-arm
-        counts only once it is on disk."""
+        counts only once it is on disk. `durable=False` defers the fsync to `sync()`."""
         if latch.state is TradingState.TRIPPED:
             self._latch = latch
-        self._write(LATCH_FILE, replace(latch, corrupted=False))
+        self._write(LATCH_FILE, replace(latch, corrupted=False), durable=durable)
         self._latch = latch
 
     # ------------------------------------------------------------------ pending kill
@@ -222,9 +222,31 @@ class StateStore:
                 created_at=self._clock(),
             )
 
-    def save_pending(self, pending: PendingKill) -> None:
+    def save_pending(self, pending: PendingKill, *, durable: bool = True) -> None:
         self._pending, self._pending_loaded = pending, True
-        self._write(PENDING_FILE, pending)
+        self._write(PENDING_FILE, pending, durable=durable)
+
+    def sync(self) -> None:
+        """fsync the latch and pending files and the directory (after writes with durable=False)."""
+        try:
+            for name in (LATCH_FILE, PENDING_FILE):
+                try:
+                    fd = os.open(self.dir / name, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            msg = f"cannot sync {self.dir}: {exc.strerror or exc}"
+            self._report(msg)
+            raise StateError(msg) from exc
 
     def clear_pending(self) -> None:
         self._pending, self._pending_loaded = None, True

@@ -189,11 +189,6 @@ async def test_clock_skew_shows_in_the_metric_and_does_not_stop_a_kill(
     Row.audit(d, ["kill.triggered", "kill.finished"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no log line or notification explains a gateway clock skew: it is only the metric "
-    "ibkr_watchdog_gateway_clock_skew_seconds and the Prometheus alert GatewayClockSkew (deploy/prometheus)",
-)
 async def test_clock_skew_is_explained_in_the_log(
     sim: Simulator, make_daemon: DaemonFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
