@@ -248,3 +248,35 @@ async def test_lockout_announces_a_new_order_once_and_recancels_it_only_if_it_ou
     detected = [e for e in events if e.kind is KillEventKind.LOCKOUT and e.message.startswith("lockout:")]
     assert len(detected) == 1  # one critical announcement, not one per poll
     assert [r.event for r in read_audit(ks.store.audit_path)].count("lockout.recancel") == 1
+
+
+async def test_the_first_global_cancel_goes_out_after_the_records_are_written_and_before_their_fsync(
+    book: FakeBook, make_switch: MakeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    ks = make_switch()
+    book.add_order(1, "DU1", stock(), "BUY", 10)
+    order: list[str] = []
+    real_fsync = os.fsync
+    real_cancel = book.global_cancel
+
+    def fsync(fd: int) -> None:
+        order.append("fsync")
+        real_fsync(fd)
+
+    def global_cancel(client_id: int) -> None:
+        # at the moment the cancel leaves, the trigger record and the latch are already in the files
+        events = [r.event for r in read_audit(ks.store.audit_path)]
+        latch = StateStore(ks.store.dir, lambda: 0.0).latch()
+        order.append(f"cancel triggered={'kill.triggered' in events} tripped={latch.state.value}")
+        real_cancel(client_id)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(book, "global_cancel", global_cancel)
+    await asyncio.wait_for(ks.kill(Action.CANCEL_ALL, "rule:x"), T)
+
+    first_cancel = next(i for i, step in enumerate(order) if step.startswith("cancel"))
+    assert order[first_cancel] == "cancel triggered=True tripped=tripped"
+    assert "fsync" not in order[:first_cancel]  # no disk flush held the cancel back
+    assert "fsync" in order[first_cancel:]  # and everything was flushed right after it
