@@ -37,6 +37,9 @@ T = TypeVar("T")
 INFO, WARNING, CRITICAL = Severity.INFO, Severity.WARNING, Severity.CRITICAL
 
 
+FIRST_LOOK = 0.1  # seconds from the last closing order to the first verification read
+
+
 class KillExecutor:
     def __init__(
         self,
@@ -307,8 +310,9 @@ class KillExecutor:
         in_scope = self.in_scope(run.scope)
         open_: list[Position] = []
         rounds = self._polls() if polls is None else polls
-        for _ in range(rounds + 1):
-            await self._sleep(self._poll_interval())
+        for i in range(rounds + 1):
+            # market orders usually fill within milliseconds: look soon, then at the poll interval
+            await self._sleep(min(FIRST_LOOK, self._poll_interval()) if i == 0 else self._poll_interval())
             positions = await self.call("positions", self.broker.positions)
             run.final_positions = positions
             open_ = [

@@ -199,9 +199,13 @@ class Pacer:
             wait = self._sent[-1] + 1.0 / rate - now
         if len(self._sent) >= limit:
             wait = max(wait, self._sent[-limit] + 1.0 - now)
+        slot = now
         if wait > 0:
-            await self._sleep(min(wait + 1e-6, 1.0))
-            now = self._clock()
-        self._sent.append(now)
+            wait = min(wait, 1.0)
+            slot = now + wait
+            await self._sleep(wait + 1e-6)
+        # the slot, not the (later) wake-up: a busy loop's sleep overshoot must not add up over a long
+        # flatten and drag the rate below the configured one
+        self._sent.append(slot)
         while len(self._sent) > limit:
             self._sent.popleft()
