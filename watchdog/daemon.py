@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ log = logging.getLogger("watchdog.daemon")
 SHUTDOWN_GRACE = 10.0  # seconds a running kill may take to finish during a graceful stop
 RELOAD_SETTLE = 5.0  # seconds a reload waits for a running evaluation (and its lockout step)
 POLLS = ("pnl", "account_summary", "positions", "orders", "executions")
+STATUS_EVERY = 1.0  # seconds between status.json rewrites
 
 
 class RunState(enum.Enum):
@@ -90,7 +91,9 @@ class Daemon:
         self._connected_once = False
         self._next_connect_at = 0.0
         self.last_cycle: CycleResult | None = None
-        self.kill_reports: list[KillReport] = []  # every kill this process ran, in order
+        self.kill_reports: list[KillReport] = []
+        self._status_written = 0.0
+        self._status_state: TradingState | None = None  # every kill this process ran, in order
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, require_gateway: bool = False, schedule: bool = True) -> None:
@@ -299,7 +302,7 @@ class Daemon:
             c.notifier.notify_reconnect(f"{self.config.gateway.host}:{self.config.gateway.port}")
         self._connected_once = True
         if c.store.pending_kill() is not None:
-            self._track(asyncio.ensure_future(c.killswitch.run_pending()))
+            self._track(asyncio.ensure_future(self._run_pending()))
 
     async def heartbeat_job(self) -> None:
         """Heartbeat while connected (half-open detection lives in the gateway); reconnect with backoff."""
@@ -375,6 +378,15 @@ class Daemon:
             self._eval_again = True
             return
         self._eval_task = asyncio.ensure_future(self._evaluate_loop())
+
+    async def _job(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """A scheduled job; one cancelled by the scheduler's shutdown is expected, not an error."""
+        try:
+            await fn(*args)
+        except asyncio.CancelledError:
+            if self.state in (RunState.STOPPING, RunState.STOPPED):
+                return
+            raise
 
     async def _evaluate_job(self) -> None:
         # a coroutine job: APScheduler runs plain functions in a thread pool, away from the loop
@@ -458,6 +470,12 @@ class Daemon:
         # WATCHDOG=1 says "this process's loop is alive", not "the gateway is up": with the gateway
         # down the daemon must keep running (alerts, the pending kill), not be restarted by systemd.
         c.sd.watchdog()
+        # status.json is for `ibkr-watchdog status`: once a second is plenty, except when the
+        # latch changed (evaluations run on every streamed value; each rewrite costs a rename)
+        now = c.clock()
+        if now - self._status_written < STATUS_EVERY and state is self._status_state:
+            return
+        self._status_written, self._status_state = now, state
         with contextlib.suppress(StateError, OSError):
             c.store.write_status(
                 {
@@ -510,6 +528,12 @@ class Daemon:
         self.kill_reports.append(report)
         return report
 
+    async def _run_pending(self) -> KillReport | None:
+        report = await self.c.killswitch.run_pending()
+        if report is not None:
+            self.kill_reports.append(report)
+        return report
+
     async def wait_for_kills(self, timeout: float) -> list[KillReport]:
         """Test helper: wait until every running kill finished; return their reports."""
         tasks = list(self._kill_tasks)
@@ -525,7 +549,8 @@ class Daemon:
         for job in sched.get_jobs():
             job.remove()
         opts: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        sched.add_job(self.heartbeat_job, "interval", seconds=cfg.heartbeat.interval, id="heartbeat", **opts)
+        every = cfg.heartbeat.interval
+        sched.add_job(self._job, "interval", seconds=every, args=[self.heartbeat_job], id="heartbeat", **opts)
         intervals = {
             "pnl": cfg.polling.pnl,
             "account_summary": cfg.polling.account_summary,
@@ -534,7 +559,9 @@ class Daemon:
             "executions": cfg.polling.executions,
         }
         for name, every in intervals.items():
-            sched.add_job(self.poll, "interval", seconds=every, args=[name], id=f"poll:{name}", **opts)
+            sched.add_job(
+                self._job, "interval", seconds=every, args=[self.poll, name], id=f"poll:{name}", **opts
+            )
         evaluate_every = min(intervals.values())
         sched.add_job(self._evaluate_job, "interval", seconds=evaluate_every, id="evaluate", **opts)
         for rule in cfg.rules:
@@ -609,6 +636,9 @@ async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
     except (GatewayUnavailable, ClientIdInUse) as exc:
         log.critical("gateway unreachable at start: %s", exc)
         return 3
+    except StateError as exc:  # another daemon holds the state dir, or it cannot be written
+        log.critical("refusing to start: %s", exc)
+        return 2
 
 
 def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
