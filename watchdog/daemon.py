@@ -351,7 +351,8 @@ class Daemon:
         c = self.c
         fn: Callable[[], Any] = getattr(c.gateway, f"poll_{name}")
         try:
-            await asyncio.wait_for(fn(), timeout=self.config.polling.timeout)
+            async with asyncio.timeout(self.config.polling.timeout):  # same task: nothing left unawaited
+                await fn()
         except (GatewayError, OSError, TimeoutError) as exc:
             c.metrics.observe_poll(name, False, c.clock())
             log.debug("poll %s failed: %s", name, exc)
