@@ -93,6 +93,7 @@ class Daemon:
         self.last_cycle: CycleResult | None = None
         self.kill_reports: list[KillReport] = []
         self._status_written = 0.0
+        self._saved_highs: list[dict[str, object]] = []
         self._status_state: TradingState | None = None  # every kill this process ran, in order
 
     # ------------------------------------------------------------------ life cycle
@@ -128,6 +129,11 @@ class Daemon:
         if schedule:  # tests that drive poll_once() themselves keep evaluation under their control
             c.gateway.on_data = self._request_evaluation
         c.control.process_requests(c.killswitch)
+        restored = c.memory.import_highs(c.store.baseline().get("day_highs", []), c.clock())
+        if restored:
+            log.info(
+                "restored %d day high(s) from the state dir: drawdown limits keep today's peak", restored
+            )
         try:
             await self._connect()
         except (GatewayUnavailable, ClientIdInUse) as exc:
@@ -477,6 +483,7 @@ class Daemon:
         if now - self._status_written < STATUS_EVERY and state is self._status_state:
             return
         self._status_written, self._status_state = now, state
+        self._save_day_highs()
         with contextlib.suppress(StateError, OSError):
             c.store.write_status(
                 {
@@ -497,6 +504,15 @@ class Daemon:
                     "open_orders": len(snap.open_orders),
                 }
             )
+
+    def _save_day_highs(self) -> None:
+        """Persist the day highs when they moved: a restart must not reset a drawdown's peak."""
+        highs = self.c.memory.export_highs()
+        if highs == self._saved_highs:
+            return
+        with contextlib.suppress(StateError):  # reported by the store; the next change retries
+            self.c.store.save_baseline({"day_highs": highs})
+            self._saved_highs = highs
 
     # ------------------------------------------------------------------ kills
     def start_kill(

@@ -56,3 +56,29 @@ async def test_a_poll_that_fails_is_counted_and_the_others_still_run(
     after = reg.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "positions"})
     assert after == before + 1
     assert (reg.get_sample_value("ibkr_watchdog_polls_total", {"poll": "orders"}) or 0.0) >= 1
+
+
+async def test_the_days_high_survives_a_restart_so_a_drawdown_limit_is_not_loosened(
+    sim: Simulator, make_daemon: DaemonFactory
+) -> None:
+    rules = """
+  - name: drawdown
+    when: "drawdown >= 50000"
+    action: close_all
+"""
+    first = await make_daemon(rules)
+    await asyncio.wait_for(first.poll_once(), 10)
+    peak = first.c.memory.day_high("DU111111", "net_liquidation")
+    assert peak is not None
+    await asyncio.wait_for(first.stop(), 15)
+    assert {"account": "DU111111", "metric": "net_liquidation"}.items() <= next(
+        r for r in first.c.store.baseline()["day_highs"] if r["account"] == "DU111111"
+    ).items()
+
+    sim.set_account_value("DU111111", "NetLiquidation", peak - 60_000)  # fell while we were down
+    second = await make_daemon(rules)
+    assert second.c.memory.day_high("DU111111", "net_liquidation") == peak
+    await asyncio.wait_for(second.poll(name="account_summary"), 5)
+    result = await asyncio.wait_for(second.poll_once(), 10)
+    assert [b.rule for b in result.breaches] == ["drawdown"]  # measured from the remembered peak
+    await second.wait_for_kills(timeout=30)
