@@ -157,10 +157,3 @@ def fill_from(f: IbFill) -> Fill:
         order_ref=e.orderRef or "",
         commission=commission,
     )
-
-
-def order_key(o: OpenOrder | Fill) -> tuple[str, int, int]:
-    """Identity of an order across clients: permId when known, else (clientId, orderId)."""
-    if o.perm_id:
-        return ("perm", o.perm_id, 0)
-    return ("id", o.client_id, o.order_id)

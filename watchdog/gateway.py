@@ -34,7 +34,7 @@ from watchdog import convert, hours
 from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
 from watchdog.errors import GatewayError
 from watchdog.gwconn import EventKind, GatewayConnection, GatewayEvent
-from watchdog.model import CloseOrderRequest, OpenOrder, Position, Snapshot
+from watchdog.model import CloseOrderRequest, OpenOrder, OrderKey, Position, Snapshot, order_key
 from watchdog.snapcache import SnapshotCache
 
 __all__ = ["EventKind", "Gateway", "GatewayEvent"]
@@ -238,11 +238,11 @@ class Gateway(GatewayConnection):
         async with self._orders_lock:  # same single-slot request key as reqPositions
             trades = await self._timed("open orders", ib.reqAllOpenOrdersAsync)
         at = self._clock()
-        orders: dict[tuple[str, int, int], OpenOrder] = {}
+        orders: dict[OrderKey, OpenOrder] = {}
         for trade in trades:
             o = convert.open_order_from(trade)
             if o.account in self._watched and o.is_working:
-                orders[convert.order_key(o)] = o
+                orders[order_key(o)] = o
         out = list(orders.values())
         self._cache.set_orders(out, at)
         return out

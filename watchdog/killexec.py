@@ -24,14 +24,13 @@ from watchdog.killplan import (
     Pacer,
     is_watchdog_order,
     limit_price,
-    order_key,
     order_label,
     plan_closes,
     route_exchange,
     target_reduction,
 )
 from watchdog.killrun import KillEventKind, Reporter, Run, need_label, pos_label
-from watchdog.model import Action, CloseOrderRequest, OpenOrder, Position, Severity
+from watchdog.model import Action, CloseOrderRequest, OpenOrder, Position, Severity, order_key
 
 T = TypeVar("T")
 INFO, WARNING, CRITICAL = Severity.INFO, Severity.WARNING, Severity.CRITICAL

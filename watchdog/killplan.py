@@ -22,11 +22,6 @@ QTY_STEP = 1e-6  # closing quantities are floored to this step: rounding never a
 NON_RETRYABLE_ERRORS = frozenset({200, 203, 321})  # no security definition, not allowed, validation
 
 
-def order_key(order: OpenOrder) -> tuple[int, int, int]:
-    """One identity per order across clients: permId when known, else (clientId, orderId)."""
-    return (order.perm_id, 0, 0) if order.perm_id else (0, order.client_id, order.order_id)
-
-
 def order_label(order: OpenOrder) -> str:
     return (
         f"{order.account} {order.action} {order.remaining:g} {order.contract.label} "

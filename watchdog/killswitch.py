@@ -19,9 +19,18 @@ from watchdog.broker import Broker
 from watchdog.config import KillConfig
 from watchdog.errors import ControlError, GatewayError, GatewayUnavailable, StateError
 from watchdog.killexec import KillExecutor
-from watchdog.killplan import EPS, Key, is_watchdog_order, order_key, order_label, target_reduction
+from watchdog.killplan import EPS, Key, is_watchdog_order, order_label, target_reduction
 from watchdog.killrun import KillEvent, KillEventKind, Reporter, Run, pos_label
-from watchdog.model import Action, KillOutcome, KillReport, OpenOrder, Position, Severity, TradingState
+from watchdog.model import (
+    Action,
+    KillOutcome,
+    KillReport,
+    OpenOrder,
+    Position,
+    Severity,
+    TradingState,
+    order_key,
+)
 from watchdog.state import Latch, PendingKill, StateStore, position_key
 
 __all__ = ["KillEvent", "KillEventKind", "KillSwitch", "reset_latch"]

@@ -152,6 +152,14 @@ class Fill:
     commission: float | None = None
 
 
+OrderKey = tuple[int, int, int]
+
+
+def order_key(o: OpenOrder | Fill) -> OrderKey:
+    """One identity per order across clients: (permId, 0, 0) when known, else (0, clientId, orderId)."""
+    return (o.perm_id, 0, 0) if o.perm_id else (0, o.client_id, o.order_id)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountState:
     """Account-level values. `None` means "not known"; `as_of` has the epoch time each field was last set."""

@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 
-from watchdog.convert import order_key
-from watchdog.model import AccountState, Fill, GatewayStatus, OpenOrder, Position, Snapshot
+from watchdog.model import (
+    AccountState,
+    Fill,
+    GatewayStatus,
+    OpenOrder,
+    OrderKey,
+    Position,
+    Snapshot,
+    order_key,
+)
 
 # how far back `Snapshot.order_events` reaches (rules count orders per minute; an hour is plenty)
 ORDER_EVENT_WINDOW = 3600.0
@@ -31,7 +39,7 @@ class SnapshotCache:
         self._fills: tuple[Fill, ...] = ()
         self._fills_as_of: float | None = None
         # order identity -> (account, first-seen epoch); None = already there when we started watching
-        self._first_seen: dict[tuple[str, int, int], tuple[str, float | None]] = {}
+        self._first_seen: dict[OrderKey, tuple[str, float | None]] = {}
         self._baselined: set[str] = set()  # sources ("orders", "fills") whose first poll is done
 
     def set_value(self, account: str, name: str, value: float | None, at: float, currency: str = "") -> None:
@@ -63,7 +71,7 @@ class SnapshotCache:
     def positions(self) -> tuple[Position, ...]:
         return self._positions
 
-    def _see(self, source: str, keyed: Iterable[tuple[str, tuple[str, int, int]]], at: float) -> None:
+    def _see(self, source: str, keyed: Iterable[tuple[str, OrderKey]], at: float) -> None:
         # orders already working (or filled) when watching starts are a baseline, not new placements
         stamp: float | None = at if source in self._baselined else None
         for account, key in keyed:

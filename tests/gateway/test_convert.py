@@ -22,7 +22,7 @@ from ib_async import (
 from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
 
 from watchdog import convert
-from watchdog.model import GatewayStatus, OpenOrder
+from watchdog.model import GatewayStatus, OpenOrder, order_key
 from watchdog.snapcache import SnapshotCache
 
 AAPL = Contract(
@@ -105,7 +105,7 @@ def test_a_manual_order_keeps_client_zero_and_its_reported_remaining() -> None:
     status = OrderStatus(orderId=0, status="PreSubmitted", filled=1, remaining=4)
     o = convert.open_order_from(Trade(contract=AAPL, order=order, orderStatus=status))
     assert (o.client_id, o.remaining, o.filled, o.lmt_price) == (0, 4.0, 1.0, None)
-    assert convert.order_key(o) == ("perm", 77, 0)
+    assert order_key(o) == (77, 0, 0)  # permId identifies a manual order across clients
 
 
 def test_a_fill_carries_epoch_time_and_commission_only_once_reported() -> None:
