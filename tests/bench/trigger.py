@@ -103,7 +103,7 @@ async def run(root: Path, *, trials: int) -> Section:
         daemon = await start_daemon(write_config(root / "rules.yaml", spec))
         await wait_for(lambda: _rule_state(daemon) == "ok", 10, "a first evaluation")
         c = daemon.c
-        # the writes the kill makes durable before it sends anything (audit fsync, latch, pending)
+        # the writes the kill makes before it sends anything (audit record, latch, pending; fsynced after)
         spans.wrap(c.audit, "record", "durable")
         spans.wrap(c.store, "save_latch", "durable")
         spans.wrap(c.store, "save_pending", "durable")
@@ -135,7 +135,7 @@ async def run(root: Path, *, trials: int) -> Section:
     rest = [g - d - st for g, d, st in zip(got, durable, status, strict=True)]
     rows.append(
         [
-            "of which: durable writes (audit fsync, latch, pending) before the wire",
+            "of which: state writes (audit record, latch, pending) before the wire",
             "",
             fmt_ms(median(durable)),
             fmt_ms(percentile(durable, 90)),
@@ -171,11 +171,10 @@ async def run(root: Path, *, trials: int) -> Section:
         share = median([(durable[i] + status[i]) / got[i] for i in slow])
         notes.append(
             f"target missed: p99 {p99 * 1000:.1f} ms > 20 ms. In the slowest 1 % of trials "
-            f"{share:.0%} of the time went to file writes made before the wire: the kill fsyncs its "
-            "`kill.triggered` audit record, then writes the latch and the pending-kill record "
-            "durably (each a temp file, fsync, rename, directory fsync), and the evaluation that "
-            "started the kill rewrites status.json before the kill task first runs. Those writes follow "
-            "the disk's fsync latency (machine table; this VM's disk is shared with other jobs); the "
+            f"{share:.0%} of the time went to file writes made between the P&L frame and the wire: "
+            "the kill's `kill.triggered` audit record, latch and pending-kill record (written before "
+            "the cancel, fsynced only after it: a temp file and a rename each) and status.json "
+            "rewrites by evaluations in the same window. Their cost follows this VM's shared disk; the "
             "rest of the tail is the event loop being busy with other work (polls, the scheduler) "
             "when the P&L frame arrives."
         )
@@ -183,8 +182,8 @@ async def run(root: Path, *, trials: int) -> Section:
 One simulator and one in-process daemon (scheduler on: `start(schedule=True)`, heartbeat 1 s /
 1.5 s, default polling), one rule `daily_pnl <= -2500` (no `for:`), action `cancel_all`. Each trial:
 `sim.set_pnl(daily=-2600)` writes the PnL frame to the daemon's socket; the daemon evaluates on the
-streamed value (`gateway.on_data` → `Daemon._request_evaluation`), fires the kill, which audits
-(fsync) and latches (fsync) before it sends `reqGlobalCancel`. Measured: the simulator's receive stamp
+streamed value (`gateway.on_data` → `Daemon._request_evaluation`), fires the kill, which writes its
+trigger record, latch and pending kill, sends `reqGlobalCancel`, and only then fsyncs them. Measured: the simulator's receive stamp
 of the msg-58 frame (`ReceivedFrame.time`) minus the simulator clock read just before `set_pnl`
 (both `time.time()` of this process). Between trials: wait for the kill to finish,
 `killswitch.reset(...)`, `sim.clear_pnl`, wait until the rule reads `ok` again, then 50 ms more: the
