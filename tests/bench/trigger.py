@@ -183,8 +183,9 @@ One simulator and one in-process daemon (scheduler on: `start(schedule=True)`, h
 1.5 s, default polling), one rule `daily_pnl <= -2500` (no `for:`), action `cancel_all`. Each trial:
 `sim.set_pnl(daily=-2600)` writes the PnL frame to the daemon's socket; the daemon evaluates on the
 streamed value (`gateway.on_data` → `Daemon._request_evaluation`), fires the kill, which writes its
-trigger record, latch and pending kill, sends `reqGlobalCancel`, and only then fsyncs them. Measured: the simulator's receive stamp
-of the msg-58 frame (`ReceivedFrame.time`) minus the simulator clock read just before `set_pnl`
+trigger record, latch and pending kill, sends `reqGlobalCancel`, and only then fsyncs them.
+Measured: the simulator's receive stamp of the msg-58 frame (`ReceivedFrame.time`) minus the
+simulator clock read just before `set_pnl`
 (both `time.time()` of this process). Between trials: wait for the kill to finish,
 `killswitch.reset(...)`, `sim.clear_pnl`, wait until the rule reads `ok` again, then 50 ms more: the
 kill's pacer keeps order messages ≥ 1/pacing (25 ms) apart, and back-to-back trials would otherwise
