@@ -115,16 +115,18 @@ class Gateway(GatewayConnection):
     def _on_pnl(self, pnl: PnL) -> None:
         if pnl.account not in self._watched:
             return
-        now = self._clock()
-        self._cache.set_value(pnl.account, "daily_pnl", convert.num(pnl.dailyPnL), now)
-        self._cache.set_value(pnl.account, "unrealized_pnl", convert.num(pnl.unrealizedPnL), now)
-        self._cache.set_value(pnl.account, "realized_pnl", convert.num(pnl.realizedPnL), now)
-        self._data_changed()
+        now, cache = self._clock(), self._cache
+        changed = cache.set_value(pnl.account, "daily_pnl", convert.num(pnl.dailyPnL), now)
+        changed |= cache.set_value(pnl.account, "unrealized_pnl", convert.num(pnl.unrealizedPnL), now)
+        changed |= cache.set_value(pnl.account, "realized_pnl", convert.num(pnl.realizedPnL), now)
+        if changed:  # IB streams P&L every second whether it moved or not: only news is worth a look
+            self._data_changed()
 
     def _on_summary(self, v: AccountValue) -> None:
         name = convert.SUMMARY_TAGS.get(v.tag)
-        if name is not None and v.account in self._watched:
-            self._cache.set_value(v.account, name, convert.num(v.value), self._clock(), v.currency)
+        if name is None or v.account not in self._watched:
+            return
+        if self._cache.set_value(v.account, name, convert.num(v.value), self._clock(), v.currency):
             self._data_changed()
 
     def _data_changed(self) -> None:

@@ -42,11 +42,15 @@ class SnapshotCache:
         self._first_seen: dict[OrderKey, tuple[str, float | None]] = {}
         self._baselined: set[str] = set()  # sources ("orders", "fills") whose first poll is done
 
-    def set_value(self, account: str, name: str, value: float | None, at: float, currency: str = "") -> None:
-        self._values.setdefault(account, {})[name] = value
+    def set_value(self, account: str, name: str, value: float | None, at: float, currency: str = "") -> bool:
+        """Store a value received at `at`; True when it differs from the one held (or is new)."""
+        values = self._values.setdefault(account, {})
+        changed = name not in values or values[name] != value
+        values[name] = value
         self._as_of.setdefault(account, {})[name] = at
         if currency and name == "net_liquidation":
             self._currency[account] = currency
+        return changed
 
     def value(self, account: str, name: str) -> tuple[float | None, float | None]:
         """(value, as_of) of one account field; (None, None) when never received."""

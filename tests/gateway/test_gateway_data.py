@@ -283,3 +283,26 @@ async def test_positions_carry_the_listing_exchange_and_tick_from_contract_detai
     details_requests = [f for f in sim.received(CLIENT_ID) if f.msg_id == 9]
     await asyncio.wait_for(g.poll_positions(), 5)
     assert [f for f in sim.received(CLIENT_ID) if f.msg_id == 9] == details_requests  # cached per conId
+
+
+async def test_only_a_changed_streamed_value_asks_the_daemon_to_evaluate(harness: Harness) -> None:
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    calls: list[float] = []
+    g.on_data = lambda: calls.append(1.0)
+
+    def received_at() -> float | None:
+        return g.snapshot().accounts[DU1].as_of.get("daily_pnl")
+
+    async def next_tick() -> None:  # the simulator re-sends P&L every 100 ms, changed or not
+        before = received_at()
+        await eventually(lambda: received_at() != before)
+
+    await next_tick()
+    settled = len(calls)
+    await next_tick()
+    await next_tick()
+    assert len(calls) == settled  # the same numbers again: no evaluation asked for
+    harness.sim.set_pnl(DU1, daily=-4_321.0)
+    await eventually(lambda: len(calls) > settled)
+    assert g.snapshot().accounts[DU1].daily_pnl == -4_321.0
