@@ -415,16 +415,15 @@ class Daemon:
         breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
         started: list[str] = []
         for b in breaches:
+            self._announce(b)  # queued log line and notification: microseconds, never a wait
             if b.kind is BreachKind.BREACH and b.action.is_kill and self._should_fire(b.action):
                 started.append(b.rule)
                 accounts = None if b.account is None else [b.account]
                 self.start_kill(b.action, f"rule:{b.rule}", reason=b.message, accounts=accounts)
         if started:
             # let the kill task put its global cancel on the wire before this cycle's bookkeeping
-            # (announcements, metrics, status file) takes its turn on the loop
+            # (metrics, status file) takes its turn on the loop
             await asyncio.sleep(0)
-        for b in breaches:
-            self._announce(b)
         cancelled = 0
         tripped = c.store.trading_state() is TradingState.TRIPPED
         if tripped and not started and not self._kill_tasks and snap.gateway.connected:
