@@ -40,6 +40,7 @@ from watchdog.snapcache import SnapshotCache
 __all__ = ["EventKind", "Gateway", "GatewayEvent"]
 
 log = logging.getLogger("watchdog.gateway")
+POSITIONS_RESYNC = 30.0  # seconds between full reqPositions round trips in routine polls
 SMART_ROUTED = frozenset({"STK", "OPT", "CASH", "CRYPTO", "WAR", "FUND"})  # routable without a listing
 
 
@@ -67,6 +68,7 @@ class Gateway(GatewayConnection):
         self._portfolio_account = ""
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
+        self._positions_synced: float | None = None  # epoch of the last reqPositions round trip
         self._details: dict[int, tuple[str, float]] = {}  # conId → (listing exchange, min tick)
         # the trading calendar; the demo swaps in its simulated exchange's session
         self.market_hours: Callable[[str, float], bool] = hours.is_regular_hours
@@ -89,6 +91,7 @@ class Gateway(GatewayConnection):
         ib.updatePortfolioEvent -= self._on_portfolio
 
     def _after_connect(self, ib: IB) -> None:
+        self._positions_synced = None  # the first poll after a connect is a full round trip
         managed = ib.managedAccounts()
         # the account ib_async subscribed reqAccountUpdates (portfolio) for at connect, if any
         gw = self._gw
@@ -102,6 +105,7 @@ class Gateway(GatewayConnection):
                 ib.reqPnLSingle(p.account, "", p.contract.conId)
 
     def _after_data_lost(self, ib: IB) -> None:
+        self._positions_synced = None  # 1101: the next poll re-requests (and re-subscribes) positions
         for account in self._watched:
             if ib.pnl(account):
                 ib.cancelPnL(account)
@@ -168,13 +172,23 @@ class Gateway(GatewayConnection):
 
         await self._timed("account summary", request)
 
-    async def poll_positions(self) -> list[Position]:
-        """reqPositions round trip, enriched with market data (portfolio, else reqPnLSingle value)."""
+    async def poll_positions(self, *, fresh: bool = False) -> list[Position]:
+        """Positions enriched with market data (portfolio, else reqPnLSingle value).
+
+        The reqPositions subscription ib_async opens at connect streams every change, so a routine
+        poll reads ib_async's live copy; a full round trip runs when `fresh` (the kill switch's reads),
+        after a (re)connect or 1101, and every POSITIONS_RESYNC seconds as a cross-check.
+        """
         ib = self._require()
-        # ib_async keys reqPositions by name: overlapping calls would steal each other's answers
-        async with self._positions_lock:
-            raw: list[IbPosition] = await self._timed("positions", ib.reqPositionsAsync)
         at = self._clock()
+        raw: list[IbPosition]
+        if fresh or self._positions_synced is None or at - self._positions_synced >= POSITIONS_RESYNC:
+            # ib_async keys reqPositions by name: overlapping calls would steal each other's answers
+            async with self._positions_lock:
+                raw = await self._timed("positions", ib.reqPositionsAsync)
+            self._positions_synced = at = self._clock()
+        else:
+            raw = ib.positions()
         latest = {(p.account, p.contract.conId): p for p in raw if p.account in self._watched}
         portfolio = {(i.account, i.contract.conId): i for i in ib.portfolio()}
         singles = {(s.account, s.conId): s for s in ib.pnlSingle()}
@@ -281,7 +295,7 @@ class Gateway(GatewayConnection):
         return await self.poll_orders()
 
     async def positions(self) -> list[Position]:
-        return await self.poll_positions()
+        return await self.poll_positions(fresh=True)
 
     async def place_close_order(self, request: CloseOrderRequest) -> int:
         """Place one closing order (conId + routable exchange, DAY, transmit); returns its order id."""

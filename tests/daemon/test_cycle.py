@@ -46,16 +46,16 @@ async def test_a_poll_that_fails_is_counted_and_the_others_still_run(
     d = await make_daemon()
     await asyncio.wait_for(d.poll_once(), 10)
     reg = d.c.metrics.registry
-    before = reg.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "positions"}) or 0.0
-    sim.faults.delay({62}, 5.0)  # positionEnd held back: the positions poll times out
+    before = reg.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "orders"}) or 0.0
+    sim.faults.delay({53}, 5.0)  # openOrderEnd held back: the orders poll times out
     d.config = d.config.model_copy(update={"polling": d.config.polling.model_copy(update={"timeout": 0.3})})
-    ok_positions = await asyncio.wait_for(d.poll("positions"), 5)
     ok_orders = await asyncio.wait_for(d.poll("orders"), 5)
-    assert ok_positions is False
-    assert ok_orders is True
-    after = reg.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "positions"})
+    ok_positions = await asyncio.wait_for(d.poll("positions"), 5)
+    assert ok_orders is False
+    assert ok_positions is True
+    after = reg.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "orders"})
     assert after == before + 1
-    assert (reg.get_sample_value("ibkr_watchdog_polls_total", {"poll": "orders"}) or 0.0) >= 1
+    assert reg.get_sample_value("ibkr_watchdog_polls_total", {"poll": "positions"}) >= 1
 
 
 async def test_the_days_high_survives_a_restart_so_a_drawdown_limit_is_not_loosened(

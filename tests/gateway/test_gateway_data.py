@@ -306,3 +306,27 @@ async def test_only_a_changed_streamed_value_asks_the_daemon_to_evaluate(harness
     harness.sim.set_pnl(DU1, daily=-4_321.0)
     await eventually(lambda: len(calls) > settled)
     assert g.snapshot().accounts[DU1].daily_pnl == -4_321.0
+
+
+async def test_routine_position_polls_read_the_live_subscription_and_the_kill_reads_fresh(
+    harness: Harness,
+) -> None:
+    sim = harness.sim
+    sim.set_position(DU1, "AAPL", 100, avg_cost=150.0)
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    await asyncio.wait_for(g.poll_positions(), 5)  # first poll after a connect: a round trip
+
+    def requests() -> int:
+        return sum(1 for f in sim.received(CLIENT_ID) if f.msg_id == 61)
+
+    sent = requests()
+    sim.set_position(DU1, "AAPL", 40, avg_cost=150.0)  # the gateway streams the change
+    await eventually(lambda: any(p.position == 40 for p in g._require().positions()))
+    routine = await asyncio.wait_for(g.poll_positions(), 5)
+    assert [p.quantity for p in routine if p.account == DU1] == [40.0]
+    assert requests() == sent  # no reqPositions on the wire for a routine poll
+
+    fresh = await asyncio.wait_for(g.positions(), 5)  # what the kill switch calls
+    assert [p.quantity for p in fresh if p.account == DU1] == [40.0]
+    assert requests() == sent + 1
