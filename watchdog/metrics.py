@@ -12,7 +12,8 @@ import enum
 import math
 import platform
 from collections.abc import Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -109,6 +110,18 @@ def rule_proximity(value: float | None, threshold: float | None, op: str | None)
     return max(0.0, threshold / value)
 
 
+@dataclass(slots=True)
+class _RuleSeries:
+    """The label children of one (rule, account), looked up once."""
+
+    value: Any
+    threshold: Any
+    breached: Any
+    unknown: Any
+    state: str = ""
+    has_proximity: bool = False
+
+
 class Metrics:
     """All watchdog series on a private `CollectorRegistry` (never the process-wide default)."""
 
@@ -120,6 +133,7 @@ class Metrics:
         self._server: MetricsServer | None = None
         self._accounts: set[str] = set()
         self._rules: set[tuple[str, str]] = set()
+        self._rule_series: dict[tuple[str, str], _RuleSeries] = {}
 
         self.build_info = Gauge(
             p + "build_info", "Build of the running watchdog", ["version", "python"], registry=r
@@ -309,7 +323,11 @@ class Metrics:
 
     # rules -----------------------------------------------------------------------------------
     def observe_rule_status(self, statuses: Iterable[RuleStatusLike | RuleTuple]) -> None:
-        """Set every rule series from one complete evaluation; rules not in it lose their series."""
+        """Set every rule series from one complete evaluation; rules not in it lose their series.
+
+        Runs on every evaluation (several a second): label children are looked up once per
+        (rule, account) and the one-hot state series are only rewritten when the state changes.
+        """
         seen: set[tuple[str, str]] = set()
         for item in statuses:
             if isinstance(item, tuple):
@@ -322,18 +340,32 @@ class Metrics:
             key = (rule, account or ALL_ACCOUNTS)
             seen.add(key)
             name = _state_name(state)
-            self.rule_value.labels(*key).set(_num(value))
-            self.rule_threshold.labels(*key).set(_num(threshold))
-            self.rule_breached.labels(*key).set(1 if name == "breach" else 0)
-            self.rule_unknown.labels(*key).set(1 if name == "unknown" else 0)
-            for s in RULE_STATES:
-                self.rule_state.labels(*key, s).set(1 if s == name else 0)
+            series = self._rule_series.get(key)
+            if series is None:
+                series = self._rule_series[key] = _RuleSeries(
+                    self.rule_value.labels(*key),
+                    self.rule_threshold.labels(*key),
+                    self.rule_breached.labels(*key),
+                    self.rule_unknown.labels(*key),
+                )
+            series.value.set(_num(value))
+            series.threshold.set(_num(threshold))
+            if series.state != name:
+                series.state = name
+                series.breached.set(1 if name == "breach" else 0)
+                series.unknown.set(1 if name == "unknown" else 0)
+                for s in RULE_STATES:
+                    self.rule_state.labels(*key, s).set(1 if s == name else 0)
             prox = rule_proximity(value, threshold, op if isinstance(op, str) else None)
             if prox is None:
-                self.rule_proximity.remove(*key)
+                if series.has_proximity:
+                    self.rule_proximity.remove(*key)
+                    series.has_proximity = False
             else:
                 self.rule_proximity.labels(*key).set(prox)
-        self.retain_rules(seen)
+                series.has_proximity = True
+        if seen != self._rules:
+            self.retain_rules(seen)
 
     def retain_rules(self, keys: Iterable[tuple[str, str]]) -> None:
         keep = set(keys)
@@ -348,6 +380,7 @@ class Metrics:
                 g.remove(*gone)
             for s in RULE_STATES:
                 self.rule_state.remove(*gone, s)
+            self._rule_series.pop(gone, None)
         self._rules = keep
 
     # kill switch -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
@@ -25,8 +26,11 @@ __all__ = [
 _UTC = datetime.UTC
 
 
+@functools.lru_cache(maxsize=128)
 def cron_trigger_expr(expr: str, timezone: str) -> CronTrigger:
-    """A CronTrigger for a five-field crontab in an IANA time zone (wall-clock times follow DST)."""
+    """A CronTrigger for a five-field crontab in an IANA time zone (wall-clock times follow DST).
+
+    Cached: quiet windows are checked on every evaluation, and a trigger is immutable once built."""
     return CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
 
 

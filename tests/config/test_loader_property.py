@@ -17,7 +17,13 @@ from watchdog.errors import ConfigError
 from watchdog.yamlstrict import parse_yaml
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"
-EXAMPLE_TEXT = REPO_RULES.read_text()
+# The repo's example with one notification target whose URL is the secret: every generated document
+# starts from a config that holds a secret in a secret field. `${VAR}` also works in plain fields
+# (`port: ${GW_PORT}`), where the value is ordinary config and shows in `check` like any other, so the
+# secret variable is only ever placed in the URL field; edits then move, break and re-type the rest.
+EXAMPLE_TEXT = REPO_RULES.read_text().replace(
+    "  targets: []", "  targets:\n    - url: ${X}\n      severities: [critical]", 1
+)
 EXAMPLE: dict[str, Any] = parse_yaml(EXAMPLE_TEXT).data
 LINES = EXAMPLE_TEXT.splitlines()
 MARK = "S3CRETMARK"
@@ -25,7 +31,7 @@ ENV = {"X": f"json://{MARK}/x", "N": "17"}
 
 TRICKY = [
     "off", "yes", "no", "on", "017", "0x1F", "1e3", "-1e3", "1:30", "2026-01-02", ".inf", ".nan", "~", "null",
-    "-3%", "3%", "150%", "2s", "500ms", "0s", "-2s", "5m", "1d", "8d", "${X}", "${N}", "${", "${MISSING}",
+    "-3%", "3%", "150%", "2s", "500ms", "0s", "-2s", "5m", "1d", "8d", "${N}", "${", "${MISSING}",
     "$${X}", "${1BAD}", "file:/nonexistent/x", "credential:x", "credential:../x", "daily_pnl <= -2500",
     "cushion < 5%", "data_age > 5 and cushion < 1%", "a and b or c", "daly_pnl < 1", "55 15 * * mon-fri",
     "61 * * * *", "* * *", "America/New_York", "Mars/Base", "", " ", "each", "all", "DU111111", "close_all",
