@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cmd: str = args.command
     if cmd == "run":
-        from watchdog.daemon import run_daemon
+        from watchdog.main import run_daemon
 
         return run_daemon(args.config, require_gateway=args.require_gateway)
     if cmd == "check":

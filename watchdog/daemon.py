@@ -14,26 +14,24 @@ import enum
 import logging
 import os
 import signal
-import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from watchdog import __version__
 from watchdog.config import Config
 from watchdog.errors import (
     ClientIdInUse,
-    ConfigError,
     GatewayError,
     GatewayUnavailable,
-    SafetyValveError,
     StateError,
 )
 from watchdog.gateway import EventKind, GatewayEvent
+from watchdog.jobs import reload_config, schedule_jobs
+from watchdog.kills import KillTasks
 from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
-from watchdog.runtime import Components, build_components
+from watchdog.runtime import Components
+from watchdog.state import status_from_snapshot
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -79,7 +77,11 @@ class Daemon:
         self.state = RunState.STARTING
         self._wake = asyncio.Event()
         self._requests = _Requests()
-        self._kill_tasks: set[asyncio.Future[Any]] = set()
+        self.kills = KillTasks(
+            components.killswitch,
+            components.notifier,
+            lambda: self._last_snapshot.open_orders if self._last_snapshot is not None else (),
+        )
         self._eval_task: asyncio.Task[CycleResult] | None = None
         self._eval_again = False
         self._ready_sent = False
@@ -91,7 +93,6 @@ class Daemon:
         self._connected_once = False
         self._next_connect_at = 0.0
         self.last_cycle: CycleResult | None = None
-        self.kill_reports: list[KillReport] = []
         self._status_written = 0.0
         self._saved_highs: list[dict[str, object]] = []
         self._status_state: TradingState | None = None  # every kill this process ran, in order
@@ -162,12 +163,12 @@ class Daemon:
         c.sd.stopping()
         if c.scheduler.running:
             c.scheduler.shutdown(wait=False)
-        if self._kill_tasks and not self._requests.force:
+        if self.kills.tasks and not self._requests.force:
             log.warning("waiting up to %.0fs for a running kill to finish", SHUTDOWN_GRACE)
             await self._wait_for_kills_or_force(SHUTDOWN_GRACE)
-        for t in [*self._kill_tasks, *([self._eval_task] if self._eval_task else [])]:
+        for t in [*self.kills.tasks, *([self._eval_task] if self._eval_task else [])]:
             t.cancel()
-        await asyncio.gather(*self._kill_tasks, return_exceptions=True)
+        await asyncio.gather(*self.kills.tasks, return_exceptions=True)
         c.notifier.notify_shutdown(
             "stopped" if not self._requests.force else "forced stop", c.store.trading_state().value
         )
@@ -182,12 +183,12 @@ class Daemon:
         """Wait for running kills, but return at once when a second SIGINT asks for a forced stop."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._kill_tasks and not self._requests.force and (left := deadline - loop.time()) > 0:
+        while self.kills.tasks and not self._requests.force and (left := deadline - loop.time()) > 0:
             self._wake.clear()
             woken = asyncio.ensure_future(self._wake.wait())
             try:
                 await asyncio.wait(
-                    {*self._kill_tasks, woken}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                    {*self.kills.tasks, woken}, timeout=left, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
                 woken.cancel()
@@ -242,8 +243,12 @@ class Daemon:
                 self._handle_kill_requests()
 
     @property
+    def running(self) -> bool:
+        return self.state is RunState.RUNNING
+
+    @property
     def kill_in_progress(self) -> bool:
-        return bool(self._kill_tasks)
+        return bool(self.kills.tasks)
 
     # ------------------------------------------------------------------ signals
     def install_signal_handlers(self) -> None:
@@ -308,7 +313,7 @@ class Daemon:
             c.notifier.notify_reconnect(f"{self.config.gateway.host}:{self.config.gateway.port}")
         self._connected_once = True
         if c.store.pending_kill() is not None:
-            self._track(asyncio.ensure_future(self._run_pending()))
+            self.kills.start_pending()
 
     async def heartbeat_job(self) -> None:
         """Heartbeat while connected (half-open detection lives in the gateway); reconnect with backoff."""
@@ -386,7 +391,7 @@ class Daemon:
             return
         self._eval_task = asyncio.ensure_future(self._evaluate_loop())
 
-    async def _job(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    async def run_job(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """A scheduled job; one cancelled by the scheduler's shutdown is expected, not an error."""
         try:
             await fn(*args)
@@ -395,7 +400,7 @@ class Daemon:
                 return
             raise
 
-    async def _evaluate_job(self) -> None:
+    async def evaluate_job(self) -> None:
         # a coroutine job: APScheduler runs plain functions in a thread pool, away from the loop
         self._request_evaluation()
 
@@ -416,7 +421,7 @@ class Daemon:
         started: list[str] = []
         for b in breaches:
             self._announce(b)  # queued log line and notification: microseconds, never a wait
-            if b.kind is BreachKind.BREACH and b.action.is_kill and self._should_fire(b.action):
+            if b.kind is BreachKind.BREACH and b.action.is_kill and self.should_fire(b.action):
                 started.append(b.rule)
                 accounts = None if b.account is None else [b.account]
                 self.start_kill(b.action, f"rule:{b.rule}", reason=b.message, accounts=accounts)
@@ -426,11 +431,11 @@ class Daemon:
             await asyncio.sleep(0)
         cancelled = 0
         tripped = c.store.trading_state() is TradingState.TRIPPED
-        if tripped and not started and not self._kill_tasks and snap.gateway.connected:
+        if tripped and not started and not self.kills.tasks and snap.gateway.connected:
             lockout = c.killswitch.enforce_lockout(snap.open_orders, snap.positions)
             if self.config.kill.lockout_flatten:
                 # flattening runs a whole close (orders, fills, verification): never inside a cycle
-                self._track(asyncio.ensure_future(lockout))
+                self.kills.track(asyncio.ensure_future(lockout))
             else:  # one global cancel: quick, and the count belongs to this cycle
                 cancelled = await lockout
         c.metrics.observe_snapshot(snap)
@@ -447,7 +452,7 @@ class Daemon:
         self.last_cycle = result
         return result
 
-    def _should_fire(self, action: Action) -> bool:
+    def should_fire(self, action: Action) -> bool:
         """An armed watchdog fires; a tripped one only escalates cancel-only to close-all."""
         latch = self.c.store.latch()
         if latch.state is TradingState.ARMED:
@@ -483,26 +488,9 @@ class Daemon:
             return
         self._status_written, self._status_state = now, state
         self._save_day_highs()
+        extra = {"pid": os.getpid(), "version": __version__, "trading_state": state.value}
         with contextlib.suppress(StateError, OSError):
-            c.store.write_status(
-                {
-                    "pid": os.getpid(),
-                    "version": __version__,
-                    "updated": c.clock(),
-                    "trading_state": state.value,
-                    "gateway": {
-                        "health": snap.gateway.health.value,
-                        "connected": snap.gateway.connected,
-                        "last_heartbeat": snap.gateway.last_heartbeat,
-                        "heartbeat_rtt": snap.gateway.heartbeat_rtt,
-                        "down_since": snap.gateway.down_since,
-                    },
-                    "snapshot_taken_at": snap.taken_at,
-                    "accounts": sorted(snap.accounts),
-                    "positions": len(snap.positions),
-                    "open_orders": len(snap.open_orders),
-                }
-            )
+            c.store.write_status(status_from_snapshot(snap, now) | extra)
 
     def _save_day_highs(self) -> None:
         """Persist the day highs when they moved: a restart must not reset a drawdown's peak."""
@@ -517,163 +505,19 @@ class Daemon:
     def start_kill(
         self, action: Action, trigger: str, *, reason: str = "", accounts: list[str] | None = None
     ) -> asyncio.Task[KillReport | None]:
-        """Start a kill at once; the kill switch serialises concurrent kills itself."""
-        task: asyncio.Task[KillReport | None] = asyncio.ensure_future(
-            self._run_kill(action, trigger, reason, accounts)
-        )
-        self._track(task)
-        return task
+        return self.kills.start(action, trigger, reason=reason, accounts=accounts)
 
-    def _track(self, task: asyncio.Future[Any]) -> None:
-        self._kill_tasks.add(task)
-        task.add_done_callback(self._kill_tasks.discard)
-
-    async def _run_kill(
-        self, action: Action, trigger: str, reason: str, accounts: list[str] | None
-    ) -> KillReport | None:
-        """Metrics and notifications hear about the kill through the kill switch's events."""
-        known = self._last_snapshot.open_orders if self._last_snapshot is not None else ()
-        try:
-            report = await self.c.killswitch.kill(
-                action, trigger, reason=reason, accounts=accounts, known_orders=known
-            )
-        except Exception:
-            log.exception("kill %s (%s) failed unexpectedly", action.value, trigger)
-            self.c.notifier.notify_text("critical", "Kill failed", f"{action.value} from {trigger}: see logs")
-            return None
-        self.kill_reports.append(report)
-        return report
-
-    async def _run_pending(self) -> KillReport | None:
-        report = await self.c.killswitch.run_pending()
-        if report is not None:
-            self.kill_reports.append(report)
-        return report
+    @property
+    def kill_reports(self) -> list[KillReport]:
+        return self.kills.reports
 
     async def wait_for_kills(self, timeout: float) -> list[KillReport]:
-        """Test helper: wait until every running kill finished; return their reports."""
-        tasks = list(self._kill_tasks)
-        if not tasks:
-            return []
-        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout)
-        return [r for r in done if isinstance(r, KillReport)]
+        return await self.kills.wait(timeout)
 
     # ------------------------------------------------------------------ jobs and reload
     def _schedule_jobs(self) -> None:
-        c, cfg = self.c, self.config
-        sched = c.scheduler
-        for job in sched.get_jobs():
-            job.remove()
-        opts: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        every = cfg.heartbeat.interval
-        sched.add_job(self._job, "interval", seconds=every, args=[self.heartbeat_job], id="heartbeat", **opts)
-        intervals = {
-            "pnl": cfg.polling.pnl,
-            "account_summary": cfg.polling.account_summary,
-            "positions": cfg.polling.positions,
-            "orders": cfg.polling.orders,
-            "executions": cfg.polling.executions,
-        }
-        for name, every in intervals.items():
-            sched.add_job(
-                self._job, "interval", seconds=every, args=[self.poll, name], id=f"poll:{name}", **opts
-            )
-        evaluate_every = min(intervals.values())
-        sched.add_job(self._evaluate_job, "interval", seconds=evaluate_every, id="evaluate", **opts)
-        for rule in cfg.rules:
-            if rule.schedule is None or not rule.enabled:
-                continue
-            trigger = c.schedule.cron_trigger(rule.schedule)
-            sched.add_job(self._scheduled_rule, trigger, args=[rule.name], id=f"rule:{rule.name}", **opts)
-        if cfg.kill.rearm_cron:
-            trigger = c.schedule.cron_trigger_expr(cfg.kill.rearm_cron, cfg.kill.timezone)
-            sched.add_job(self._auto_rearm, trigger, id="rearm", **opts)
-
-    async def _scheduled_rule(self, name: str) -> None:
-        rule = next((r for r in self.config.rules if r.name == name), None)
-        if rule is None:
-            return
-        log.warning("scheduled rule %s fires: %s", name, rule.action.value)
-        self.c.notifier.notify_text(
-            rule.severity.value, f"Scheduled rule {name}", f"action {rule.action.value}"
-        )
-        if rule.action.is_kill and self._should_fire(rule.action):
-            accounts = None if rule.scope in ("each", "all") else [rule.scope]
-            self.start_kill(rule.action, f"schedule:{name}", reason="scheduled", accounts=accounts)
-
-    async def _auto_rearm(self) -> None:
-        if self.c.store.trading_state() is TradingState.TRIPPED and not self._kill_tasks:
-            self.c.killswitch.rearm(reason="session boundary")
-            self.c.notifier.notify_text(
-                "info", "Watchdog re-armed", "automatic re-arm at the session boundary"
-            )
+        schedule_jobs(self)
 
     def reload(self) -> bool:
         """Validate the file fully, swap atomically; on any error keep the running config."""
-        c = self.c
-        c.sd.reloading()
-        self.c.control.process_requests(self.c.killswitch)
-        if self.config_path is None:
-            return False
-        try:
-            new = c.load_config(self.config_path)
-        except ConfigError as exc:
-            c.metrics.observe_reload(False, c.clock())
-            for problem in exc.problems:
-                log.error("reload rejected: %s", problem)
-            c.audit.record("reload", {"ok": False, "problems": [str(p) for p in exc.problems]})
-            c.notifier.notify_reload_failure([str(p) for p in exc.problems])
-            c.sd.ready()
-            return False
-        if new.gateway != self.config.gateway or new.metrics != self.config.metrics:
-            log.warning("gateway/metrics settings changed: restart the daemon to apply them")
-        self.config = new
-        c.memory.retain(new.rules)
-        c.notifier.retain_rules(r.name for r in new.rules)
-        c.killswitch.config = new.kill
-        c.notifier.reconfigure(new.notifications)
-        if self.state is RunState.RUNNING and c.scheduler.running:
-            self._schedule_jobs()
-        c.metrics.observe_reload(True, c.clock())
-        c.audit.record("reload", {"ok": True, "rules": [r.name for r in new.rules]})
-        log.info("config reloaded: %d rules", len(new.rules))
-        c.sd.ready()
-        return True
-
-
-async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
-    components = build_components(config, clock=time.time)
-    daemon = Daemon(config, config_path, components)
-    try:
-        return await daemon.run(require_gateway=require_gateway)
-    except SafetyValveError as exc:
-        log.critical("refusing to start: %s", exc)
-        return 2
-    except (GatewayUnavailable, ClientIdInUse) as exc:
-        log.critical("gateway unreachable at start: %s", exc)
-        return 3
-    except StateError as exc:  # another daemon holds the state dir, or it cannot be written
-        log.critical("refusing to start: %s", exc)
-        return 2
-
-
-def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
-    """`ibkr-watchdog run`: load the config, then run until SIGTERM/SIGINT."""
-    from watchdog.configload import load_config
-    from watchdog.logsetup import configure
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{config_path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    configure(config.logging.level, as_json=config.logging.json_format)
-    try:
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"state_dir {config.state_dir}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return asyncio.run(_main(config, config_path, require_gateway))
+        return reload_config(self)

@@ -102,7 +102,7 @@ async def test_a_blackholed_route_is_declared_down_and_the_kill_runs_when_it_is_
 def abandon(d: Daemon) -> None:
     """What `kill -9` leaves: no stop(), tasks gone, socket dropped, pid lock released by the kernel."""
     d.c.scheduler.shutdown(wait=False)
-    for task in list(d._kill_tasks):
+    for task in list(d.kills.tasks):
         task.cancel()
     ib = d.c.gateway._ib
     if ib is not None and ib.client.conn.transport is not None:

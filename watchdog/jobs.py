@@ -1,0 +1,96 @@
+"""The daemon's timers on APScheduler (AsyncIOScheduler, on the ib_async loop) and its config reload."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from watchdog.errors import ConfigError
+from watchdog.model import TradingState
+
+if TYPE_CHECKING:
+    from watchdog.daemon import Daemon
+
+log = logging.getLogger("watchdog.daemon")
+
+
+def schedule_jobs(d: Daemon) -> None:
+    """(Re)register every timer: heartbeat, polls, evaluation, scheduled rules, automatic re-arm."""
+    c, cfg = d.c, d.config
+    sched = c.scheduler
+    for job in sched.get_jobs():
+        job.remove()
+    opts: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    every = cfg.heartbeat.interval
+    sched.add_job(d.run_job, "interval", seconds=every, args=[d.heartbeat_job], id="heartbeat", **opts)
+    intervals = {
+        "pnl": cfg.polling.pnl,
+        "account_summary": cfg.polling.account_summary,
+        "positions": cfg.polling.positions,
+        "orders": cfg.polling.orders,
+        "executions": cfg.polling.executions,
+    }
+    for name, every in intervals.items():
+        sched.add_job(d.run_job, "interval", seconds=every, args=[d.poll, name], id=f"poll:{name}", **opts)
+    evaluate_every = min(intervals.values())
+    sched.add_job(d.evaluate_job, "interval", seconds=evaluate_every, id="evaluate", **opts)
+    for rule in cfg.rules:
+        if rule.schedule is None or not rule.enabled:
+            continue
+        trigger = c.schedule.cron_trigger(rule.schedule)
+        sched.add_job(scheduled_rule, trigger, args=[d, rule.name], id=f"rule:{rule.name}", **opts)
+    if cfg.kill.rearm_cron:
+        trigger = c.schedule.cron_trigger_expr(cfg.kill.rearm_cron, cfg.kill.timezone)
+        sched.add_job(auto_rearm, trigger, args=[d], id="rearm", **opts)
+
+
+async def scheduled_rule(d: Daemon, name: str) -> None:
+    """A rule with a `schedule:` fires its action at its cron times (e.g. flatten before the close)."""
+    rule = next((r for r in d.config.rules if r.name == name), None)
+    if rule is None:
+        return
+    log.warning("scheduled rule %s fires: %s", name, rule.action.value)
+    d.c.notifier.notify_text(rule.severity.value, f"Scheduled rule {name}", f"action {rule.action.value}")
+    if rule.action.is_kill and d.should_fire(rule.action):
+        accounts = None if rule.scope in ("each", "all") else [rule.scope]
+        d.start_kill(rule.action, f"schedule:{name}", reason="scheduled", accounts=accounts)
+
+
+async def auto_rearm(d: Daemon) -> None:
+    """`kill.rearm_cron`: re-arm at a session boundary unless a kill is running or pending."""
+    if d.c.store.trading_state() is TradingState.TRIPPED and not d.kills.tasks:
+        d.c.killswitch.rearm(reason="session boundary")
+        d.c.notifier.notify_text("info", "Watchdog re-armed", "automatic re-arm at the session boundary")
+
+
+def reload_config(d: Daemon) -> bool:
+    """Validate the file fully, swap atomically; on any error keep the running config."""
+    c = d.c
+    c.sd.reloading()
+    d.c.control.process_requests(d.c.killswitch)
+    if d.config_path is None:
+        return False
+    try:
+        new = c.load_config(d.config_path)
+    except ConfigError as exc:
+        c.metrics.observe_reload(False, c.clock())
+        for problem in exc.problems:
+            log.error("reload rejected: %s", problem)
+        c.audit.record("reload", {"ok": False, "problems": [str(p) for p in exc.problems]})
+        c.notifier.notify_reload_failure([str(p) for p in exc.problems])
+        c.sd.ready()
+        return False
+    if new.gateway != d.config.gateway or new.metrics != d.config.metrics:
+        log.warning("gateway/metrics settings changed: restart the daemon to apply them")
+    d.config = new
+    c.memory.retain(new.rules)
+    c.notifier.retain_rules(r.name for r in new.rules)
+    c.killswitch.config = new.kill
+    c.notifier.reconfigure(new.notifications)
+    if d.running and c.scheduler.running:
+        schedule_jobs(d)
+    c.metrics.observe_reload(True, c.clock())
+    c.audit.record("reload", {"ok": True, "rules": [r.name for r in new.rules]})
+    log.info("config reloaded: %d rules", len(new.rules))
+    c.sd.ready()
+    return True

@@ -1,0 +1,81 @@
+"""The daemon's kill tasks: started at once, tracked until done, their reports kept in order.
+
+A kill never runs inside an evaluation cycle or a signal handler: it is its own task, so the
+cycle goes on (metrics, status, lockout) while the kill verifies, and a graceful stop can wait for
+it (bounded) or leave it pending on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from watchdog.killswitch import KillSwitch
+from watchdog.model import Action, KillReport, OpenOrder
+from watchdog.notify import Notifier
+
+log = logging.getLogger("watchdog.daemon")
+
+
+class KillTasks:
+    def __init__(
+        self, killswitch: KillSwitch, notifier: Notifier, known_orders: Callable[[], Sequence[OpenOrder]]
+    ) -> None:
+        self._killswitch = killswitch
+        self._notifier = notifier
+        self._known_orders = known_orders  # the latest snapshot's working orders, for the report
+        self.tasks: set[asyncio.Future[Any]] = set()
+        self.reports: list[KillReport] = []  # every kill this process ran, in order
+
+    @property
+    def running(self) -> bool:
+        return bool(self.tasks)
+
+    def start(
+        self, action: Action, trigger: str, *, reason: str = "", accounts: list[str] | None = None
+    ) -> asyncio.Task[KillReport | None]:
+        """Start a kill at once; the kill switch serialises concurrent kills itself."""
+        task: asyncio.Task[KillReport | None] = asyncio.ensure_future(
+            self._run(action, trigger, reason, accounts)
+        )
+        self.track(task)
+        return task
+
+    def start_pending(self) -> None:
+        """Run the persisted pending kill (at start once connected, and after every reconnect)."""
+        self.track(asyncio.ensure_future(self._run_pending()))
+
+    def track(self, task: asyncio.Future[Any]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(
+        self, action: Action, trigger: str, reason: str, accounts: list[str] | None
+    ) -> KillReport | None:
+        """Metrics and notifications hear about the kill through the kill switch's events."""
+        try:
+            report = await self._killswitch.kill(
+                action, trigger, reason=reason, accounts=accounts, known_orders=self._known_orders()
+            )
+        except Exception:
+            log.exception("kill %s (%s) failed unexpectedly", action.value, trigger)
+            self._notifier.notify_text("critical", "Kill failed", f"{action.value} from {trigger}: see logs")
+            return None
+        self.reports.append(report)
+        return report
+
+    async def _run_pending(self) -> KillReport | None:
+        report = await self._killswitch.run_pending()
+        if report is not None:
+            self.reports.append(report)
+        return report
+
+    async def wait(self, timeout: float) -> list[KillReport]:
+        """Wait until every running kill finished; return their reports (tests, the demo)."""
+        tasks = list(self.tasks)
+        if not tasks:
+            return []
+        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout)
+        return [r for r in done if isinstance(r, KillReport)]
