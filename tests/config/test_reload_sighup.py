@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,16 +46,6 @@ state_dir: {tmp_path / "state"}
 rules:
 {rules}
 """
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = Simulator.from_scenario("default")
-    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
-    try:
-        yield s
-    finally:
-        await asyncio.wait_for(s.stop(), 5)
 
 
 def _scrape(port: int) -> str:

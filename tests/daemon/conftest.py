@@ -82,16 +82,6 @@ rules:
     return path
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = Simulator.from_scenario("default")
-    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
-    try:
-        yield s
-    finally:
-        await asyncio.wait_for(s.stop(), 5)
-
-
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 
 

@@ -59,17 +59,6 @@ def fast_spec(**kw: object) -> ConfigSpec:
     return ConfigSpec(**base)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = Simulator.from_scenario("default")
-    s.set_session("regular")
-    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
-    try:
-        yield s
-    finally:
-        await asyncio.wait_for(s.stop(), 10)
-
-
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 
 

@@ -25,13 +25,8 @@ GLOBAL_CANCEL, PLACE_ORDER, CANCEL_ORDER = 58, 3, 4
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = Simulator(accounts=ACCOUNTS, master_client_id=CLIENT_ID, pnl_interval=0.1)
-    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
-    try:
-        yield s
-    finally:
-        await asyncio.wait_for(s.stop(), 10)
+def sim(bare_sim: Simulator) -> Simulator:
+    return bare_sim
 
 
 @pytest.fixture

@@ -135,17 +135,6 @@ async def notify(tmp_path: Path, short_dir: Path) -> AsyncIterator[NotifySocket]
         await ns.close()
 
 
-# ---------------------------------------------------------------------------- the simulator
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = Simulator.from_scenario("default")
-    await asyncio.wait_for(s.start(host="127.0.0.1", port=0), 5)
-    try:
-        yield s
-    finally:
-        await asyncio.wait_for(s.stop(), 5)
-
-
 def order_frames(sim: Simulator, client_id: int = 99) -> list[int]:
     """Order-acting message ids (placeOrder, cancelOrder, reqGlobalCancel) the client sent."""
     return [
