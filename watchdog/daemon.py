@@ -95,7 +95,7 @@ class Daemon:
         self.last_cycle: CycleResult | None = None
         self._status_written = 0.0
         self._saved_highs: list[dict[str, object]] = []
-        self._status_state: TradingState | None = None  # every kill this process ran, in order
+        self._status_state: TradingState | None = None  # the latch state status.json last showed
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, require_gateway: bool = False, schedule: bool = True) -> None:
@@ -115,15 +115,12 @@ class Daemon:
                 c.notifier.notify_text("warning", "Metrics server not started", str(exc))
         await c.notifier.start()
         c.metrics.observe_reload(True, c.clock())
-        c.metrics.set_tripped(c.store.trading_state() is TradingState.TRIPPED)
-        c.metrics.set_pending(c.store.pending_kill() is not None)
+        state, pending = c.store.trading_state(), c.store.pending_kill()
+        c.metrics.set_tripped(state is TradingState.TRIPPED)
+        c.metrics.set_pending(pending is not None)
         c.notifier.notify_startup(
-            __version__,
-            self.config.gateway.accounts,
-            c.store.trading_state().value,
-            dry_run=self.config.kill.dry_run,
+            __version__, self.config.gateway.accounts, state.value, dry_run=self.config.kill.dry_run
         )
-        pending = c.store.pending_kill()
         if pending is not None:
             c.notifier.notify_pending_kill(pending.action, pending.trigger, pending.accounts, pending.reason)
         c.on_gateway_event = self._on_gateway_event
