@@ -138,8 +138,7 @@ class Daemon:
             if require_gateway:
                 raise
             log.error("gateway not reachable at start: %s; retrying in the background", exc)
-            endpoint = f"{self.config.gateway.host}:{self.config.gateway.port}"
-            c.notifier.notify_gateway_down(endpoint, c.clock(), str(exc))
+            c.notifier.notify_gateway_down(self.endpoint, c.clock(), str(exc))
         if c.gateway.is_connected():
             # one full round before anything is judged: the first snapshot is complete, and orders
             # already working now are the baseline that orders-per-minute counts new ones against
@@ -245,7 +244,11 @@ class Daemon:
 
     @property
     def kill_in_progress(self) -> bool:
-        return bool(self.kills.tasks)
+        return self.kills.running
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.config.gateway.host}:{self.config.gateway.port}"
 
     # ------------------------------------------------------------------ signals
     def install_signal_handlers(self) -> None:
@@ -307,7 +310,7 @@ class Daemon:
         log.info("connected to the gateway; watching %s", accounts)
         if was_down or self._connected_once:
             c.metrics.observe_reconnect()
-            c.notifier.notify_reconnect(f"{self.config.gateway.host}:{self.config.gateway.port}")
+            c.notifier.notify_reconnect(self.endpoint)
         self._connected_once = True
         if c.store.pending_kill() is not None:
             self.kills.start_pending()
@@ -351,8 +354,7 @@ class Daemon:
         if down_since is None or self._down_notified or self.c.clock() - down_since < limit:
             return
         self._down_notified = True
-        endpoint = f"{self.config.gateway.host}:{self.config.gateway.port}"
-        self.c.notifier.notify_gateway_down(endpoint, down_since, self.c.gateway.status().last_error)
+        self.c.notifier.notify_gateway_down(self.endpoint, down_since, self.c.gateway.status().last_error)
 
     async def poll(self, name: str) -> bool:
         """One named poll under its hard timeout; failures are contained and counted."""

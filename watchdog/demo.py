@@ -14,11 +14,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from watchdog.config import Config
 from watchdog.logsetup import quiet_scheduler
 from watchdog.model import Action, Health, KillOutcome, KillReport, TradingState
+
+if TYPE_CHECKING:  # imported lazily at run time: `ibkr-watchdog --help` stays light
+    from watchdog.daemon import Daemon
+    from watchdog.sim import Simulator
 
 DEMO_TIMEOUT = 50.0  # the whole demo finishes in under a minute
 ACCOUNT = "DU111111"
@@ -55,12 +59,7 @@ class Scenario:
 class DemoRun:
     """Holds the simulator, the daemon and the timeline for one demo scenario."""
 
-    def __init__(self, sim: object, daemon: object, timeline: Timeline) -> None:
-        from watchdog.daemon import Daemon
-        from watchdog.sim import Simulator
-
-        assert isinstance(sim, Simulator)
-        assert isinstance(daemon, Daemon)
+    def __init__(self, sim: Simulator, daemon: Daemon, timeline: Timeline) -> None:
         self.sim = sim
         self.daemon = daemon
         self.timeline = timeline
