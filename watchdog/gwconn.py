@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 DEGRADED_CODES = frozenset({1100, 2110})  # gateway lost IB's servers: socket fine, data stopped
 RESTORED_CODES = frozenset({1101, 1102})  # 1101: restored, data lost (re-request); 1102: data kept
+ORDER_ERRORS_KEPT = 1_000  # the kill switch only asks about orders it placed moments ago
 NOTICE_CODES = frozenset({202, 399, 10167})  # order cancelled / order warnings: counted, no event
 
 
@@ -415,9 +416,13 @@ class GatewayConnection:
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         self.error_counts[code] += 1
-        if req_id > 0 and not (2100 <= code < 2200) and code != 399:
-            # request and order ids share one sequence in ib_async: keyed by id, this is per order
+        if req_id > 0 and not (2100 <= code < 2200 or code in NOTICE_CODES):
+            # request and order ids share one sequence in ib_async: keyed by id, this is per order.
+            # 202 "Order Canceled" is a notice, not a rejection: a re-price or another instance's
+            # global cancel must not read as "the gateway refused this order".
             self._order_errors[req_id] = (code, message)
+            if len(self._order_errors) > ORDER_ERRORS_KEPT:  # a long-running daemon: bounded
+                del self._order_errors[next(iter(self._order_errors))]
         if code == 326:
             self._id_in_use = True
             if self._connect_abort is not None:

@@ -330,3 +330,28 @@ async def test_routine_position_polls_read_the_live_subscription_and_the_kill_re
     fresh = await asyncio.wait_for(g.positions(), 5)  # what the kill switch calls
     assert [p.quantity for p in fresh if p.account == DU1] == [40.0]
     assert requests() == sent + 1
+
+
+async def test_order_error_reports_a_rejection_but_not_a_cancel_notice(harness: Harness) -> None:
+    sim = harness.sim
+    sim.set_position(DU1, "AAPL", 10)
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    position = next(p for p in await asyncio.wait_for(g.positions(), 5) if p.account == DU1)
+
+    def close(limit: float) -> CloseOrderRequest:
+        return CloseOrderRequest(
+            account=DU1, contract=position.contract, action="SELL", quantity=10, order_type="LMT",
+            limit_price=limit, order_ref="wd",
+        )  # fmt: skip
+
+    resting = await g.place_close_order(close(99_999.0))
+    await eventually(lambda: len(sim.open_orders()) == 1)
+    await asyncio.wait_for(g.cancel_order(resting), 5)
+    await eventually(lambda: g.error_counts[202] >= 1)  # "Order Canceled" arrived for it
+    assert g.order_error(resting) is None  # a cancel is not a rejection
+
+    sim.faults.reject_next(1, code=201)
+    refused = await g.place_close_order(close(99_999.0))
+    await eventually(lambda: g.order_error(refused) is not None)
+    assert g.order_error(refused)[0] == 201  # type: ignore[index]
