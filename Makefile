@@ -25,6 +25,7 @@ demo: $(STAMP_RUN)
 lint: $(STAMP)
 	$(BIN)/ruff check watchdog tests
 	$(BIN)/ruff format --check watchdog tests
+	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy

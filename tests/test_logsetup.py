@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from watchdog import logsetup
+from watchdog.outputs import logging_setup as logsetup
 
 
 def test_secrets_in_urls_and_query_strings_are_masked() -> None:

@@ -62,23 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cmd: str = args.command
     if cmd == "run":
-        from watchdog.main import run_daemon
+        from watchdog.daemon.main import run_daemon
 
         return run_daemon(args.config, require_gateway=args.require_gateway)
     if cmd == "check":
-        from watchdog.configload import check_command
+        from watchdog.config.load import check_command
 
         return check_command(args.config, quiet=args.quiet)
     if cmd == "kill":
-        from watchdog.control import kill_command
+        from watchdog.daemon.control import kill_command
 
         return kill_command(args.config, cancel_only=args.cancel_only, reason=args.reason, pid=args.pid)
     if cmd == "reset":
-        from watchdog.control import reset_command
+        from watchdog.daemon.control import reset_command
 
         return reset_command(args.config, reason=args.reason, pid=args.pid)
     if cmd == "status":
-        from watchdog.control import status_command
+        from watchdog.daemon.control import status_command
 
         return status_command(args.config, as_json=args.json)
     if cmd == "sim":

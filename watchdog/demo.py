@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from watchdog.config import Config
-from watchdog.logsetup import quiet_scheduler
+from watchdog.config.schema import Config
 from watchdog.model import Action, Health, KillOutcome, KillReport, TradingState
+from watchdog.outputs.logging_setup import quiet_scheduler
 
 if TYPE_CHECKING:  # imported lazily at run time: `ibkr-watchdog --help` stays light
-    from watchdog.daemon import Daemon
+    from watchdog.daemon.lifecycle import Daemon
     from watchdog.sim import Simulator
 
 DEMO_TIMEOUT = 50.0  # the whole demo finishes in under a minute
@@ -31,7 +31,13 @@ ACCOUNT = "DU111111"
 class Timeline(logging.Handler):
     """Prints the daemon's notable log lines as a readable timeline with elapsed seconds."""
 
-    SHOWN = ("watchdog.daemon", "watchdog.gateway", "watchdog.killswitch", "watchdog.rules", "watchdog.demo")
+    SHOWN = (
+        "watchdog.daemon.lifecycle",
+        "watchdog.gateway.client",
+        "watchdog.kill.switch",
+        "watchdog.rules.evaluate",
+        "watchdog.demo",
+    )
 
     def __init__(self, out: TextIO, start: float) -> None:
         super().__init__(level=logging.INFO)
@@ -197,7 +203,7 @@ SCENARIOS = {
 
 
 def _demo_config(path: str | None, port: int, state_dir: str) -> Config:
-    from watchdog.configload import load_config
+    from watchdog.config.load import load_config
 
     cfg_path = path or str(Path.cwd() / "rules.yaml")
     config = load_config(cfg_path)
@@ -208,8 +214,8 @@ def _demo_config(path: str | None, port: int, state_dir: str) -> Config:
 
 
 async def run_demo(scenario: str, config_path: str | None, out: TextIO) -> int:
-    from watchdog.daemon import Daemon
-    from watchdog.runtime import build_components
+    from watchdog.daemon.lifecycle import Daemon
+    from watchdog.daemon.wiring import build_components
     from watchdog.sim import Simulator
 
     chosen = SCENARIOS.get(scenario)

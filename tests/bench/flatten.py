@@ -15,7 +15,7 @@ from tests.bench.harness import (
     verdict,
     write_config,
 )
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator
 

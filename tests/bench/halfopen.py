@@ -21,7 +21,7 @@ from tests.bench.harness import (
     wait_for,
     write_config,
 )
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.sim import Simulator
 
 SETTINGS = ((1.0, 1.5), (0.5, 0.75), (2.0, 3.0))  # heartbeat interval, timeout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.bench.harness import Section, stock_universe, verdict, wait_for
 from watchdog.sim import Simulator
-from watchdog.state import StateStore
+from watchdog.state.store import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNTS = ("DU111111", "DU222222")

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.bench import alert, flatten, halfopen, idle, scale, trigger
 from tests.bench.harness import Section, fmt_ms, machine, median, percentile, quiet_logs, restore_logs, table
 from tests.bench.soak import RESULT as SOAK_RESULT
-from watchdog.state import atomic_write
+from watchdog.state.store import atomic_write
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ("halfopen", "trigger", "flatten", "idle", "scale", "alert")

@@ -11,10 +11,11 @@ from ib_async import Contract, PortfolioItem
 from ib_async import Position as IbPosition
 
 from tests.bench.harness import Section, median, verdict
-from watchdog import convert, rules
-from watchdog.config import Rule
-from watchdog.configload import load_config
+from watchdog.config.load import load_config
+from watchdog.config.schema import Rule
+from watchdog.gateway import convert
 from watchdog.model import AccountState, GatewayStatus, Health, OpenOrder, Position, Snapshot
+from watchdog.rules import evaluate as rules
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.010
@@ -166,9 +167,10 @@ async def run(
             )
     enabled = [r.name for r in rule_set if r.enabled and r.when is not None]
     method = f"""
-Pure CPU, no I/O: `watchdog.convert.position_from` over N (reqPositions row, portfolio item) pairs
-built as ib_async objects, then `watchdog.rules.evaluate` with {len(enabled)} condition rules — the repo's
-`rules.yaml` plus three on `largest_position_value`, `position_count` and `open_order_count`, so that
+Pure CPU, no I/O: `watchdog.gateway.convert.position_from` over N (reqPositions row, portfolio item) pairs
+built as ib_async objects, then `watchdog.rules.evaluate.evaluate` with {len(enabled)} condition rules —
+the repo's `rules.yaml` plus
+three on `largest_position_value`, `position_count` and `open_order_count`, so that
 evaluation has to walk every position and order ({", ".join(enabled)}) — over a model `Snapshot` of
 those N positions, N/10 working orders and K accounts (fresh values, healthy gateway), with one
 `RuleMemory` kept across calls as the daemon does. Median of {repeats} runs after a warm-up. The
@@ -186,7 +188,7 @@ over 10,000 positions") and for conversion + evaluation.
             f"At 10,000 positions: evaluation alone at most {worst_eval * 1000:.1f} ms, conversion + "
             f"evaluation at most {worst_at_max * 1000:.1f} ms (target ≤ 10 ms"
             + (": missed" if worst_at_max > TARGET else ": met")
-            + "; the conversion in `watchdog.convert` dominates)."
+            + "; the conversion in `watchdog.gateway.convert` dominates)."
         )
     headers = ["positions", "accounts", "conversion", "evaluation", "total", "total per position", "target"]
     return Section("5. Scale (conversion + rule evaluation)", method, headers, rows, notes)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.harness import ConfigSpec, Section, machine, start_daemon, table, wait_for, write_config
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.sim import Simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,11 +62,11 @@ class Tally(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
-        if record.name == "watchdog.daemon" and msg.startswith("heartbeat failed"):
+        if record.name == "watchdog.daemon.lifecycle" and msg.startswith("heartbeat failed"):
             self.missed += 1
             if not self.in_fault:
                 self.missed_outside_faults += 1
-        if record.name == "watchdog.gateway" and "half_open" in msg:
+        if record.name == "watchdog.gateway.client" and "half_open" in msg:
             self.half_open += 1
         if record.levelno >= logging.ERROR:
             if record.name == "asyncio":

@@ -18,7 +18,7 @@ from tests.bench.harness import (
     wait_for,
     write_config,
 )
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.sim import Simulator
 
 GLOBAL_CANCEL = 58  # reqGlobalCancel

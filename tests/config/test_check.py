@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from watchdog.cli import main
-from watchdog.config import Rule
-from watchdog.configload import check_command, describe_rule
+from watchdog.config.load import check_command, describe_rule
+from watchdog.config.schema import Rule
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"
 

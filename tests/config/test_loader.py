@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.config import Config
-from watchdog.configload import load_config
+from watchdog.config.load import load_config
+from watchdog.config.schema import Config
 from watchdog.errors import ConfigError
 from watchdog.model import Action, Severity
 
@@ -303,7 +303,7 @@ def test_a_loaded_config_round_trips_through_python() -> None:
 
 
 def test_the_pure_python_parser_is_just_as_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from watchdog import yamlstrict
+    from watchdog.config import strict_yaml as yamlstrict
 
     monkeypatch.setattr(yamlstrict, "_Loader", yamlstrict._PyLoader)  # as without libyaml
     text = BASE.replace("  paper: true\n", "  paper: off\n  port: 4001\n") + "x: &a [1]\ny: *a\n"

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.config import Config
-from watchdog.configload import load_config
+from watchdog.config.load import load_config
+from watchdog.config.schema import Config
+from watchdog.config.strict_yaml import parse_yaml
 from watchdog.errors import ConfigError
-from watchdog.yamlstrict import parse_yaml
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"
 # The repo's example with one notification target whose URL is the secret: every generated document

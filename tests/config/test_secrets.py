@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.configload import load, load_config
+from watchdog.config.load import load, load_config
 from watchdog.errors import ConfigError
 
 SECRET = "tgram://123456:AAHsup3r-s3cret-t0ken/987654"
@@ -145,7 +145,7 @@ def test_a_literal_secret_in_a_file_others_can_read_gets_a_warning(
     assert "rules.yaml:7: notifications.targets[0].url: holds a secret notification URL" in text
     assert "readable by others (mode 644)" in text
     assert MARK not in text
-    with caplog.at_level(logging.WARNING, logger="watchdog.config"):
+    with caplog.at_level(logging.WARNING, logger="watchdog.config.schema"):
         load_config(path, environ={})
     assert "readable by others" in caplog.text and MARK not in caplog.text
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from watchdog.configload import load_config
-from watchdog.daemon import Daemon
-from watchdog.runtime import build_components
-from watchdog.sdnotify import SdNotifier
+from watchdog.config.load import load_config
+from watchdog.daemon.lifecycle import Daemon
+from watchdog.daemon.wiring import build_components
+from watchdog.outputs.systemd_notify import SdNotifier
 from watchdog.sim import Simulator
 
 DEFAULT_RULES = """

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.daemon.conftest import DaemonFactory
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.model import Health
 from watchdog.sim import Simulator
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.daemon.conftest import DaemonFactory, until
 from tests.ops.conftest import Capture, capture, hanging_port  # noqa: F401  (fixtures)
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator
 

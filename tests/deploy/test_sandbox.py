@@ -27,7 +27,7 @@ try:
 except PermissionError:
     pass
 import asyncio, ssl, apprise, ib_async, pydantic, yaml, prometheus_client, apscheduler
-import watchdog.cli, watchdog.daemon, watchdog.configload
+import watchdog.cli, watchdog.daemon.lifecycle, watchdog.config.load
 callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1)
 assert callback(41) == 42
 asyncio.run(asyncio.sleep(0))

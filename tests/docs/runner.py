@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.docs.readme_commands import REPO, Command, Kind, classify, mapped_env, unwrap, watchdog_argv
-from watchdog.control import status_data
+from watchdog.daemon.control import status_data
 
 RUN_TIMEOUT = 55.0  # one command (the demo promises < 1 minute)
 START_TIMEOUT = 20.0  # simulator listening / daemon connected

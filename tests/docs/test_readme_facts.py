@@ -16,10 +16,10 @@ from pydantic import BaseModel
 
 from tests.docs.readme_commands import README, REPO
 from watchdog.cli import _parser
-from watchdog.conditions import METRICS, MetricKind
-from watchdog.config import Config, Rule
+from watchdog.config.conditions import METRICS, MetricKind
+from watchdog.config.schema import Config, Rule
 from watchdog.demo import SCENARIOS
-from watchdog.metrics import Metrics
+from watchdog.outputs.metrics import Metrics
 
 TEXT = README.read_text(encoding="utf-8")
 PROSE = re.sub(r"^```.*?^```", "", TEXT, flags=re.MULTILINE | re.DOTALL)  # fenced blocks removed

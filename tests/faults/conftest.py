@@ -18,12 +18,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.bench.harness import ConfigSpec, config_text
-from watchdog.audit import read_audit
-from watchdog.configload import load_config
-from watchdog.daemon import Daemon
-from watchdog.runtime import build_components
-from watchdog.sdnotify import SdNotifier
+from watchdog.config.load import load_config
+from watchdog.daemon.lifecycle import Daemon
+from watchdog.daemon.wiring import build_components
+from watchdog.outputs.systemd_notify import SdNotifier
 from watchdog.sim import Simulator
+from watchdog.state.audit import read_audit
 
 ACCOUNTS = ("DU111111", "DU222222")
 RULES = """

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.faults.conftest import DaemonFactory, Row, until
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.faults.conftest import DaemonFactory, Row, until
 from tests.faults.proxy import Mode, TcpProxy
-from watchdog.daemon import Daemon
+from watchdog.daemon.lifecycle import Daemon
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator
 

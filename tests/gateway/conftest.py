@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
-from watchdog.gateway import Gateway, GatewayEvent
+from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.gateway.client import Gateway, GatewayEvent
 from watchdog.sim import Simulator
 
 ACCOUNTS = ("DU111111", "DU222222")

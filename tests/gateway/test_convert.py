@@ -21,9 +21,9 @@ from ib_async import (
 )
 from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
 
-from watchdog import convert
+from watchdog.gateway import convert
+from watchdog.gateway.snapshot_cache import SnapshotCache
 from watchdog.model import GatewayStatus, OpenOrder, order_key
-from watchdog.snapcache import SnapshotCache
 
 AAPL = Contract(
     conId=265598, symbol="AAPL", secType="STK", exchange="NASDAQ", currency="USD", localSymbol="AAPL"

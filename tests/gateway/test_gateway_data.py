@@ -8,7 +8,7 @@ import pytest
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID, Harness, eventually
 from watchdog.errors import GatewayUnavailable
-from watchdog.gateway import Gateway
+from watchdog.gateway.client import Gateway
 from watchdog.model import CloseOrderRequest, ContractRef, Health, Position
 from watchdog.sim import Simulator
 

@@ -11,9 +11,9 @@ import pytest
 from ib_async import IB
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID, FAST_HB, Harness, eventually
-from watchdog.config import HeartbeatConfig
+from watchdog.config.schema import HeartbeatConfig
 from watchdog.errors import ClientIdInUse, GatewayUnavailable, SafetyValveError
-from watchdog.gateway import Gateway
+from watchdog.gateway.client import Gateway
 from watchdog.model import Health
 
 pytestmark = pytest.mark.integration

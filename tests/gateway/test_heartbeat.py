@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.heartbeat import Backoff, HeartbeatTracker
+from watchdog.gateway.heartbeat import Backoff, HeartbeatTracker
 
 
 def test_a_single_miss_is_down_when_misses_is_one() -> None:

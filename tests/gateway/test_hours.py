@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from watchdog.hours import NEW_YORK, is_regular_hours
+from watchdog.market_hours import NEW_YORK, is_regular_hours
 
 
 def ny(y: int, mo: int, d: int, h: int, mi: int = 0) -> float:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from watchdog.errors import SafetyValveError
-from watchdog.valve import check_accounts, check_port, is_paper_account
+from watchdog.gateway.valve import check_accounts, check_port, is_paper_account
 
 
 @pytest.mark.parametrize("port", [7496, 4001])
@@ -23,14 +23,14 @@ def test_it_refuses_a_paper_port_when_configured_for_live(port: int) -> None:
 
 
 def test_matching_ports_pass_silently(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="watchdog.gateway"):
+    with caplog.at_level(logging.WARNING, logger="watchdog.gateway.client"):
         check_port(4002, paper=True)
         check_port(4001, paper=False)
     assert caplog.records == []
 
 
 def test_an_unknown_port_is_allowed_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="watchdog.gateway"):
+    with caplog.at_level(logging.WARNING, logger="watchdog.gateway.client"):
         check_port(14002, paper=True)
     assert any("14002 is not a standard" in r.getMessage() for r in caplog.records)
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from tests.kill.fakes import FakeBook, FakeBroker, FakeClock
-from watchdog.audit import AuditLog
-from watchdog.config import KillConfig
-from watchdog.killswitch import KillEvent, KillSwitch
-from watchdog.state import StateStore
+from watchdog.config.schema import KillConfig
+from watchdog.kill.switch import KillEvent, KillSwitch
+from watchdog.state.audit import AuditLog
+from watchdog.state.store import StateStore
 
 MakeSwitch = Callable[..., KillSwitch]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID, Harness
-from watchdog.audit import AuditLog, read_audit
-from watchdog.config import KillConfig
-from watchdog.gateway import Gateway
-from watchdog.killswitch import KillSwitch
+from watchdog.config.schema import KillConfig
+from watchdog.gateway.client import Gateway
+from watchdog.kill.switch import KillSwitch
 from watchdog.model import Action, KillOutcome, TradingState
 from watchdog.sim import Simulator
-from watchdog.state import StateStore
+from watchdog.state.audit import AuditLog, read_audit
+from watchdog.state.store import StateStore
 
 pytestmark = pytest.mark.integration
 DU1, DU2 = ACCOUNTS

@@ -6,9 +6,9 @@ import asyncio
 
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import FakeBook, stock
-from watchdog.killswitch import KillEvent, KillEventKind
+from watchdog.kill.switch import KillEvent, KillEventKind
 from watchdog.model import Action, KillOutcome, TradingState
-from watchdog.state import StateStore
+from watchdog.state.store import StateStore
 
 T = 10.0  # seconds; every kill in these tests finishes in virtual time, far below this
 

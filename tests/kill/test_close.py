@@ -221,8 +221,8 @@ async def test_a_standby_instance_never_doubles_the_primary_and_closes_alone_aft
 ) -> None:
     from pathlib import Path
 
-    from watchdog.audit import AuditLog
-    from watchdog.state import StateStore
+    from watchdog.state.audit import AuditLog
+    from watchdog.state.store import StateStore
 
     book.add_position("DU1", stock(1), 100)
     book.add_position("DU1", stock(2, "MSFT"), -40)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import FakeBook, stock
-from watchdog.control import (
+from watchdog.daemon.control import (
     ControlChannel,
     kill_command,
     reset_command,
@@ -23,7 +23,7 @@ from watchdog.control import (
     status_command,
 )
 from watchdog.model import Action, TradingState
-from watchdog.state import Latch, PendingKill, StateStore
+from watchdog.state.store import Latch, PendingKill, StateStore
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_reset_needs_a_reason(tmp_path: Path) -> None:
 async def test_reset_with_a_running_daemon_goes_through_its_control_channel(
     book: FakeBook, make_switch: MakeSwitch, store: StateStore
 ) -> None:
-    from watchdog.killswitch import KillSwitch
+    from watchdog.kill.switch import KillSwitch
 
     ks: KillSwitch = make_switch()
     await ks.kill(Action.CANCEL_ALL, "rule:x")

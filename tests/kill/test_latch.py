@@ -9,11 +9,11 @@ import pytest
 
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import WATCHDOG_REF, FakeBook, FakeClock, stock
-from watchdog.audit import AuditLog, read_audit
 from watchdog.errors import ControlError
-from watchdog.killswitch import KillEvent, KillEventKind
+from watchdog.kill.switch import KillEvent, KillEventKind
 from watchdog.model import Action, KillOutcome, TradingState
-from watchdog.state import LATCH_FILE, StateStore
+from watchdog.state.audit import AuditLog, read_audit
+from watchdog.state.store import LATCH_FILE, StateStore
 
 T = 30.0
 
@@ -190,7 +190,7 @@ async def test_an_event_callback_that_raises_never_breaks_the_kill(
 ) -> None:
     from tests.kill.conftest import kill_config
     from tests.kill.fakes import FakeBroker
-    from watchdog.killswitch import KillSwitch
+    from watchdog.kill.switch import KillSwitch
 
     def explode(event: KillEvent) -> None:
         raise RuntimeError("notifier down")

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from tests.kill.conftest import kill_config
 from tests.kill.fakes import WATCHDOG_REF, FakeBook, FakeBroker, FakeClock, stock
-from watchdog.audit import AuditLog
-from watchdog.killswitch import KillSwitch
+from watchdog.kill.switch import KillSwitch
 from watchdog.model import Action, KillOutcome, KillReport
-from watchdog.state import StateStore
+from watchdog.state.audit import AuditLog
+from watchdog.state.store import StateStore
 
 KEYS = [(a, c) for a in ("DU1", "DU2") for c in (1, 2, 3)]
 

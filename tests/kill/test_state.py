@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.kill.fakes import FakeClock
-from watchdog.audit import AuditLog, read_audit
 from watchdog.errors import StateError
 from watchdog.model import Action, TradingState
-from watchdog.state import LATCH_FILE, PENDING_FILE, Latch, PendingKill, StateStore
+from watchdog.state.audit import AuditLog, read_audit
+from watchdog.state.store import LATCH_FILE, PENDING_FILE, Latch, PendingKill, StateStore
 
 
 def test_a_fresh_state_dir_is_armed_with_nothing_pending(tmp_path: Path, clock: FakeClock) -> None:

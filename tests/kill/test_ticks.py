@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.killplan import limit_price
+from watchdog.kill.plan import limit_price
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.conftest import REPO, make_kill_report, make_snapshot
-from watchdog.metrics import Metrics
 from watchdog.model import KillOutcome
+from watchdog.outputs.metrics import Metrics
 
 pytestmark = pytest.mark.deploy
 

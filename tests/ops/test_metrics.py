@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from tests.ops.conftest import make_kill_report, make_snapshot
-from watchdog.metrics import Metrics, MetricsServerError, rule_proximity
 from watchdog.model import Health, KillOutcome, TradingState
+from watchdog.outputs.metrics import Metrics, MetricsServerError, rule_proximity
 
 P = "ibkr_watchdog_"
 
@@ -200,7 +200,7 @@ def _get(url: str) -> str:
 def test_declared_polls_export_zero_counters_before_the_first_poll() -> None:
     from prometheus_client import CollectorRegistry
 
-    from watchdog.metrics import Metrics
+    from watchdog.outputs.metrics import Metrics
 
     m = Metrics(CollectorRegistry(), process_metrics=False)
     assert m.registry.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "orders"}) is None

@@ -15,10 +15,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests.ops.conftest import Capture, make_kill_report
-from watchdog.config import NotificationsConfig
-from watchdog.metrics import Metrics
+from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Action, Breach, BreachKind, KillOutcome, Severity
-from watchdog.notify import Notifier
+from watchdog.outputs.metrics import Metrics
+from watchdog.outputs.notifier import Notifier
 
 SECRET_PASS = "S3cretPassw0rd"
 SECRET_PATH = "T0KEN-abcdef123456"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.ops.conftest import AAPL, make_kill_report
 from watchdog.model import Action, Breach, BreachKind, Fill, KillOutcome, Severity
-from watchdog.notify_format import (
+from watchdog.outputs.messages import (
     RESET_HINT,
     Kind,
     format_breach,
@@ -19,7 +19,7 @@ from watchdog.notify_format import (
     format_summary,
     format_text,
 )
-from watchdog.notify_targets import SecretFilter, describe_url, parse_urls_file, redact, secret_fragments
+from watchdog.outputs.targets import SecretFilter, describe_url, parse_urls_file, redact, secret_fragments
 
 
 def _breach(kind: BreachKind, account: str | None = "DU111", value: float | None = -1200.0) -> Breach:

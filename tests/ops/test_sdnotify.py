@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.sdnotify import SdNotifier, watchdog_interval
+from watchdog.outputs.systemd_notify import SdNotifier, watchdog_interval
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon.conftest import DEFAULT_RULES, until
 from tests.daemon.conftest import write_config as _write_config
-from watchdog.audit import AuditRecord, read_audit
 from watchdog.sim import Simulator
+from watchdog.state.audit import AuditRecord, read_audit
 
 __all__ = ["DEFAULT_RULES", "until", "write_config"]
 

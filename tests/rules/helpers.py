@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from watchdog.config import Rule
+from watchdog.config.schema import Rule
 from watchdog.model import AccountState, GatewayStatus, Health, Snapshot
 
 T0 = 1_772_000_000.0  # 2026-02-25, a fixed injected clock

@@ -18,7 +18,7 @@ from watchdog.model import (
     Position,
     Severity,
 )
-from watchdog.rules import ALL, RuleMemory, evaluate, scheduled_breach
+from watchdog.rules.evaluate import ALL, RuleMemory, evaluate, scheduled_breach
 
 from .helpers import T0, pnl, rule, snap
 
@@ -439,7 +439,7 @@ def test_a_value_past_the_limit_waiting_for_its_for_time_warns_once_then_breache
 
 
 def test_day_highs_survive_a_restart_through_export_and_import() -> None:
-    from watchdog.rules import RuleMemory
+    from watchdog.rules.evaluate import RuleMemory
 
     now = 1_790_000_000.0  # 2026-09-21, a weekday
     before = RuleMemory()

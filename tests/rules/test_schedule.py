@@ -6,9 +6,9 @@ import datetime
 
 import pytest
 
-from watchdog.config import QuietWindow, Schedule
-from watchdog.rules import ALL, RuleMemory, evaluate
-from watchdog.schedule import (
+from watchdog.config.schema import QuietWindow, Schedule
+from watchdog.rules.evaluate import ALL, RuleMemory, evaluate
+from watchdog.rules.schedule import (
     cron_trigger,
     cron_trigger_expr,
     in_quiet_window,

@@ -16,23 +16,23 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
-from watchdog import rules as rules_engine
-from watchdog import schedule
-from watchdog.audit import AuditLog
-from watchdog.config import Config
-from watchdog.configload import load_config
-from watchdog.control import ControlChannel
-from watchdog.gateway import EventKind, Gateway, GatewayEvent
-from watchdog.killrun import KillEvent, KillEventKind
-from watchdog.killswitch import KillSwitch
-from watchdog.metrics import Metrics
+from watchdog.config.load import load_config
+from watchdog.config.schema import Config
+from watchdog.daemon.control import ControlChannel
+from watchdog.gateway.client import EventKind, Gateway, GatewayEvent
+from watchdog.kill.run import KillEvent, KillEventKind
+from watchdog.kill.switch import KillSwitch
 from watchdog.model import Breach, Severity, Snapshot
-from watchdog.notify import Notifier
-from watchdog.rules import AllRules, RuleMemory
-from watchdog.sdnotify import SdNotifier
-from watchdog.state import StateStore
+from watchdog.outputs.metrics import Metrics
+from watchdog.outputs.notifier import Notifier
+from watchdog.outputs.systemd_notify import SdNotifier
+from watchdog.rules import evaluate as rules_engine
+from watchdog.rules import schedule
+from watchdog.rules.evaluate import AllRules, RuleMemory
+from watchdog.state.audit import AuditLog
+from watchdog.state.store import StateStore
 
-log = logging.getLogger("watchdog.daemon")
+log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
 class RulesPort:

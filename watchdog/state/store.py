@@ -19,11 +19,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from watchdog.audit import to_jsonable
 from watchdog.errors import StateError
 from watchdog.model import EMPTY_MAP, Action, KillReport, OpenOrder, Snapshot, TradingState
+from watchdog.state.audit import to_jsonable
 
-log = logging.getLogger("watchdog.state")
+log = logging.getLogger("watchdog.state.store")
 
 LATCH_FILE = "latch.json"
 PENDING_FILE = "pending-kill.json"

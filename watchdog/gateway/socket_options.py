@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("watchdog.gateway")
+log = logging.getLogger("watchdog.gateway.client")
 
 # kernel keepalive as a backstop for when no heartbeat runs: a dead peer is noticed in ~25 s
 KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+from watchdog.config.schema import Config
+from watchdog.daemon.kill_tasks import KillTasks
+from watchdog.daemon.wiring import Components
 from watchdog.errors import ConfigError
-from watchdog.model import TradingState
+from watchdog.model import Action, KillReport, TradingState
 
-if TYPE_CHECKING:
-    from watchdog.daemon import Daemon
 
-log = logging.getLogger("watchdog.daemon")
+class Daemon(Protocol):
+    """What the timers need of the daemon (`watchdog.daemon.lifecycle.Daemon` satisfies it).
+
+    A Protocol rather than an import keeps `jobs` below `lifecycle`: no import cycle.
+    """
+
+    c: Components
+    config: Config
+    config_path: str | None
+    kills: KillTasks
+
+    @property
+    def running(self) -> bool: ...
+
+    async def run_job(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+    async def heartbeat_job(self) -> None: ...
+    async def poll(self, name: str) -> bool: ...
+    async def evaluate_job(self) -> None: ...
+    def should_fire(self, action: Action) -> bool: ...
+    def start_kill(
+        self, action: Action, trigger: str, *, reason: str = "", accounts: list[str] | None = None
+    ) -> asyncio.Task[KillReport | None]: ...
+
+
+log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
 def schedule_jobs(d: Daemon) -> None:

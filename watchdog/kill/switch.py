@@ -14,13 +14,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
-from watchdog.audit import AuditLog
-from watchdog.broker import Broker
-from watchdog.config import KillConfig
+from watchdog.config.schema import KillConfig
 from watchdog.errors import ControlError, GatewayError, GatewayUnavailable, StateError
-from watchdog.killexec import KillExecutor
-from watchdog.killplan import EPS, Key, is_watchdog_order, order_label, target_reduction
-from watchdog.killrun import KillEvent, KillEventKind, Reporter, Run, pos_label
+from watchdog.kill.broker import Broker
+from watchdog.kill.executor import KillExecutor
+from watchdog.kill.plan import EPS, Key, is_watchdog_order, order_label, target_reduction
+from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run, pos_label
 from watchdog.model import (
     Action,
     KillOutcome,
@@ -31,11 +30,12 @@ from watchdog.model import (
     TradingState,
     order_key,
 )
-from watchdog.state import Latch, PendingKill, StateStore, position_key
+from watchdog.state.audit import AuditLog
+from watchdog.state.store import Latch, PendingKill, StateStore, position_key
 
 __all__ = ["KillEvent", "KillEventKind", "KillSwitch", "reset_latch"]
 
-log = logging.getLogger("watchdog.killswitch")
+log = logging.getLogger("watchdog.kill.switch")
 _STRENGTH = {Action.ALERT: 0, Action.CANCEL_ALL: 1, Action.CLOSE_ALL: 2}
 
 

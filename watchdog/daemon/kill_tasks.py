@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from watchdog.killswitch import KillSwitch
+from watchdog.kill.switch import KillSwitch
 from watchdog.model import Action, KillReport, OpenOrder
-from watchdog.notify import Notifier
+from watchdog.outputs.notifier import Notifier
 
-log = logging.getLogger("watchdog.daemon")
+log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
 class KillTasks:

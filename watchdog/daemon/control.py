@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from watchdog.audit import AuditLog, read_audit, to_jsonable
 from watchdog.errors import ConfigError, ControlError, StateError
-from watchdog.killswitch import KillSwitch, reset_latch
+from watchdog.kill.switch import KillSwitch, reset_latch
 from watchdog.model import Action, TradingState
-from watchdog.state import StateStore
+from watchdog.state.audit import AuditLog, read_audit, to_jsonable
+from watchdog.state.store import StateStore
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 RESET_WAIT = 10.0  # seconds `reset` waits for the daemon to take its request
@@ -92,7 +92,7 @@ class ControlChannel:
 
 # ---------------------------------------------------------------------- CLI
 def _state_dir(config_path: str) -> Path:
-    from watchdog.configload import load_config  # written by another module; imported when used
+    from watchdog.config.load import load_config  # written by another module; imported when used
 
     return Path(load_config(config_path).state_dir)
 

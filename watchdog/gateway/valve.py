@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from watchdog.config import LIVE_PORTS, PAPER_PORTS
+from watchdog.config.schema import LIVE_PORTS, PAPER_PORTS
 from watchdog.errors import SafetyValveError
 
-log = logging.getLogger("watchdog.gateway")
+log = logging.getLogger("watchdog.gateway.client")
 
 PAPER_ACCOUNT_PREFIXES = ("DU", "DF")
 

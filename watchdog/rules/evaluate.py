@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from watchdog.conditions import COMPARISON_OPS, METRICS
-from watchdog.config import Condition, Rule
-from watchdog.describe import OP_SYMBOLS, format_value
+from watchdog.config.conditions import COMPARISON_OPS, METRICS
+from watchdog.config.describe import OP_SYMBOLS, format_value
+from watchdog.config.schema import Condition, Rule
 from watchdog.model import Action, Breach, BreachKind, Severity, Snapshot
-from watchdog.readings import Reading, Readings
+from watchdog.rules.readings import Reading, Readings
 
 __all__ = ["ALL", "AllRules", "RuleMemory", "RuleState", "RuleStatus", "evaluate", "scheduled_breach"]
 

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from watchdog import __version__
-from watchdog.metrics_http import MetricsServer, MetricsServerError
 from watchdog.model import Health, KillOutcome, KillReport, Snapshot, TradingState
+from watchdog.outputs.metrics_server import MetricsServer, MetricsServerError
 
 __all__ = ["RULE_STATES", "Metrics", "MetricsServerError", "RuleStatusLike", "rule_proximity"]
 

@@ -12,10 +12,10 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from watchdog.broker import Broker
-from watchdog.config import KillConfig
+from watchdog.config.schema import KillConfig
 from watchdog.errors import GatewayError, GatewayUnavailable
-from watchdog.killplan import (
+from watchdog.kill.broker import Broker
+from watchdog.kill.plan import (
     EPS,
     NON_RETRYABLE_ERRORS,
     CloseNeed,
@@ -29,7 +29,7 @@ from watchdog.killplan import (
     route_exchange,
     target_reduction,
 )
-from watchdog.killrun import KillEventKind, Reporter, Run, need_label, pos_label
+from watchdog.kill.run import KillEventKind, Reporter, Run, need_label, pos_label
 from watchdog.model import Action, CloseOrderRequest, OpenOrder, Position, Severity, order_key
 
 T = TypeVar("T")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from watchdog.conditions import METRICS, MetricKind
-from watchdog.config import Condition, Config, QuietWindow, Rule, Schedule
+from watchdog.config.conditions import METRICS, MetricKind
+from watchdog.config.schema import Condition, Config, QuietWindow, Rule, Schedule
 from watchdog.model import Action
 
 __all__ = [

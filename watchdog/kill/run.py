@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchdog.audit import AuditLog
-from watchdog.killplan import CloseNeed, Key
+from watchdog.kill.plan import CloseNeed, Key
 from watchdog.model import EMPTY_MAP, Action, CloseOrderRequest, KillReport, OpenOrder, Position, Severity
+from watchdog.state.audit import AuditLog
 
-log = logging.getLogger("watchdog.killswitch")
+log = logging.getLogger("watchdog.kill.switch")
 
 
 class KillEventKind(enum.Enum):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("watchdog.audit")
+log = logging.getLogger("watchdog.state.audit")
 
 TAIL_CHECK_BYTES = 64 * 1024  # how much of an existing file is checked for damage at start
 

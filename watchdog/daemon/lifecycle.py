@@ -19,21 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watchdog import __version__
-from watchdog.config import Config
+from watchdog.config.schema import Config
+from watchdog.daemon.jobs import reload_config, schedule_jobs
+from watchdog.daemon.kill_tasks import KillTasks
+from watchdog.daemon.wiring import Components
 from watchdog.errors import (
     ClientIdInUse,
     GatewayError,
     GatewayUnavailable,
     StateError,
 )
-from watchdog.gateway import EventKind, GatewayEvent
-from watchdog.jobs import reload_config, schedule_jobs
-from watchdog.kills import KillTasks
+from watchdog.gateway.client import EventKind, GatewayEvent
 from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
-from watchdog.runtime import Components
-from watchdog.state import status_from_snapshot
+from watchdog.state.store import status_from_snapshot
 
-log = logging.getLogger("watchdog.daemon")
+log = logging.getLogger("watchdog.daemon.lifecycle")
 
 SHUTDOWN_GRACE = 10.0  # seconds a running kill may take to finish during a graceful stop
 RELOAD_SETTLE = 5.0  # seconds a reload waits for a running evaluation (and its lockout step)

@@ -21,8 +21,7 @@ from typing import Any, TypeVar
 
 from ib_async import IB
 
-from watchdog import gwsocket, valve
-from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
 from watchdog.errors import (
     ClientIdInUse,
     GatewayError,
@@ -30,10 +29,11 @@ from watchdog.errors import (
     HeartbeatTimeout,
     SafetyValveError,
 )
-from watchdog.heartbeat import Backoff, HeartbeatTracker
+from watchdog.gateway import socket_options, valve
+from watchdog.gateway.heartbeat import Backoff, HeartbeatTracker
 from watchdog.model import GatewayStatus, Health
 
-log = logging.getLogger("watchdog.gateway")
+log = logging.getLogger("watchdog.gateway.client")
 T = TypeVar("T")
 
 DEGRADED_CODES = frozenset({1100, 2110})  # gateway lost IB's servers: socket fine, data stopped
@@ -145,7 +145,7 @@ class GatewayConnection:
     def keepalive_settings(self) -> dict[str, int]:
         """The live socket's keepalive options (empty when not connected)."""
         sock = self._socket()
-        return gwsocket.keepalive_settings(sock) if sock is not None else {}
+        return socket_options.keepalive_settings(sock) if sock is not None else {}
 
     def _emit(self, kind: EventKind, message: str, code: int | None = None) -> None:
         event = GatewayEvent(kind=kind, message=message, at=self._clock(), code=code)
@@ -234,7 +234,7 @@ class GatewayConnection:
         self._ib = ib
         sock = self._socket()
         if self._hb.tcp_keepalive and sock is not None:
-            gwsocket.enable_keepalive(sock)
+            socket_options.enable_keepalive(sock)
         self._server_version = ib.client.serverVersion()
         self.tracker.reset()
         self._set_health(Health.HEALTHY)
@@ -307,7 +307,7 @@ class GatewayConnection:
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self._on_disconnected
         self._attach_data(ib)
-        ib.client.decoder.logger = gwsocket.counting_decoder_logger(self._on_malformed)
+        ib.client.decoder.logger = socket_options.counting_decoder_logger(self._on_malformed)
 
     def _detach(self, ib: IB) -> None:
         ib.errorEvent -= self._on_error

@@ -2,8 +2,8 @@
 
 The schema below is the contract every other module reads. The loader (strict YAML with line
 numbers, `${VAR}` / `file:` / systemd-credential interpolation, all errors at once) lives in
-`watchdog/configload.py`; the metric catalogue and condition grammar in `watchdog/conditions.py`;
-the plain-words rendering of rules in `watchdog/describe.py`.
+`watchdog/config/load.py`; the metric catalogue and condition grammar in `watchdog/config/conditions.py`;
+the plain-words rendering of rules in `watchdog/config/describe.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from watchdog.conditions import (
+from watchdog.config.conditions import (
     COMPARISON_OPS,
     METRICS,
     MetricInfo,

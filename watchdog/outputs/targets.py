@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from watchdog.config import NotificationsConfig
+from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Severity
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from watchdog.config import Config
-from watchdog.daemon import Daemon
+from watchdog.config.schema import Config
+from watchdog.daemon.lifecycle import Daemon
+from watchdog.daemon.wiring import build_components
 from watchdog.errors import ClientIdInUse, ConfigError, GatewayUnavailable, SafetyValveError, StateError
-from watchdog.runtime import build_components
 
-log = logging.getLogger("watchdog.daemon")
+log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
 async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
@@ -34,8 +34,8 @@ async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
 
 def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
     """`ibkr-watchdog run`: load the config, then run until SIGTERM/SIGINT."""
-    from watchdog.configload import load_config
-    from watchdog.logsetup import configure
+    from watchdog.config.load import load_config
+    from watchdog.outputs.logging_setup import configure
 
     try:
         config = load_config(config_path)

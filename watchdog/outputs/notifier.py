@@ -19,9 +19,9 @@ from typing import Any
 
 import apprise
 
-from watchdog.config import NotificationsConfig
+from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Action, Breach, BreachKind, KillReport, Severity
-from watchdog.notify_format import (
+from watchdog.outputs.messages import (
     Kind,
     Notification,
     format_breach,
@@ -37,7 +37,7 @@ from watchdog.notify_format import (
     format_summary,
     format_text,
 )
-from watchdog.notify_targets import SecretFilter, TargetSpec, all_fragments, load_targets, redact
+from watchdog.outputs.targets import SecretFilter, TargetSpec, all_fragments, load_targets, redact
 
 __all__ = ["Kind", "Notification", "Notifier", "NotifierStats"]
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import pydantic
 
-from watchdog.config import Config, cross_check
-from watchdog.describe import describe_config, describe_rule
+from watchdog.config.describe import describe_config, describe_rule
+from watchdog.config.schema import Config, cross_check
+from watchdog.config.strict_yaml import Path as TreePath
+from watchdog.config.strict_yaml import YamlDoc, parse_yaml, plain_scalar
 from watchdog.errors import ConfigError, ConfigProblem
-from watchdog.yamlstrict import Path as TreePath
-from watchdog.yamlstrict import YamlDoc, parse_yaml, plain_scalar
 
 __all__ = ["LoadResult", "check_command", "describe_rule", "load", "load_config"]
 
-log = logging.getLogger("watchdog.config")
+log = logging.getLogger("watchdog.config.schema")
 
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -1,8 +1,8 @@
 """The watchdog's only door to TWS / IB Gateway: `Gateway` = connection + polls + snapshot + orders.
 
-Implements `watchdog.broker.Broker`. The connection half (safety valve, heartbeat, half-open
-detection, reconnect) lives in `watchdog.gwconn`; ib_async objects are turned into model records
-by `watchdog.convert`. Nothing outside these three modules imports ib_async.
+Implements `watchdog.kill.broker.Broker`. The connection half (safety valve, heartbeat, half-open
+detection, reconnect) lives in `watchdog.gateway.connection`; ib_async objects are turned into model records
+by `watchdog.gateway.convert`. Nothing outside these three modules imports ib_async.
 """
 # ib_async ships py.typed but leaves many methods unannotated
 # mypy: disable-error-code="no-untyped-call"
@@ -30,16 +30,17 @@ from ib_async import (
 )
 from ib_async import Position as IbPosition
 
-from watchdog import convert, hours
-from watchdog.config import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog import market_hours as hours
+from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
 from watchdog.errors import GatewayError
-from watchdog.gwconn import EventKind, GatewayConnection, GatewayEvent
+from watchdog.gateway import convert
+from watchdog.gateway.connection import EventKind, GatewayConnection, GatewayEvent
+from watchdog.gateway.snapshot_cache import SnapshotCache
 from watchdog.model import CloseOrderRequest, OpenOrder, OrderKey, Position, Snapshot, order_key
-from watchdog.snapcache import SnapshotCache
 
 __all__ = ["EventKind", "Gateway", "GatewayEvent"]
 
-log = logging.getLogger("watchdog.gateway")
+log = logging.getLogger("watchdog.gateway.client")
 POSITIONS_RESYNC = 30.0  # seconds between full reqPositions round trips in routine polls
 SMART_ROUTED = frozenset({"STK", "OPT", "CASH", "CRYPTO", "WAR", "FUND"})  # routable without a listing
 

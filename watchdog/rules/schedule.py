@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from watchdog.config import QuietWindow, Schedule
-from watchdog.rules import ALL, AllRules
+from watchdog.config.schema import QuietWindow, Schedule
+from watchdog.rules.evaluate import ALL, AllRules
 
 __all__ = [
     "ALL",
