@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.daemon.conftest import DaemonFactory, until
-from tests.ops.conftest import Capture, capture, hanging_port  # noqa: F401  (fixtures)
+from tests.outputs.conftest import Capture, capture, hanging_port  # noqa: F401  (fixtures)
 from watchdog.daemon.lifecycle import Daemon
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.conftest import find_promtool
-from tests.ops.test_deploy_metrics import documented_series, exported_names
+from tests.outputs.conftest import find_promtool
+from tests.outputs.test_deploy_metrics import documented_series, exported_names
 from tests.process.conftest import (
     Launcher,
     NotifySocket,

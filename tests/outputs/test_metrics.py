@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from tests.ops.conftest import make_kill_report, make_snapshot
+from tests.outputs.conftest import make_kill_report, make_snapshot
 from watchdog.model import Health, KillOutcome, TradingState
 from watchdog.outputs.metrics import Metrics, MetricsServerError, rule_proximity
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from tests.ops.conftest import Capture, make_kill_report
+from tests.outputs.conftest import Capture, make_kill_report
 from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Action, Breach, BreachKind, KillOutcome, Severity
 from watchdog.outputs.metrics import Metrics

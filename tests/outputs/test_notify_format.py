@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.ops.conftest import AAPL, make_kill_report
+from tests.outputs.conftest import AAPL, make_kill_report
 from watchdog.model import Action, Breach, BreachKind, Fill, KillOutcome, Severity
 from watchdog.outputs.messages import (
     RESET_HINT,

@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.conftest import REPO, make_kill_report, make_snapshot
+from tests.outputs.conftest import REPO, make_kill_report, make_snapshot
 from watchdog.model import KillOutcome
 from watchdog.outputs.metrics import Metrics
 
