@@ -79,7 +79,7 @@ def test_exempt_commands_are_valid_shell() -> None:
 
 
 def _handled_signals() -> set[str]:
-    source = (REPO / "watchdog" / "daemon.py").read_text(encoding="utf-8")
+    source = (REPO / "watchdog" / "daemon" / "lifecycle.py").read_text(encoding="utf-8")
     return set(re.findall(r"add_signal_handler\(signal\.(SIG\w+)", source))
 
 
