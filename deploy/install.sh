@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install (or --uninstall) ibkr-watchdog on a Debian/Ubuntu host: venv under /opt, systemd units,
-# config and credential placeholders with tight permissions, `ibkr-watchdog check`, enable.
+# Install (or --uninstall) ibkr-watchdog on a Debian/Ubuntu host: venv under /opt with exactly the
+# locked dependency versions (requirements.lock, hash-checked), systemd units, config and credential
+# placeholders with tight permissions, `ibkr-watchdog check`, enable.
 # Idempotent: a second run with the same inputs changes nothing. Never overwrites an operator's
 # config or credentials. See docs/deployment.md.
 #
@@ -20,6 +21,9 @@ Options:
   --source DIR       install the package from this source tree (default: the repo holding this script)
   --wheel FILE       install the package from a built wheel instead
   --python PYTHON    interpreter for the venv (default: python3; needs 3.11+)
+  --lock FILE        pinned, hashed runtime dependencies (default: requirements.lock next to the
+                     source, else this repository's); installed with pip --require-hashes, then the
+                     package itself with --no-deps, so the host runs exactly the tested versions
   --pip-args ARGS    extra arguments for pip install (e.g. "--no-index --find-links /srv/wheels")
   --config FILE      initial rules.yaml when none is installed yet (default: the repo's rules.yaml)
   --instance NAME    install /etc/ibkr-watchdog/NAME.yaml and enable ibkr-watchdog@NAME instead
@@ -39,6 +43,7 @@ source_dir=$repo
 wheel=""
 python=python3
 pip_args=""
+lock=""
 config_src=""
 instance=""
 tunnel=0
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
         --source) source_dir=$(cd "${2:?--source needs a directory}" && pwd); shift 2 ;;
         --wheel) wheel=$(realpath "${2:?--wheel needs a file}"); shift 2 ;;
         --python) python=${2:?--python needs an interpreter}; shift 2 ;;
+        --lock) lock=$(realpath "${2:?--lock needs a file}"); shift 2 ;;
         --pip-args) pip_args=${2?--pip-args needs a value}; shift 2 ;;
         --config) config_src=$(realpath "${2:?--config needs a file}"); shift 2 ;;
         --instance) instance=${2:?--instance needs a name}; shift 2 ;;
@@ -81,6 +87,11 @@ if [ -n "$instance" ] && ! [[ $instance =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]]; then
     die "--instance must be letters, digits, '.', '_' or '-' (it becomes a unit and file name), got: $instance"
 fi
 [ -z "$wheel" ] || [ -f "$wheel" ] || die "no such wheel: $wheel"
+if [ -z "$lock" ] && [ "$uninstall" = 0 ]; then
+    lock=$repo/requirements.lock
+    [ -n "$wheel" ] || [ ! -f "$source_dir/requirements.lock" ] || lock=$source_dir/requirements.lock
+fi
+[ "$uninstall" = 1 ] || [ -f "$lock" ] || die "no lock file: $lock (make lock writes it)"
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge only goes with --uninstall"
 
 OPT=/opt/ibkr-watchdog
@@ -257,6 +268,7 @@ else
     fingerprint="source $(cd "$work/src" && tr '\n' '\0' <"$work/files" | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
     spec=$work/src
 fi
+fingerprint="$fingerprint lock $(sha256sum <"$lock" | cut -d' ' -f1)"
 fingerprint="$fingerprint $("$DESTDIR$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
 stamp=$DESTDIR$OPT/.installed-from
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] &&
@@ -264,8 +276,17 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] &&
     say "package up to date ($("$DESTDIR$VENV/bin/ibkr-watchdog" --version))"
 else
     say "pip install (this takes a minute on a fresh host)"
+    pip=("$DESTDIR$VENV/bin/python" -m pip)
+    # The dependencies first, exactly as locked: every file must match a hash in the lock. Then the
+    # package alone (--no-deps), so pip can neither upgrade nor add a dependency behind the lock's back.
     # shellcheck disable=SC2086  # pip_args is a list of words on purpose
-    "$DESTDIR$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $pip_args "$spec"
+    "${pip[@]}" install --quiet --disable-pip-version-check $pip_args --require-hashes -r "$lock"
+    # shellcheck disable=SC2086
+    "${pip[@]}" install --quiet --disable-pip-version-check $pip_args --no-deps --force-reinstall "$spec"
+    # A lock that misses a dependency of the package (or pins a version it refuses) fails here.
+    "${pip[@]}" check --disable-pip-version-check >"$work/pip-check" 2>&1 ||
+        die "the installed packages do not satisfy ibkr-watchdog's requirements (is $lock stale? make lock):
+$(cat "$work/pip-check")"
     printf '%s\n' "$fingerprint" >"$stamp"
     chmod 0644 "$stamp"
     say "installed $("$DESTDIR$VENV/bin/ibkr-watchdog" --version)"

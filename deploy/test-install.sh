@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tests deploy/install.sh in a throwaway root (DESTDIR): files and modes, the installed CLI, that a
+# Tests deploy/install.sh in a throwaway root (DESTDIR): files and modes, the installed CLI, that the
+# venv holds exactly the versions in requirements.lock (and nothing else), that a
 # second run changes nothing, that operator edits survive, instances, the tunnel, systemd-analyze
 # verify on the installed tree, and --uninstall / --purge. Run by `make test` via deploy/check.sh.
 # Extra pip arguments: TEST_INSTALL_PIP_ARGS (default --no-compile: byte-compiling the venv is pip's job,
@@ -40,19 +41,41 @@ install_sh() { # runs the snapshot's install.sh into $root; output kept for fail
 # A frozen copy of the repository: the test must not depend on (or disturb) the working tree.
 src=$tmp/src
 mkdir -p "$src"
-(cd "$repo" && tar -cf - --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md rules.yaml \
-    watchdog systemd deploy/install.sh deploy/credentials) | (cd "$src" && tar -xf -)
+(cd "$repo" && tar -cf - --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md LICENSE \
+    requirements.lock rules.yaml watchdog systemd deploy/install.sh deploy/credentials) | (cd "$src" && tar -xf -)
 
 echo "== first install"
 t=$(date +%s.%N)
 install_sh || { fail "install.sh failed"; exit 1; }
 first_time=$(elapsed "$t")
 ok "first install took $first_time"
+grep -iE 'deprecat' "$tmp/install.log" && fail "the install printed a deprecation warning (above)" ||
+    ok "the install printed no deprecation warning"
 
-want_version=$(sed -nE 's/^version = "([^"]+)"/\1/p' "$src/pyproject.toml")
+want_version=$(sed -nE 's/^__version__ = "([^"]+)"/\1/p' "$src/watchdog/__init__.py")
 got_version=$("$root/opt/ibkr-watchdog/venv/bin/ibkr-watchdog" --version)
 [ "$got_version" = "ibkr-watchdog $want_version" ] && ok "installed CLI says: $got_version" ||
     fail "installed CLI says '$got_version', want 'ibkr-watchdog $want_version'"
+
+# The venv holds exactly the locked versions: every pin of the lock installed at that version, and no
+# distribution the lock does not name (besides pip, setuptools and the package itself).
+if out=$(PYTHONDONTWRITEBYTECODE=1 "$root/opt/ibkr-watchdog/venv/bin/python" - "$src/requirements.lock" <<'EOF'
+import importlib.metadata as md, re, sys
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+pins = dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", open(sys.argv[1]).read(), re.M))
+pins = {norm(n): v for n, v in pins.items()}
+have = {norm(d.metadata["Name"]): d.version for d in md.distributions()}
+wrong = [f"{n}: locked {v}, installed {have.get(n, 'nothing')}" for n, v in sorted(pins.items()) if have.get(n) != v]
+extra = sorted(set(have) - set(pins) - {"pip", "setuptools", "ibkr-watchdog"})
+wrong += [f"{n} {have[n]}: installed but not in the lock" for n in extra]
+print("\n".join(wrong) if wrong else f"{len(pins)} locked distributions installed at their locked versions")
+sys.exit(1 if wrong or not pins else 0)
+EOF
+); then
+    ok "venv = lock: $out"
+else
+    fail "venv differs from requirements.lock: $out"
+fi
 
 expect_mode /opt/ibkr-watchdog 755
 expect_mode /opt/ibkr-watchdog/libexec/notify-failure.py 644
@@ -97,7 +120,9 @@ if command -v systemd-analyze >/dev/null; then
     # Verify the units against the real installed tree (stock units and OS binaries added).
     vroot=$tmp/vroot
     mkdir -p "$vroot/usr/lib/systemd" "$vroot/usr/bin"
-    cp -a /usr/lib/systemd/system "$vroot/usr/lib/systemd/"
+    stock=/usr/lib/systemd/system # the host's stock units, or those deploy/fetch-tools.sh unpacked
+    [ -e "$stock/sysinit.target" ] || stock=$repo/.ci/tools/lib/systemd/system
+    cp -a "$stock" "$vroot/usr/lib/systemd/system"
     ln -s usr/lib "$vroot/lib"
     ln -s usr/bin "$vroot/bin"
     cp -a "$root/etc" "$root/opt" "$vroot/"

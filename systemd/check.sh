@@ -11,7 +11,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 MAX_EXPOSURE=${MAX_EXPOSURE:-1.5}
 
-command -v systemd-analyze >/dev/null || { echo "systemd-analyze not found (apt-get install systemd)" >&2; exit 1; }
+repo=$(cd "$here/.." && pwd)
+[ -d "$repo/.ci/tools/commands" ] && export PATH="$repo/.ci/tools/commands:$PATH"
+command -v systemd-analyze >/dev/null ||
+    { echo "systemd-analyze not found: run deploy/fetch-tools.sh (or apt-get install systemd)" >&2; exit 1; }
+# Stock units from the host, or from the systemd package deploy/fetch-tools.sh unpacked.
+stock=/usr/lib/systemd/system
+[ -e "$stock/sysinit.target" ] || stock=$repo/.ci/tools/lib/systemd/system
+[ -e "$stock/sysinit.target" ] || { echo "no stock systemd units (sysinit.target) on this host" >&2; exit 1; }
 echo "systemd-analyze: $(systemd-analyze --version | head -n1)"
 
 root=$(mktemp -d)
@@ -19,7 +26,7 @@ trap 'rm -rf "$root"' EXIT
 
 # Stock units (sysinit.target, network-online.target, ...) so dependencies resolve as on a host.
 mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root/usr/bin" "$root/usr/sbin"
-cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
+cp -a "$stock" "$root/usr/lib/systemd/system"
 ln -s usr/lib "$root/lib"
 ln -s usr/bin "$root/bin"
 ln -s usr/sbin "$root/sbin"

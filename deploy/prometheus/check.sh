@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Prometheus deploy checks (called by deploy/check.sh, i.e. `make test`): the scrape config, the alert
-# rules and their unit tests. Fails — never skips — when promtool is missing: CI installs it with
-# .ci/run (apt-get download prometheus + dpkg -x into .ci/tools; no service is started).
+# rules and their unit tests. Fails — never skips — when promtool is missing: `make test` fetches it
+# with deploy/fetch-tools.sh (apt-get download prometheus + dpkg -x into .ci/tools; no service is started).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-[ -x "$repo/.ci/tools/usr/bin/promtool" ] && export PATH="$repo/.ci/tools/usr/bin:$PATH"
+[ -d "$repo/.ci/tools/commands" ] && export PATH="$repo/.ci/tools/commands:$PATH"
 if ! command -v promtool >/dev/null 2>&1; then
-    echo "promtool not found: run .ci/run once, or: apt-get download prometheus && dpkg -x prometheus_*.deb .ci/tools" >&2
+    echo "promtool not found: run deploy/fetch-tools.sh (apt-get download prometheus + dpkg -x into .ci/tools)" >&2
     exit 1
 fi
 cd "$here" # rule_files in prometheus.yml and tests.yml are relative to this folder

@@ -224,18 +224,28 @@ def refused_port() -> int:
 
 
 def find_promtool() -> str | None:
-    local = REPO / ".ci" / "tools" / "usr" / "bin" / "promtool"
-    if local.is_file() and os.access(local, os.X_OK):
-        return str(local)
+    """promtool: the private copy deploy/fetch-tools.sh unpacks into .ci/tools, else the one on PATH."""
+    tools = REPO / ".ci" / "tools"
+    for local in (tools / "commands" / "promtool", tools / "usr" / "bin" / "promtool"):
+        if local.is_file() and os.access(local, os.X_OK):
+            return str(local)
     return shutil.which("promtool")
+
+
+def require_promtool() -> str:
+    """promtool's path. Missing, it fails the test under `make test` (REQUIRE_DEPLOY_TOOLS, after the
+    Makefile fetched it) and in CI; only a bare local pytest run skips."""
+    path = find_promtool()
+    if path is None:
+        if os.environ.get("CI") or os.environ.get("REQUIRE_DEPLOY_TOOLS"):
+            pytest.fail(
+                "promtool is missing: deploy/fetch-tools.sh fetches it into .ci/tools (make test runs it)"
+            )
+        pytest.skip("promtool not installed (run deploy/fetch-tools.sh once)")
+    return path
 
 
 @pytest.fixture
 def promtool() -> str:
-    """promtool's path; a missing promtool skips locally but fails in CI (CI set)."""
-    path = find_promtool()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing (CI is set): .ci/run installs it into .ci/tools/usr/bin")
-        pytest.skip("promtool not installed (run .ci/run once, or apt-get download prometheus + dpkg -x)")
-    return path
+    """promtool's path (see require_promtool)."""
+    return require_promtool()

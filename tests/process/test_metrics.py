@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.outputs.conftest import find_promtool
+from tests.outputs.conftest import require_promtool
 from tests.outputs.test_deploy_metrics import documented_series, exported_names
 from tests.process.conftest import (
     Launcher,
@@ -27,19 +26,10 @@ from watchdog.sim import Simulator
 pytestmark = pytest.mark.integration
 
 
-def _promtool() -> str:
-    path = find_promtool()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing (CI is set): .ci/run installs it into .ci/tools/usr/bin")
-        pytest.skip("promtool not installed (run .ci/run once)")
-    return path
-
-
 async def test_the_running_daemon_exports_every_documented_series_and_promtool_accepts_them(
     tmp_path: Path, sim: Simulator, notify: NotifySocket, launch: Launcher
 ) -> None:
-    promtool = _promtool()
+    promtool = require_promtool()
     port = free_port()
     d = await start_ready(launch, write_config(tmp_path, sim.port, metrics_port=port), notify)
     # series with event labels (kills by trigger, gateway errors by code) exist once the event happened
