@@ -1,0 +1,70 @@
+"""Field types shared by every section of rules.yaml: durations and percentages with their units,
+and the frozen base model.
+
+In a file a bare number is refused where a unit is needed (`2` what?); from Python a number is
+already in base units (seconds, fractions), so a dumped config validates again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+__all__ = ["Duration", "FrozenModel", "Percent", "from_file", "parse_duration", "parse_percent"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(v: Any) -> Any:
+    """'500ms', '2s', '5m', '1h', '1d' → seconds. Bare numbers are refused: a unit is required."""
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if not m:
+            raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {v!r}")
+        return float(m.group(1)) * _UNIT[m.group(2)]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {v!r}")
+    raise ValueError(f"must be a duration with a unit (e.g. {v}s), got: {v!r}")
+
+
+def parse_percent(v: Any) -> Any:
+    """'3%' → 0.03. Bare numbers are refused so 3 and 0.03 cannot be confused."""
+    if isinstance(v, str) and v.strip().endswith("%"):
+        try:
+            return float(v.strip()[:-1]) / 100.0
+        except ValueError:
+            pass
+    raise ValueError(f"must be a percentage like 3%, got: {v!r}")
+
+
+def from_file(info: ValidationInfo) -> bool:
+    """Is this value being read from a file (the loader validates with context `from_file`)?"""
+    return isinstance(info.context, Mapping) and bool(info.context.get("from_file"))
+
+
+def _duration_field(v: Any, info: ValidationInfo) -> Any:
+    # In a file a bare number is refused (2 what?); from Python, a number is already seconds,
+    # so a dumped config validates again.
+    if not from_file(info) and isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    return parse_duration(v)
+
+
+def _percent_field(v: Any, info: ValidationInfo) -> Any:
+    if not from_file(info) and isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)  # from Python: already a fraction
+    return parse_percent(v)
+
+
+Duration = Annotated[float, BeforeValidator(_duration_field), Field(gt=0)]
+Percent = Annotated[float, BeforeValidator(_percent_field), Field(ge=0)]
+
+
+class FrozenModel(BaseModel):
+    """Base of every config section: immutable, unknown keys refused, aliases (`for`, `json`) accepted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
