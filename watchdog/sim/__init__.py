@@ -8,7 +8,8 @@ from watchdog.sim.faults import Faults
 from watchdog.sim.orders import FillConfig, Session
 from watchdog.sim.scenario import Scenario, ScenarioError, load_scenario, run_scenario
 from watchdog.sim.server import ReceivedFrame
-from watchdog.sim.simulator import SimOpenOrder, SimPosition, Simulator
+from watchdog.sim.simulator import Simulator
+from watchdog.sim.truth import SimOpenOrder, SimPosition
 from watchdog.sim.universe import Instrument
 
 __all__ = [

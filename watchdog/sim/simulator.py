@@ -1,4 +1,9 @@
-"""The Simulator facade: wires book, order engine, faults and server; the Python API tests use."""
+"""The Simulator facade: wires book, order engine, faults and server; the Python API tests use.
+
+Its other halves: `control.py` (setting prices, positions, values), `updates.py` (what subscribed
+clients are told when the book or an order changes), `truth.py` (positions and orders as the
+simulator holds them, what tests compare clients against).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.sim import messages as m
-from watchdog.sim.book import NO_CURRENCY_TAGS, Book, Execution, PositionState, SimOrder
+from watchdog.sim.book import Book, Execution
 from watchdog.sim.codec import field_at, to_bool, to_float, to_int
 from watchdog.sim.control import ControlMixin, SimulatorError
 from watchdog.sim.faults import Faults
@@ -19,45 +23,14 @@ from watchdog.sim.handlers import HANDLERS
 from watchdog.sim.orders import FillConfig, OrderEngine
 from watchdog.sim.scenario import Scenario, apply_initial, load_scenario
 from watchdog.sim.server import ClientConn, SimServer
+from watchdog.sim.truth import SimOpenOrder, SimPosition, open_orders_of, positions_of
 from watchdog.sim.universe import Instrument, Universe
+from watchdog.sim.updates import ClientUpdates
 
 log = logging.getLogger("watchdog.sim")
 
 
-@dataclass(frozen=True, slots=True)
-class SimPosition:
-    """A position as the simulator holds it (the truth tests compare clients against)."""
-
-    account: str
-    symbol: str
-    sec_type: str
-    con_id: int
-    quantity: float
-    avg_cost: float  # IB convention: per contract, multiplier included
-    market_price: float
-
-
-@dataclass(frozen=True, slots=True)
-class SimOpenOrder:
-    account: str
-    client_id: int
-    order_id: int
-    perm_id: int
-    symbol: str
-    sec_type: str
-    con_id: int
-    action: str
-    quantity: float
-    filled: float
-    order_type: str
-    lmt_price: float | None
-    aux_price: float | None
-    status: str
-    order_ref: str
-    outside_rth: bool
-
-
-class Simulator(ControlMixin):
+class Simulator(ControlMixin, ClientUpdates):
     """A TWS API gateway on 127.0.0.1 that real ib_async / ibapi clients cannot tell from IB Gateway."""
 
     def __init__(
@@ -163,41 +136,12 @@ class Simulator(ControlMixin):
     # --- the simulator's truth -------------------------------------------------------------
 
     def positions(self, account: str | None = None) -> list[SimPosition]:
-        return [
-            SimPosition(
-                p.account,
-                p.inst.symbol,
-                p.inst.sec_type,
-                p.inst.con_id,
-                p.qty,
-                p.avg_cost,
-                self.book.mark(p.inst.con_id),
-            )
-            for p in self.book.open_positions(account)
-        ]
+        """Every open position (of `account`), as the simulator holds it."""
+        return positions_of(self.book, account)
 
     def open_orders(self, account: str | None = None) -> list[SimOpenOrder]:
-        return [
-            SimOpenOrder(
-                o.account,
-                o.client_id,
-                o.order_id,
-                o.perm_id,
-                o.inst.symbol,
-                o.inst.sec_type,
-                o.inst.con_id,
-                o.action,
-                o.total_qty,
-                o.filled,
-                o.order_type,
-                o.lmt_price,
-                o.aux_price,
-                o.status,
-                o.order_ref,
-                o.outside_rth,
-            )
-            for o in self.book.open_orders(account)
-        ]
+        """Every working order of every client (of `account`)."""
+        return open_orders_of(self.book, account)
 
     def executions(self, account: str | None = None) -> list[Execution]:
         return [e for e in self.book.executions if account is None or e.account == account]
@@ -225,19 +169,6 @@ class Simulator(ControlMixin):
         result = handler(self, conn, fields)
         if result is not None:
             await result
-
-    def sees_all(self, conn: ClientConn) -> bool:
-        """Client 0 (TWS) and the master client get every client's order updates."""
-        return conn.client_id == 0 or (
-            self.master_client_id is not None and conn.client_id == self.master_client_id
-        )
-
-    def _recipients(self, order: SimOrder) -> list[ClientConn]:
-        return [
-            c
-            for c in list(self.server.conns)
-            if c.client_id is not None and (c.client_id == order.client_id or self.sees_all(c))
-        ]
 
     def next_order_id(self, client_id: int) -> int:
         return self._next_ids.get(client_id, 1)
@@ -307,99 +238,6 @@ class Simulator(ControlMixin):
             self.engine.cancel_order(order)
             n += 1
         return n
-
-    # --- OrderEvents -----------------------------------------------------------------------
-
-    def order_changed(self, order: SimOrder) -> None:
-        for c in self._recipients(order):
-            c.send(m.open_order(order))
-            c.send(m.order_status(order))
-
-    def order_cancelled(self, order: SimOrder) -> None:
-        for c in self._recipients(order):
-            c.send(m.order_status(order))
-            if c.client_id == order.client_id:
-                c.error(order.order_id, 202, "Order Canceled - reason:")
-
-    def order_error(self, client_id: int, order_id: int, code: int, message: str) -> None:
-        self.last_error = (order_id, code, message)
-        conn = self.server.by_client_id.get(client_id)
-        if conn is not None:
-            conn.error(order_id, code, message)
-
-    def executed(self, order: SimOrder, execution: Execution) -> None:
-        for c in self._recipients(order):
-            c.send(m.execution(-1, execution))
-
-    def commission(self, order: SimOrder, execution: Execution) -> None:
-        for c in self._recipients(order):
-            c.send(m.commission_report(execution))
-
-    def book_changed(self, account: str, con_ids: Iterable[int] = ()) -> None:
-        """Push everything derived from the book to the subscribers of `account` at once."""
-        changed = set(con_ids)
-        # like a gateway: a change to some contracts updates only their position/portfolio rows (a
-        # full push per fill made flattening N positions cost O(N²) messages); an account-level
-        # change (cash, P&L, a tag) re-sends every open position
-        positions = [
-            p
-            for p in self.book.positions.values()
-            if p.account == account and (p.inst.con_id in changed if changed else p.qty)
-        ]
-        for conn in list(self.server.conns):
-            s = conn.subs
-            for req_id, a in list(s.pnl.items()):
-                if a == account:
-                    self.send_pnl(conn, req_id, a)
-            for req_id, (a, con_id) in list(s.pnl_single.items()):
-                if a == account:
-                    self.send_pnl_single(conn, req_id, a, con_id)
-            if s.positions:
-                for p in positions:
-                    conn.send(m.position(p))
-            if s.account_updates == account:
-                self.send_account_updates(conn, account, positions)
-            for req_id, a in list(s.account_updates_multi.items()):
-                if a == account:
-                    for tag, value, cur in self.account_value_rows(a):
-                        conn.send(m.account_update_multi(req_id, a, "", tag, value, cur))
-            for req_id, tags in list(s.account_summary.items()):
-                self.send_account_summary(conn, req_id, tags, only=account)
-
-    # --- senders used by handlers ------------------------------------------------------------
-
-    def account_value_rows(self, account: str) -> list[tuple[str, str, str]]:
-        return [
-            (t, v, "" if t in NO_CURRENCY_TAGS else "USD")
-            for t, v in self.book.account_values(account).items()
-        ]
-
-    def send_pnl(self, conn: ClientConn, req_id: int, account: str) -> None:
-        conn.send(m.pnl(req_id, *self.book.pnl(account)))
-
-    def send_pnl_single(self, conn: ClientConn, req_id: int, account: str, con_id: int) -> None:
-        conn.send(m.pnl_single(req_id, *self.book.pnl_single(account, con_id)))
-
-    def send_account_summary(
-        self, conn: ClientConn, req_id: int, tags: frozenset[str], only: str | None = None
-    ) -> None:
-        for account in self.book.accounts:
-            if only is not None and account != only:
-                continue
-            for tag, value, cur in self.account_value_rows(account):
-                if tag in tags or "All" in tags:
-                    conn.send(m.account_summary(req_id, account, tag, value, cur))
-        conn.send(m.account_summary_end(req_id))
-
-    def send_account_updates(
-        self, conn: ClientConn, account: str, positions: list[PositionState] | None = None
-    ) -> None:
-        for tag, value, cur in self.account_value_rows(account):
-            conn.send(m.account_value(tag, value, cur, account))
-        for p in positions if positions is not None else self.book.open_positions(account):
-            mark = self.book.mark(p.inst.con_id)
-            conn.send(m.portfolio_value(p, mark, self.book.market_value(p), self.book.unrealized_of(p)))
-        conn.send(m.account_update_time(self.clock()))
 
 
 _FARM_OK = {
