@@ -22,7 +22,7 @@ force=0
 case ${1:-} in
     --force) force=1 ;;
     "") ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fetch-tools.sh: unknown argument: $1" >&2; exit 2 ;;
 esac
 

@@ -6,7 +6,7 @@
 # config or credentials. See docs/deployment.md.
 #
 #   sudo deploy/install.sh                       # install from this repository and enable
-#   sudo deploy/install.sh --wheel dist/ibkr_watchdog-0.1.0-py3-none-any.whl
+#   sudo deploy/install.sh --wheel dist/ibkr_watchdog-VERSION-py3-none-any.whl
 #   sudo deploy/install.sh --instance acct1      # ibkr-watchdog@acct1 (one per gateway/account)
 #   sudo deploy/install.sh --tunnel              # also the SSH tunnel unit, user and key
 #   sudo deploy/install.sh --uninstall [--purge] # --purge also deletes config, credentials, state
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 
 Options:

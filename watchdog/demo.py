@@ -273,8 +273,16 @@ async def run_demo(scenario: str, config_path: str | None, out: TextIO) -> int:
 
 
 def demo_command(scenario: str, config_path: str | None) -> int:
+    from watchdog.errors import ConfigError
+
     try:
         return asyncio.run(run_demo(scenario, config_path, sys.stdout))
+    except ConfigError as exc:
+        # the default is ./rules.yaml: the demo runs from a checkout unless --config names a file
+        print(f"demo: {exc}", file=sys.stderr)
+        if config_path is None:
+            print("demo: run it from the repository root, or pass --config FILE", file=sys.stderr)
+        return 2
     except TimeoutError:
         print("demo timed out", file=sys.stderr)
         return 1

@@ -103,7 +103,7 @@ The simulator's own pacing limit (50 msg/s, error 100 and disconnect) stays on: 
     if rates and min(rates) < 39.5:
         notes.append(
             f"Closing orders went out at {min(rates):.1f}–{max(rates):.1f}/s, not the configured 40/s: the "
-            "kill's pacer (`killplan.Pacer`) waits 1/rate after the previous *actual* send, so every "
+            "kill's pacer (`kill.plan.Pacer`) waits 1/rate after the previous *actual* send, so every "
             "sleep's overshoot (the loop is busy with the fills of earlier orders) adds up. A pacer "
             "keyed to ideal send times would hold 40/s and take about "
             f"{(1 - min(rates) / 40):.0%} off the long flattens."

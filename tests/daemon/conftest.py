@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.kill.conftest import audit, book, clock, events, make_switch, store  # noqa: F401 (fixtures of the control tests)
 from watchdog.config.load import load_config
 from watchdog.daemon.lifecycle import Daemon
 from watchdog.daemon.wiring import build_components

@@ -147,3 +147,14 @@ def test_an_unknown_demo_scenario_is_refused_with_exit_2() -> None:
     assert proc.returncode == 2
     assert "unknown scenario 'no-such-scenario'" in proc.stderr
     assert "loss, manual, half-open, margin, runaway" in proc.stderr
+
+
+def test_demo_outside_a_checkout_says_what_to_do_in_two_lines_and_exits_2(tmp_path: Path) -> None:
+    """Run from a folder without rules.yaml (an installed copy): no traceback, exit 2, the fix named."""
+    done = subprocess.run(
+        _demo_args(None), cwd=tmp_path, capture_output=True, text=True, timeout=DEMO_TIMEOUT, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "rules.yaml" in done.stderr
+    assert "--config FILE" in done.stderr
