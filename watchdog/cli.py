@@ -1,4 +1,4 @@
-"""Command line: run, check, kill, reset, status, sim, demo.
+"""Command line: run, check, kill, reset, status, sim, demo, ping.
 
 Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 anything else.
 """
@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulator + daemon in one process: a scripted loss and a kill")
     demo.add_argument("--scenario", default="loss", help="loss, half-open, margin, runaway, manual")
     demo.add_argument("--config", "-c", default=None, help="rules file (default: the repo's rules.yaml)")
+
+    ping = sub.add_parser("ping", help="a bot's heartbeat to the dead-man's switch (exit 0 when accepted)")
+    ping.add_argument("name", help="the bot's name in bots.heartbeats")
+    ping.add_argument("--url", default="http://127.0.0.1:9110", help="the receiver (bots.listen)")
+    ping.add_argument("--token-file", required=True, help="file holding the bot's token")
+    ping.add_argument("--stop", action="store_true", help="clean stop: disarm until the next heartbeat")
+    ping.add_argument("--status", choices=("ok", "degraded"), default="ok")
+    ping.add_argument("--note", default="", help="short text kept for the notification")
     return p
 
 
@@ -89,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from watchdog.demo import demo_command
 
         return demo_command(args.scenario, args.config)
+    if cmd == "ping":
+        from watchdog.bots.ping import ping_command
+
+        return ping_command(
+            args.name, args.url, args.token_file, stop=args.stop, status=args.status, note=args.note
+        )
     raise AssertionError(cmd)  # argparse enforces the choices
 
 

@@ -200,6 +200,21 @@ class GatewayStatus:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BotStatus:
+    """What the dead-man's switch knows about one bot's heartbeats (`POST /v1/heartbeat/NAME`)."""
+
+    name: str
+    last_seen: float | None = None  # epoch of its last accepted heartbeat; None = none since a clean stop
+    stopped_at: float | None = None  # epoch of its clean stop (`/stop`); disarmed until the next heartbeat
+    status: str = ""  # "ok" / "degraded" as the bot last reported it
+    note: str = ""  # the bot's last note (size-capped, printable)
+    unknown_reason: str = ""  # non-empty: the watchdog cannot hear this bot (listener down)
+
+
+NO_BOTS: Mapping[str, BotStatus] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """Everything the rules may look at, taken at one moment."""
 
@@ -214,6 +229,7 @@ class Snapshot:
     fills_as_of: float | None = None
     # order placements seen per account (new order ids) with their first-seen time, for orders/minute
     order_events: tuple[tuple[str, float], ...] = ()
+    bots: Mapping[str, BotStatus] = field(default_factory=lambda: NO_BOTS)  # by bot name (dead-man)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -308,7 +308,8 @@ def test_the_pure_python_parser_is_just_as_strict(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(yamlstrict, "_Loader", yamlstrict._PyLoader)  # as without libyaml
     text = BASE.replace("  paper: true\n", "  paper: off\n  port: 4001\n") + "x: &a [1]\ny: *a\n"
     known = (
-        "gateway, heartbeat, polling, metrics, state_dir, notifications, kill, logging, quiet_windows, rules"
+        "gateway, heartbeat, polling, metrics, state_dir, notifications, kill, logging, quiet_windows, "
+        "bots, rules"
     )
     assert problems(tmp_path, text) == [
         "rules.yaml:4: gateway.paper: must be true or false, got: 'off'",

@@ -16,6 +16,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.outputs.conftest import REPO, make_kill_report, make_snapshot
+from watchdog.bots.receiver import REJECT_REASONS
 from watchdog.model import KillOutcome
 from watchdog.outputs.metrics import Metrics
 
@@ -80,6 +81,10 @@ def filled_metrics() -> Metrics:
     m.observe_notification("critical", False)
     m.observe_notification_dropped()
     m.observe_reload(True, 1_700_000_000.0)
+    m.bots.declare(["alpha"], REJECT_REASONS)
+    m.bots.observe_heartbeat("alpha", 1_700_000_000.0)
+    m.bots.set_state("alpha", 1_700_000_000.0, True)
+    m.bots.observe_rejected("unauthorized")
     return m
 
 

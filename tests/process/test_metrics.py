@@ -31,7 +31,10 @@ async def test_the_running_daemon_exports_every_documented_series_and_promtool_a
 ) -> None:
     promtool = require_promtool()
     port = free_port()
-    d = await start_ready(launch, write_config(tmp_path, sim.port, metrics_port=port), notify)
+    # one bot, so the dead-man's series (bot_*) exist too
+    bots = "bots:\n  listen: 127.0.0.1:0\n  heartbeats:\n    - {name: alpha, token: alpha-0123456789abcdef}\n"
+    config = write_config(tmp_path, sim.port, extra=bots, metrics_port=port)
+    d = await start_ready(launch, config, notify)
     # series with event labels (kills by trigger, gateway errors by code) exist once the event happened
     d.send(signal.SIGUSR2)
     await until(lambda: bool(d.events("kill.finished")), 15, "the kill to finish")

@@ -59,6 +59,9 @@ METRICS: Mapping[str, MetricInfo] = _catalogue(
     MetricInfo("heartbeat_rtt", MetricKind.SECONDS, "heartbeat round trip", False),
     MetricInfo("gateway_down_seconds", MetricKind.SECONDS, "time the gateway has been down", False),
     MetricInfo("data_age", MetricKind.SECONDS, "data age", True),
+    # seconds since the rule's bot (`bot:`) last heartbeated; unknown until its first heartbeat
+    # after a start or a clean stop (docs/rules.md, "Dead-man's switch")
+    MetricInfo("bot_silence", MetricKind.SECONDS, "time since the bot's last heartbeat", False),
 )
 
 COMPARISON_OPS = frozenset({"<", "<=", ">", ">="})
@@ -210,6 +213,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                         f"({', '.join(accounts)}){_suggest(scope, accounts)}",
                     )
                 )
+    problems += _check_bot_references(data, rules, accounts)
     windows = data.get("quiet_windows")
     if isinstance(windows, list):
         for i, window in enumerate(windows):
@@ -224,4 +228,53 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                             f"no rule named {ref!r}{_suggest(ref, list(names))}",
                         )
                     )
+    return problems
+
+
+def _check_bot_references(data: Mapping[str, Any], rules: Any, accounts: list[str]) -> list[tuple[Loc, str]]:
+    """Rules name configured bots; bots trade watched accounts; a bot rule's scope is its bot's accounts."""
+    problems: list[tuple[Loc, str]] = []
+    bots = data.get("bots")
+    entries = bots.get("heartbeats") if isinstance(bots, Mapping) else None
+    known: list[str] = []
+    if isinstance(entries, list):
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                continue
+            if isinstance(entry.get("name"), str):
+                known.append(entry["name"])
+            traded = entry.get("accounts")
+            if not (isinstance(traded, list) and accounts):
+                continue
+            for j, account in enumerate(traded):
+                if isinstance(account, str) and account not in accounts:
+                    problems.append(
+                        (
+                            ("bots", "heartbeats", i, "accounts", j),
+                            f"account {account!r} is not watched (gateway.accounts: {', '.join(accounts)})"
+                            f"{_suggest(account, accounts)}",
+                        )
+                    )
+    if not isinstance(rules, list):
+        return problems
+    for i, rule in enumerate(rules):
+        bot = rule.get("bot") if isinstance(rule, Mapping) else None
+        if not isinstance(bot, str):
+            continue
+        if bot not in known:
+            listed = ", ".join(known) or "none configured"
+            problems.append(
+                (
+                    ("rules", i, "bot"),
+                    f"no bot named {bot!r} in bots.heartbeats ({listed}){_suggest(bot, known)}",
+                )
+            )
+        scope = rule.get("scope")
+        if isinstance(scope, str) and scope != "each":
+            problems.append(
+                (
+                    ("rules", i, "scope"),
+                    "a bot rule's scope is its bot's accounts (bots.heartbeats[].accounts)",
+                )
+            )
     return problems

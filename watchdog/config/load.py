@@ -98,8 +98,10 @@ def load(
             if any(loc[: len(f)] == f for f in interp.failed):
                 continue  # already reported as an interpolation problem
             # Inputs under `notifications` or holding an outside value anywhere inside are not echoed.
-            secret = loc[:1] == ("notifications",) or any(
-                loc[: len(t)] == t or t[: len(loc)] == loc for t in interp.tainted
+            secret = (
+                loc[:1] == ("notifications",)
+                or _is_secret_path(loc)
+                or any(loc[: len(t)] == t or t[: len(loc)] == loc for t in interp.tainted)
             )
             problems.append(ConfigProblem(name, doc.line_of(loc), _dotted(loc), _message(err, loc, secret)))
     if problems or config is None:
@@ -115,7 +117,7 @@ def load(
                 name,
                 doc.line_of(first),
                 _dotted(first),
-                f"holds a secret notification URL and the file is readable by others (mode "
+                f"holds a secret {_secret_kind(first)} and the file is readable by others (mode "
                 f"{stat.S_IMODE(mode):o}): chmod 600 it, or use ${{VAR}}, file: or credential:",
             )
         )
@@ -175,8 +177,16 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
+# (section, list, field): values that are secrets, resolved from file:/credential:/${VAR} and redacted
+_SECRET_FIELDS = (("notifications", "targets", "url"), ("bots", "heartbeats", "token"))
+
+
 def _is_secret_path(loc: tuple[Any, ...]) -> bool:
-    return len(loc) >= 4 and loc[:2] == ("notifications", "targets") and loc[3] == "url"
+    return len(loc) >= 4 and any(loc[:2] == f[:2] and loc[3] == f[2] for f in _SECRET_FIELDS)
+
+
+def _secret_kind(loc: tuple[Any, ...]) -> str:
+    return "bot heartbeat token" if loc[:1] == ("bots",) else "notification URL"
 
 
 class _Interpolator:

@@ -134,6 +134,7 @@ class Rule(FrozenModel):
     unknown_after: Duration = 60.0  # missing/stale data this long → an "unknown" alert
     stale_after: Duration = 30.0  # data older than this counts as missing
     enabled: bool = True
+    bot: str | None = None  # the bot a bot_silence rule watches (bots.heartbeats[].name)
 
     @field_validator("name")
     @classmethod
@@ -156,6 +157,11 @@ class Rule(FrozenModel):
                 extra.append("warn_at")
             if extra:
                 raise ValueError(f"a scheduled rule fires at fixed times; {', '.join(extra)} does not apply")
+        silence = self.when is not None and any(leaf.metric == "bot_silence" for leaf in self.when.leaves())
+        if silence and self.bot is None:
+            raise ValueError("bot_silence needs bot: NAME (which bot's heartbeats to watch)")
+        if self.bot is not None and not silence:
+            raise ValueError('bot: belongs to a rule on bot_silence (e.g. when: "bot_silence > 15s")')
         if self.warn_at is not None and self.when is not None:
             if not 0.0 < self.warn_at < 1.0:
                 raise ValueError(f"warn_at must be between 0% and 100% (exclusive), got: {self.warn_at:.0%}")

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from watchdog.config.bots import BotHeartbeat, BotsConfig
 from watchdog.config.conditions import (
     METRICS,
     MetricInfo,
@@ -34,6 +35,8 @@ __all__ = [
     "LIVE_PORTS",
     "METRICS",
     "PAPER_PORTS",
+    "BotHeartbeat",
+    "BotsConfig",
     "Condition",
     "Config",
     "GatewayConfig",
@@ -198,6 +201,7 @@ class Config(FrozenModel):
     kill: KillConfig = KillConfig()
     logging: LoggingConfig = LoggingConfig()
     quiet_windows: tuple[QuietWindow, ...] = ()
+    bots: BotsConfig = BotsConfig()
     rules: tuple[Rule, ...] = ()
 
     @model_validator(mode="after")

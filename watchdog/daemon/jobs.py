@@ -109,10 +109,14 @@ def reload_config(d: Daemon) -> bool:
         return False
     if new.gateway != d.config.gateway or new.metrics != d.config.metrics:
         log.warning("gateway/metrics settings changed: restart the daemon to apply them")
+    if new.bots != d.config.bots:
+        log.warning("bots settings changed: restart the daemon to apply them (listener, names, tokens)")
     d.config = new
     c.memory.retain(new.rules)
     c.notifier.retain_rules(r.name for r in new.rules)
     c.killswitch.config = new.kill
+    if c.bots is not None:
+        c.bots.config = new  # new bot_silence limits and scopes apply at once
     c.notifier.reconfigure(new.notifications)
     if d.running and c.scheduler.running:
         schedule_jobs(d)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -114,6 +115,10 @@ class Daemon:
                 log.error("metrics server not started (%s); continuing without /metrics", exc)
                 c.notifier.notify_text("warning", "Metrics server not started", str(exc))
         await c.notifier.start()
+        if c.bots is not None:  # bots may heartbeat before the gateway is up
+            if schedule:
+                c.bots.on_due = self._request_evaluation
+            await c.bots.start()
         c.metrics.observe_reload(True, c.clock())
         state, pending = c.store.trading_state(), c.store.pending_kill()
         c.metrics.set_tripped(state is TradingState.TRIPPED)
@@ -169,6 +174,8 @@ class Daemon:
             "stopped" if not self._requests.force else "forced stop", c.store.trading_state().value
         )
         await c.gateway.close()
+        if c.bots is not None:
+            await c.bots.stop()
         await c.notifier.stop(timeout=0.5 if self._requests.force else 3.0)
         c.metrics.stop()
         with contextlib.suppress(OSError):
@@ -414,6 +421,8 @@ class Daemon:
         c = self.c
         now = c.clock()
         snap = c.gateway.snapshot()
+        if c.bots is not None:
+            snap = dataclasses.replace(snap, bots=c.bots.statuses())
         self._last_snapshot = snap
         suspended = c.schedule.suspended(self.config.quiet_windows, now)
         breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
@@ -423,7 +432,10 @@ class Daemon:
             if b.kind is BreachKind.BREACH and b.action.is_kill and self.should_fire(b.action):
                 started.append(b.rule)
                 accounts = None if b.account is None else [b.account]
-                self.start_kill(b.action, f"rule:{b.rule}", reason=b.message, accounts=accounts)
+                reason = b.message
+                if c.bots is not None and (bot_kill := c.bots.kill_scope(b)) is not None:
+                    accounts, reason = bot_kill  # a silent bot's kill covers the accounts it trades
+                self.start_kill(b.action, f"rule:{b.rule}", reason=reason, accounts=accounts)
         if started:
             # let the kill task put its global cancel on the wire before this cycle's bookkeeping
             # (metrics, status file) takes its turn on the loop
@@ -439,6 +451,8 @@ class Daemon:
                 cancelled = await lockout
         c.metrics.observe_snapshot(snap)
         c.metrics.observe_rule_status(c.memory.status())
+        if c.bots is not None:
+            c.bots.observe()
         healthy = snap.gateway.connected and snap.gateway.health.value == "healthy"
         self._after_cycle(snap, healthy)
         result = CycleResult(

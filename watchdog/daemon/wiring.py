@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from watchdog.config.load import load_config
 from watchdog.config.schema import Config
+from watchdog.daemon.bot_watch import BotWatch
 from watchdog.daemon.control import ControlChannel
 from watchdog.gateway.client import EventKind, Gateway, GatewayEvent
 from watchdog.kill.run import KillEvent, KillEventKind
@@ -76,6 +77,7 @@ class Components:
     memory: RuleMemory
     rules: RulesPort
     schedule: SchedulePort = field(default_factory=SchedulePort)
+    bots: BotWatch | None = None  # the dead-man's switch, when bots.heartbeats lists any bot
     load_config: Callable[[str], Config] = load_config
     # set by the daemon: called for gateway events after metrics/notifications are handled here
     on_gateway_event: Callable[[GatewayEvent], None] | None = None
@@ -199,6 +201,11 @@ def build_components(
         scheduler=AsyncIOScheduler(timezone="UTC"),
         memory=memory,
         rules=RulesPort(lambda: gateway.watched_accounts),
+        bots=(
+            BotWatch(config, metrics=metrics, notifier=notifier, clock=clock)
+            if config.bots.heartbeats
+            else None
+        ),
     )
     holder["c"] = components
     return components

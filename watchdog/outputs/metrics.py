@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from watchdog import __version__
 from watchdog.model import Health, KillOutcome, KillReport, Snapshot, TradingState
+from watchdog.outputs.bot_metrics import BotMetrics
 from watchdog.outputs.metrics_server import MetricsServer, MetricsServerError
 
 __all__ = ["RULE_STATES", "Metrics", "MetricsServerError", "RuleStatusLike", "rule_proximity"]
@@ -241,6 +242,8 @@ class Metrics:
             "Epoch of the last config (re)load attempt",
             registry=r,
         )
+
+        self.bots = BotMetrics(r)  # the dead-man's switch series (bot_*)
 
         # Fixed label sets exist from the start so dashboards and alerts see zeros, not gaps.
         self.reload_ok.set(1)

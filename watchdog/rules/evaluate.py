@@ -183,9 +183,8 @@ def evaluate(
             if quiet:
                 _suspend(track, rule, key, now)
                 continue
-            out += _step(
-                track, rule, key, _judge(rule.when, key, readings, rule.stale_after), readings, memory
-            )
+            judged = _judge(rule.when, key, readings, rule.stale_after, rule.bot)
+            out += _step(track, rule, key, judged, readings, memory)
     for stale_key in [k for k in memory._tracks if k not in touched]:
         del memory._tracks[stale_key]
     return out
@@ -226,14 +225,14 @@ def _keys(rule: Rule, cond: Condition, watched: Sequence[str]) -> list[str | Non
 
 
 def _judge(
-    cond: Condition, key: str | None, readings: Readings, stale_after: float
+    cond: Condition, key: str | None, readings: Readings, stale_after: float, bot: str | None = None
 ) -> tuple[bool | None, _Leaf]:
     """Kleene three-valued logic: unknown only decides when the known parts cannot."""
     if cond.metric is not None and cond.op is not None and cond.value is not None:
-        reading = readings.read(cond.metric, key, stale_after)
+        reading = readings.read(cond.metric, key, stale_after, bot)
         result = None if reading.value is None else _COMPARE[cond.op](reading.value, cond.value)
         return result, _Leaf(cond, reading, result)
-    parts = [_judge(c, key, readings, stale_after) for c in (cond.all or cond.any or ())]
+    parts = [_judge(c, key, readings, stale_after, bot) for c in (cond.all or cond.any or ())]
     results = [r for r, _ in parts]
     decisive = cond.all is None  # one False decides an all:, one True decides an any:
     combined: bool | None
@@ -297,6 +296,12 @@ def _step(
             state, keep, leaf.reading.why,
         )  # fmt: skip
 
+    if result is None and leaf.reading.resting:
+        # A bot that stopped cleanly: nothing to judge and nothing to report until it heartbeats
+        # again; what was announced stays announced (like a quiet window).
+        track.cond_since, track.count, track.unknown_since, track.unknown_announced = None, 0, None, False
+        status("suspended", now)
+        return out
     if result is None:
         # Unknown interrupts for:/consecutive: (the condition is not known to hold), but an
         # announced breach stays announced until fresh data shows it cleared.

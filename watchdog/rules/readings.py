@@ -23,6 +23,8 @@ class Reading:
 
     value: float | None
     why: str = ""
+    # unknown on purpose (a bot that stopped cleanly is disarmed): the rule rests, no "unknown" alert
+    resting: bool = False
 
 
 def _unknown(why: str) -> Reading:
@@ -40,12 +42,28 @@ class Readings:
     _positions: dict[str, tuple[int, float, bool]] | None = None
     _orders: dict[str, int] | None = None
 
-    def read(self, metric: str, key: str | None, stale_after: float) -> Reading:
-        """`key` is an account id, or None for every watched account summed."""
+    def read(self, metric: str, key: str | None, stale_after: float, bot: str | None = None) -> Reading:
+        """`key` is an account id, or None for every watched account summed; `bot` the rule's bot."""
+        if metric == "bot_silence":
+            return self.bot_silence(bot)
         fn = _METRIC_FNS.get(metric)
         if fn is None:
             return _unknown(f"no such metric {metric!r}")
         return fn(self, key, stale_after)
+
+    def bot_silence(self, bot: str | None) -> Reading:
+        """Seconds since the bot's last heartbeat. Unknown (never a kill) until its first heartbeat
+        after a start or a clean stop; a clean stop rests the rule until the next heartbeat."""
+        status = self.snapshot.bots.get(bot or "")
+        if status is None:
+            return _unknown(f"no heartbeat record for bot {bot!r}")
+        if status.unknown_reason:
+            return _unknown(status.unknown_reason)
+        if status.last_seen is None:
+            if status.stopped_at is not None:
+                return Reading(None, f"bot {bot} stopped cleanly; disarmed until its next heartbeat", True)
+            return _unknown(f"no heartbeat from bot {bot} yet")
+        return Reading(max(0.0, self.now - status.last_seen))
 
     # -- building blocks ------------------------------------------------------------------------
     def keys(self, key: str | None) -> list[str]:

@@ -1,0 +1,149 @@
+"""The heartbeat receiver over real loopback HTTP: what it accepts, what it refuses, and its bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests.bots.conftest import ALPHA_TOKEN, BETA_TOKEN, Served, request, serve
+from tests.daemon.conftest import until
+
+BEAT = "/v1/heartbeat/alpha"
+
+
+async def test_a_heartbeat_with_the_right_token_is_accepted_and_recorded(served: Served) -> None:
+    code, raw = await request(served.port, BEAT, token=ALPHA_TOKEN)
+    assert code == 204, raw
+    status = served.registry.get("alpha")
+    assert status is not None and status.last_seen == served.clock.now and status.status == "ok"
+    assert served.rejected == []
+
+
+async def test_the_optional_body_keeps_status_and_note(served: Served) -> None:
+    body = json.dumps({"status": "degraded", "note": "feed lagging\x07 by 3 s"}).encode()
+    code, _ = await request(served.port, BEAT, token=ALPHA_TOKEN, body=body)
+    assert code == 204
+    status = served.registry.get("alpha")
+    assert status is not None and status.status == "degraded" and status.note == "feed lagging by 3 s"
+
+
+async def test_a_clean_stop_disarms_until_the_next_heartbeat(served: Served) -> None:
+    assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204
+    assert (await request(served.port, BEAT + "/stop", token=ALPHA_TOKEN))[0] == 204
+    status = served.registry.get("alpha")
+    assert status is not None and status.last_seen is None and status.stopped_at == served.clock.now
+    served.clock.now += 10
+    assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204
+    status = served.registry.get("alpha")
+    assert status is not None and status.last_seen == served.clock.now and status.stopped_at is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "wrong-token-0123456789abcdef", BETA_TOKEN, ALPHA_TOKEN[:-1], ALPHA_TOKEN + "x"],
+    ids=["missing", "wrong", "another-bots", "prefix", "longer"],
+)
+async def test_a_wrong_or_missing_token_is_refused_counted_and_has_no_effect(
+    served: Served, token: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    code, raw = await request(served.port, BEAT, token=token)
+    assert code == 401 and b"WWW-Authenticate: Bearer" in raw
+    assert served.rejected == ["unauthorized"]
+    status = served.registry.get("alpha")
+    assert status is not None and status.last_seen is None and status.stopped_at is None
+    # a wrong token on /stop cannot disarm either
+    assert (await request(served.port, BEAT + "/stop", token=token))[0] == 401
+    assert served.registry.get("alpha") == status
+    for secret in (ALPHA_TOKEN, BETA_TOKEN, "wrong-token"):
+        assert secret not in caplog.text
+
+
+async def test_the_scheme_must_be_bearer(served: Served) -> None:
+    code, _ = await request(served.port, BEAT, headers=(f"Authorization: Basic {ALPHA_TOKEN}",))
+    assert code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code", "reason"),
+    [
+        ("POST", "/v1/heartbeat/gamma", 404, "unknown_bot"),
+        ("POST", "/v1/heartbeat/alpha/restart", 404, "not_found"),
+        ("POST", "/metrics", 404, "not_found"),
+        ("GET", BEAT, 405, "method"),
+        ("DELETE", BEAT, 405, "method"),
+    ],
+)
+async def test_other_requests_are_refused_without_effect(
+    served: Served, method: str, path: str, code: int, reason: str
+) -> None:
+    got, raw = await request(served.port, path, token=ALPHA_TOKEN, method=method)
+    assert got == code, raw
+    assert served.rejected == [reason]
+    assert all(s.last_seen is None for s in served.registry.statuses().values())
+
+
+async def test_a_body_over_the_cap_is_refused_with_413(served: Served) -> None:
+    body = json.dumps({"note": "x" * 5000}).encode()
+    code, _ = await request(served.port, BEAT, token=ALPHA_TOKEN, body=body)
+    assert code == 413 and served.rejected == ["too_large"]
+    assert served.registry.get("alpha").last_seen is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"status": "fine"}', b'{"note": 5}'], ids=str)
+async def test_a_malformed_body_is_a_400_without_effect(served: Served, body: bytes) -> None:
+    code, _ = await request(served.port, BEAT, token=ALPHA_TOKEN, body=body)
+    assert code == 400 and served.rejected == ["bad_request"]
+    assert served.registry.get("alpha").last_seen is None  # type: ignore[union-attr]
+
+
+async def test_oversized_headers_are_refused(served: Served) -> None:
+    code, _ = await request(served.port, BEAT, token=ALPHA_TOKEN, headers=("X-Pad: " + "a" * 10_000,))
+    assert code == 431 and served.rejected == ["too_large"]
+
+
+async def test_a_slow_client_is_cut_off_after_the_read_timeout(tmp_path: Path) -> None:
+    s = await serve(tmp_path, read_timeout=0.3)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(b"POST /v1/heartbeat/alpha HTTP/1.1\r\n")  # and never the rest
+        raw = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert raw.startswith(b"HTTP/1.1 408") and s.rejected == ["timeout"]
+        assert s.receiver.open_connections == 0
+    finally:
+        await asyncio.wait_for(s.receiver.stop(), 5)
+
+
+async def test_connections_over_the_cap_are_closed_at_once_and_heartbeats_pass_again(tmp_path: Path) -> None:
+    s = await serve(tmp_path, max_connections=4, read_timeout=30.0)
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(4):
+            _, w = await asyncio.open_connection("127.0.0.1", s.port)
+            idle.append(w)
+        await until(lambda: s.receiver.open_connections == 4, 5, "four open connections", every=0.01)
+        code, raw = await request(s.port, BEAT, token=ALPHA_TOKEN)
+        assert code == 0 and raw == b""  # closed without an answer
+        assert s.rejected == ["overloaded"] and s.registry.get("alpha").last_seen is None  # type: ignore[union-attr]
+        for w in idle:
+            w.close()
+        await until(lambda: s.receiver.open_connections == 0, 5, "the connections to close", every=0.01)
+        assert (await request(s.port, BEAT, token=ALPHA_TOKEN))[0] == 204
+    finally:
+        for w in idle:
+            w.close()
+        await asyncio.wait_for(s.receiver.stop(), 5)
+
+
+async def test_stop_closes_idle_connections(tmp_path: Path) -> None:
+    s = await serve(tmp_path, read_timeout=30.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+    await until(lambda: s.receiver.open_connections == 1, 5, "an open connection", every=0.01)
+    await asyncio.wait_for(s.receiver.stop(), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()

@@ -1,0 +1,181 @@
+"""The last heartbeat of every configured bot, kept in memory and in the state dir (`bots.json`).
+
+A watchdog restart must not forget a bot's last heartbeat: a bot that died while the watchdog
+was down is still caught once the silence limit has passed. A clean stop is written durably
+(fsync) so that a restart cannot re-arm a bot that stopped on purpose. Heartbeats are written at
+most once a second and without fsync: a record lost to a crash is older, never newer, so it can
+only bring a kill forward, never hold one back.
+
+A damaged file never blocks the start: it is moved aside (`bots.json.damaged`), reported (log and
+the `on_problem` callback, which alerts), and every bot reads as never heard from — unknown, which
+alerts after the rule's `unknown_after` but never kills.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from watchdog.config.bots import BotsConfig
+from watchdog.model import BotStatus
+from watchdog.state.store import atomic_write
+
+__all__ = ["BOTS_FILE", "PERSIST_EVERY", "BotRegistry"]
+
+log = logging.getLogger("watchdog.bots.registry")
+
+BOTS_FILE = "bots.json"
+PERSIST_EVERY = 1.0  # seconds between non-durable heartbeat writes
+NOTE_CHARS = 200
+
+
+def _time(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if value is None:
+        return None
+    raise ValueError(f"not a time: {value!r}")
+
+
+class BotRegistry:
+    """Per bot: last heartbeat, clean stop, reported status and note. All methods run on the loop."""
+
+    def __init__(
+        self,
+        config: BotsConfig,
+        state_dir: Path,
+        clock: Callable[[], float],
+        *,
+        on_beat: Callable[[BotStatus], None] | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        self._path = Path(state_dir) / BOTS_FILE
+        self._clock = clock
+        self._on_beat = on_beat
+        self._on_problem = on_problem
+        self._bots: dict[str, BotStatus] = {b.name: BotStatus(name=b.name) for b in config.heartbeats}
+        self._persisted_at = -math.inf
+        self._dirty = False
+        self._deaf = ""  # why the watchdog cannot hear any bot (listener not running)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._bots)
+
+    def get(self, name: str) -> BotStatus | None:
+        return self._bots.get(name)
+
+    # ------------------------------------------------------------------ state
+    def statuses(self) -> Mapping[str, BotStatus]:
+        """Every bot's status for the rules (unknown for all while the listener is down)."""
+        if self._deaf:
+            return MappingProxyType({n: replace(s, unknown_reason=self._deaf) for n, s in self._bots.items()})
+        return MappingProxyType(dict(self._bots))
+
+    def set_deaf(self, reason: str) -> None:
+        """The listener is not running: every bot_silence reads unknown (a deaf watchdog never kills)."""
+        self._deaf = reason
+
+    def beat(self, name: str, *, status: str = "ok", note: str = "") -> BotStatus:
+        """An accepted heartbeat: arms (or re-arms) the bot's dead-man; KeyError for an unknown bot."""
+        now = self._clock()
+        current = self._bots[name]
+        clean = "".join(ch for ch in note if ch.isprintable())[:NOTE_CHARS]
+        self._bots[name] = replace(current, last_seen=now, stopped_at=None, status=status, note=clean)
+        self._dirty = True
+        if now - self._persisted_at >= PERSIST_EVERY or current.stopped_at is not None:
+            self.persist(durable=False)
+        if self._on_beat is not None:
+            self._on_beat(self._bots[name])
+        return self._bots[name]
+
+    def stop(self, name: str) -> BotStatus:
+        """A clean stop: disarmed until the next heartbeat, written durably before the answer."""
+        now = self._clock()
+        self._bots[name] = replace(self._bots[name], last_seen=None, stopped_at=now, status="stopped")
+        self._dirty = True
+        self.persist(durable=True)
+        return self._bots[name]
+
+    # ------------------------------------------------------------------ persistence
+    def flush(self) -> None:
+        """Write what changed since the last write (at shutdown)."""
+        if self._dirty:
+            self.persist(durable=True)
+
+    def persist(self, *, durable: bool) -> bool:
+        records = {
+            n: {"last_seen": s.last_seen, "stopped_at": s.stopped_at, "status": s.status, "note": s.note}
+            for n, s in self._bots.items()
+        }
+        data = (json.dumps({"version": 1, "bots": records}, indent=2, sort_keys=True) + "\n").encode()
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            atomic_write(self._path, data, durable=durable)
+        except OSError as exc:
+            # the dead-man keeps working from memory; only a restart would forget
+            self._report(f"cannot write {self._path}: {exc.strerror or exc}")
+            return False
+        self._persisted_at = self._clock()
+        self._dirty = False
+        return True
+
+    def restore(self) -> int:
+        """Read the last heartbeats written before a restart; returns how many bots were restored.
+
+        A missing file is a first start (every bot unknown until it heartbeats). A damaged one is
+        moved aside and reported; every bot then reads as never heard from.
+        """
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            self._report(f"cannot read {self._path} ({exc.strerror or exc}); {self._unknown_until_heard()}")
+            return 0
+        try:
+            data = json.loads(raw)
+            records = data["bots"]
+            if not isinstance(records, dict):
+                raise ValueError("'bots' is not a mapping")
+            restored = {}
+            for name, rec in records.items():
+                if name not in self._bots:
+                    continue  # a bot no longer configured
+                restored[name] = replace(
+                    self._bots[name],
+                    last_seen=_time(rec["last_seen"]),
+                    stopped_at=_time(rec.get("stopped_at")),
+                    status=str(rec.get("status", ""))[:16],
+                    note=str(rec.get("note", ""))[:NOTE_CHARS],
+                )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = self._path.with_name(BOTS_FILE + ".damaged")
+            with contextlib.suppress(OSError):
+                os.replace(self._path, aside)
+            self._report(
+                f"{self._path} is damaged ({exc}; kept as {aside.name}); {self._unknown_until_heard()}"
+            )
+            return 0
+        self._bots.update(restored)
+        return len(restored)
+
+    def _unknown_until_heard(self) -> str:
+        names = ", ".join(self._bots) or "none"
+        return f"bot_silence of every bot ({names}) is unknown, never a kill, until its next heartbeat"
+
+    def _report(self, message: str) -> None:
+        log.error("%s", message)
+        if self._on_problem is not None:
+            try:
+                self._on_problem(message)
+            except Exception:  # a broken reporter must not hide the problem
+                log.exception("bot registry problem callback failed")
