@@ -10,9 +10,10 @@ Anything else is refused without effect: 401 wrong or missing token, 404 unknown
 (`hmac.compare_digest`) and never logged.
 
 Bounded, so that a flood cannot slow the kill path that shares this event loop: at most
-`max_connections` connections are served at once (the rest are closed at once), a request must
-arrive whole within READ_TIMEOUT, and headers and body are size-capped. One request per
-connection (`Connection: close`).
+`max_connections` connections are open at once — a new one evicts the oldest (closed at once), so
+idle connections cannot lock a bot out: its request arrives milliseconds after its connect — a
+request must arrive whole within READ_TIMEOUT, and headers and body are size-capped. One request
+per connection (`Connection: close`).
 """
 
 from __future__ import annotations
@@ -101,14 +102,14 @@ class HeartbeatReceiver:
         self._read_timeout = read_timeout
         self._address = config.address
         self._server: asyncio.Server | None = None
-        self._open = 0
-        self._handlers: set[asyncio.Task[None]] = set()
+        # open connections, oldest first: the one to evict when a new connection needs a slot
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._logged: dict[str, float] = {}
         self.port = 0
 
     @property
     def open_connections(self) -> int:
-        return self._open
+        return len(self._connections)
 
     async def start(self) -> int:
         """Bind the listener; returns the bound port (0 in the config = any free port). Raises OSError."""
@@ -123,23 +124,25 @@ class HeartbeatReceiver:
         if server is None:
             return
         server.close()
-        for task in list(self._handlers):
+        tasks = list(self._connections)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 2.0)
 
     # ------------------------------------------------------------------ connections
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # A plain callback (not a coroutine): a connection over the cap costs one close, no task.
-        if self._open >= self._max_connections:
+        # A plain callback (not a coroutine): an eviction is one abort and one cancel, at once.
+        while len(self._connections) >= self._max_connections:
+            oldest, oldest_writer = next(iter(self._connections.items()))
+            del self._connections[oldest]
+            oldest_writer.transport.abort()
+            oldest.cancel()
             self._count("overloaded")
-            writer.transport.abort()
-            return
-        self._open += 1
         task = asyncio.ensure_future(self._serve(reader, writer))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        self._connections[task] = writer
+        task.add_done_callback(lambda t: self._connections.pop(t, None))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -162,7 +165,6 @@ class HeartbeatReceiver:
                 async with asyncio.timeout(1.0):
                     await writer.drain()
         finally:
-            self._open -= 1
             writer.close()
 
     async def _respond(self, reader: asyncio.StreamReader) -> Response:
