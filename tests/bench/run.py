@@ -11,13 +11,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bench import alert, flatten, halfopen, idle, scale, trigger
+from tests.bench import alert, deadman, flatten, halfopen, idle, scale, trigger
 from tests.bench.harness import Section, fmt_ms, machine, median, percentile, quiet_logs, restore_logs, table
 from tests.bench.soak import RESULT as SOAK_RESULT
 from watchdog.state.store import atomic_write
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ("halfopen", "trigger", "flatten", "idle", "scale", "alert")
+NAMES = ("halfopen", "trigger", "flatten", "idle", "scale", "alert", "deadman")
 
 
 def disk_latency(root: Path, n: int = 50) -> tuple[float, float]:
@@ -64,6 +64,9 @@ async def run_all(args: argparse.Namespace, root: Path) -> list[Section]:
     if "alert" in only:
         say("· alert latency …")
         sections.append(await alert.run(root / "alert", trials=1 if tiny else 3 if quick else 30))
+    if "deadman" in only:
+        say("· bot silent to wire …")
+        sections.append(await deadman.run(root / "deadman", trials=1 if tiny else 3 if quick else 20))
     return sections
 
 

@@ -16,7 +16,7 @@ def test_the_bench_smoke_run_writes_every_table(tmp_path: Path, capsys: pytest.C
     assert run.main(["--tiny", "--output", str(out)]) == 0
     text = out.read_text()
     for title in ("Half-open detection", "Trigger to wire", "Flatten throughput", "Idle cost", "Scale",
-                  "Alert latency"):  # fmt: skip
+                  "Alert latency", "Bot silent"):  # fmt: skip
         assert f"{title}" in text
     assert "| CPU |" in text and "ib_async" in text
     # every table has its header separator and at least one data row
