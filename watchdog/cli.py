@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario", default=None, help="YAML scenario file (default: built-in demo book)")
 
     demo = sub.add_parser("demo", help="simulator + daemon in one process: a scripted loss and a kill")
-    demo.add_argument("--scenario", default="loss", help="loss, half-open, margin, runaway, manual")
+    demo.add_argument("--scenario", default="loss", help="loss, half-open, margin, runaway, manual, dead-bot")
     demo.add_argument("--config", "-c", default=None, help="rules file (default: the repo's rules.yaml)")
 
     ping = sub.add_parser("ping", help="a bot's heartbeat to the dead-man's switch (exit 0 when accepted)")

@@ -36,6 +36,7 @@ class Timeline(logging.Handler):
         "watchdog.gateway.client",
         "watchdog.kill.switch",
         "watchdog.rules.evaluate",
+        "watchdog.bots",
         "watchdog.demo",
     )
 
@@ -60,6 +61,8 @@ class Scenario:
     name: str
     title: str
     script: Callable[[DemoRun], Awaitable[bool]]
+    # adds what the scenario needs to the repo's rules.yaml (e.g. the bots of the dead-man demo)
+    configure: Callable[[Config, Path], Config] | None = None
 
 
 class DemoRun:
@@ -190,6 +193,18 @@ async def _runaway(run: DemoRun) -> bool:
     return report.outcome is KillOutcome.FLAT and cleared
 
 
+async def _dead_bot(run: DemoRun) -> bool:
+    from watchdog.demo_bots import dead_bot
+
+    return await dead_bot(run)
+
+
+def _with_bots(config: Config, state_dir: Path) -> Config:
+    from watchdog.demo_bots import with_bots
+
+    return with_bots(config, state_dir)
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -198,6 +213,12 @@ SCENARIOS = {
         Scenario("half-open", "half-open gateway detected and recovered", _half_open),
         Scenario("margin", "margin squeeze → cancel all", _margin),
         Scenario("runaway", "runaway order loop → cancel all + lockout", _runaway),
+        Scenario(
+            "dead-bot",
+            "a bot killed with -9 → its orders cancelled (dead-man's switch)",
+            _dead_bot,
+            _with_bots,
+        ),
     )
 }
 
@@ -241,6 +262,8 @@ async def run_demo(scenario: str, config_path: str | None, out: TextIO) -> int:
         )
         try:
             config = _demo_config(config_path, sim.port, state_dir)
+            if chosen.configure is not None:
+                config = chosen.configure(config, Path(state_dir))
             daemon = Daemon(config, None, build_components(config, clock=time.time))
             await asyncio.wait_for(daemon.start(require_gateway=True), 15.0)
             port = daemon.c.metrics.port

@@ -1,6 +1,6 @@
 """`ibkr-watchdog demo` as a user runs it: a subprocess, its exit status and its printed timeline.
 
-The three scenarios run at the same time (each has its own simulator on an ephemeral port and its
+The four scenarios run at the same time (each has its own simulator on an ephemeral port and its
 own temporary state directory), so the module costs about as long as the slowest one (~7 s).
 """
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_TIMEOUT = 55.0  # the demo promises to finish in under a minute
-SCENARIOS = ("loss", "manual", "runaway")
+SCENARIOS = ("loss", "manual", "runaway", "dead-bot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +140,34 @@ def test_the_runaway_demo_cancels_all_and_the_lockout_cancels_the_next_order(
     assert r.lines()[-1].startswith("PASS: runaway order loop → cancel all + lockout")
 
 
+def test_the_dead_bot_demo_leaves_a_clean_stop_alone_and_cancels_after_a_kill_9(
+    demos: dict[str, DemoResult],
+) -> None:
+    r = demos["dead-bot"]
+    assert r.returncode == 0, r.stdout + r.stderr
+    r.in_order(
+        r"bot alpha \(pid \d+, client 7\) trades DU111111",
+        r"bot beta \(pid \d+, client 8\) trades DU222222",
+        r"beta shuts down cleanly",
+        r"bot beta stopped cleanly: dead-man disarmed",
+        r"4\.5s later: no kill, (\d+) working orders",
+        r"alpha crashes: kill -9 \d+",
+        r"rule alpha-silent breach: alpha-silent: bot_silence = [34]\.",
+        r"kill cancel_all from rule:alpha-silent",
+        r"global cancel sent",
+        r"started [34]\.\d+s after alpha's last heartbeat: flat, 0 working orders left in DU111111",
+    )
+    assert "beta-silent breach" not in r.stdout
+    assert r.lines()[-1].startswith("PASS: a bot killed with -9")
+
+
 def test_an_unknown_demo_scenario_is_refused_with_exit_2() -> None:
     proc = subprocess.run(
         _demo_args("no-such-scenario"), cwd=REPO, capture_output=True, text=True, timeout=30, check=False
     )
     assert proc.returncode == 2
     assert "unknown scenario 'no-such-scenario'" in proc.stderr
-    assert "loss, manual, half-open, margin, runaway" in proc.stderr
+    assert "loss, manual, half-open, margin, runaway, dead-bot" in proc.stderr
 
 
 def test_demo_outside_a_checkout_says_what_to_do_in_two_lines_and_exits_2(tmp_path: Path) -> None:

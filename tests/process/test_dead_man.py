@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 ALPHA, BETA = "alpha-token-0123456789abcdef", "beta-token-0123456789abcdef"
 SILENCE = 2.0  # seconds: the bots' silence limit in these tests
 CURRENT_TIME = 49  # reqCurrentTime: the watchdog's heartbeat to the gateway
-BOT = str(REPO / "tests" / "process" / "heartbeat_bot.py")
+BOT = ("-m", "watchdog.bots.example")  # README's heartbeat task as a bot process
 
 
 def dead_man_config(tmp_path: Path, port: int, listen: int, metrics: int) -> Path:
@@ -105,8 +105,8 @@ async def bots(tmp_path: Path) -> AsyncIterator[Callable[[str, int], object]]:
     async def start(name: str, listen: int, every: float = 0.2) -> Bot:
         url, token_file = f"http://127.0.0.1:{listen}", str(tmp_path / f"{name}.token")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, BOT, url, name, token_file, str(every), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable, *BOT, url, name, token_file, str(every), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
         )  # fmt: skip
         bot = Bot(proc)
         started.append(bot)

@@ -116,7 +116,7 @@ class HeartbeatReceiver:
         host, port = self._address
         self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEADER, backlog=512)
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("bot heartbeats on http://%s:%d%sNAME", host, self.port, PREFIX)
+        log.debug("bot heartbeats on http://%s:%d%sNAME", host, self.port, PREFIX)
         return self.port
 
     async def stop(self) -> None:

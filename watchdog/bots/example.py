@@ -1,6 +1,9 @@
-"""A stand-in trading bot for the dead-man tests: README's asyncio heartbeat task, run as its own process.
+"""An example bot for the dead-man's switch: README's asyncio heartbeat task, run as its own process.
 
-    python tests/process/heartbeat_bot.py URL NAME TOKEN_FILE EVERY
+    python -m watchdog.bots.example URL NAME TOKEN_FILE EVERY
+
+The demo (`--scenario dead-bot`) and the process tests run it as the trading bot. Standard library
+only: a real bot copies `heartbeat()` (README, "Dead-man's switch") rather than importing this.
 
 Heartbeats every EVERY seconds; prints `beat` after each accepted one (the test's sync point).
 SIGTERM is a planned stop: `POST …/stop` first, then exit 0. SIGKILL is a crash: nothing is sent.
