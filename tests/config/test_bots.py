@@ -156,3 +156,21 @@ def test_the_same_bot_twice_is_refused(tmp_path: Path, caplog: pytest.LogCapture
     path = write(tmp_path)
     path.write_text(path.read_text().replace("rules:\n", extra_bot + "rules:\n"))
     assert any("bot names must be listed once each, repeated: alpha" in p for p in problems(path))
+
+
+def test_the_commented_example_in_the_repos_rules_yaml_loads_once_uncommented(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "rules.yaml").read_text()
+    start, middle = text.index("# bots:\n"), text.index("# and among the rules below:\n")
+    end = text.index("\n\n", middle)
+    bots = "\n".join(line[2:] for line in text[start:middle].splitlines())
+    rule = "\n".join(line[2:] for line in text[middle:end].splitlines()[1:])
+    edited = text[:start] + bots + "\n" + text[end:].replace("\nrules:\n", "\nrules:\n" + rule + "\n", 1)
+    path = tmp_path / "rules.yaml"
+    path.write_text(edited)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "alpha-heartbeat-token").write_text(TOKEN)
+    config = load_config(path, environ={}, credentials_dir=str(creds))
+    assert config.bots.heartbeats[0].name == "alpha" and config.bots.address == ("127.0.0.1", 9110)
+    assert [r.name for r in config.rules if r.bot == "alpha"] == ["alpha-silent"]

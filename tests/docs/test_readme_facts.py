@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from tests.docs.readme_commands import README, REPO
 from watchdog.cli import _parser
+from watchdog.config.bots import BotsConfig
 from watchdog.config.conditions import METRICS, MetricKind
 from watchdog.config.schema import Config, Rule
 from watchdog.demo import SCENARIOS
@@ -83,10 +84,14 @@ def test_every_config_key_the_readme_names_exists() -> None:
 
 def test_the_readme_rule_example_uses_every_rule_key_and_loads() -> None:
     example = next(
-        b for b in re.findall(r"^```yaml\n(.*?)^```", TEXT, flags=re.MULTILINE | re.DOTALL) if "rules:" in b
+        b
+        for b in re.findall(r"^```yaml\n(.*?)^```", TEXT, flags=re.MULTILINE | re.DOTALL)
+        if b.startswith("rules:")
     )
     rule = yaml.safe_load(example)["rules"][0]
-    assert set(rule) | {"schedule"} == _keys(Rule)  # `schedule:` is the alternative to `when:`
+    # `schedule:` is the alternative to `when:`; `bot:` belongs to a bot_silence rule (the dead-man example)
+    assert set(rule) | {"schedule", "bot"} == _keys(Rule)
+    assert "    bot: alpha" in TEXT
     Rule.model_validate(rule)
 
 
@@ -174,3 +179,17 @@ def test_every_inline_make_target_exists() -> None:
     for span in (s for s in SPANS if s.startswith("make ")):
         for target in span.split()[1:]:
             assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.MULTILINE), span
+
+
+def test_the_dead_man_examples_load_and_compile() -> None:
+    start = TEXT.index("### Dead-man's switch for your bots")
+    section = TEXT[start : TEXT.index("\n### ", start + 4)]  # its code blocks hold `#` comment lines
+    (config,) = re.findall(r"^```yaml\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL)
+    data = yaml.safe_load(config)
+    bots = BotsConfig.model_validate(data["bots"])
+    rule = Rule.model_validate(data["rules"][0])
+    assert rule.bot == bots.heartbeats[0].name and rule.when is not None
+    assert rule.when.metric == "bot_silence" and rule.when.value == 15.0
+    (python,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL)
+    assert len([ln for ln in python.splitlines() if ln.strip() and not ln.startswith("#")]) <= 12
+    compile(python, "README.md", "exec")  # the ten lines a bot copies are valid Python

@@ -95,6 +95,8 @@ def describe_rule(rule: Rule, *, currency: str = "USD") -> str:
     assert rule.when is not None  # the schema guarantees when or schedule
     verb = {Action.ALERT: "alert", Action.CANCEL_ALL: "cancel all orders", Action.CLOSE_ALL: "close all"}
     text = f"{prefix}{verb[rule.action]} when {describe_condition(rule.when, rule.scope, currency)}"
+    if rule.bot is not None:
+        text += f" (bot {rule.bot})"
     if rule.for_ is not None:
         text += f" for {_duration(rule.for_)}"
     if rule.consecutive is not None:
@@ -129,8 +131,13 @@ def describe_config(config: Config) -> list[str]:
         f"kill: {'DRY RUN, ' if config.kill.dry_run else ''}{config.kill.max_attempts} attempts, "
         f"lockout {'on' if config.kill.lockout else 'off'}; "
         f"{len(config.notifications.targets)} notification target(s)",
-        f"{len(config.rules)} rule(s):",
     ]
+    if config.bots.heartbeats:
+        bots = ", ".join(
+            f"{b.name} ({', '.join(b.accounts) or 'every account'})" for b in config.bots.heartbeats
+        )
+        lines.append(f"dead-man's switch on {config.bots.listen} for {bots}")
+    lines.append(f"{len(config.rules)} rule(s):")
     lines += [f"  {r.name}: {describe_rule(r, currency=gw.base_currency)}" for r in config.rules]
     lines += [f"  {describe_window(w)}" for w in config.quiet_windows]
     return lines
