@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.bots.conftest import request
-from tests.daemon.conftest import DaemonFactory
+from tests.daemon.conftest import DaemonFactory, until
 from watchdog.bots.registry import BOTS_FILE
 from watchdog.daemon.lifecycle import Daemon
+from watchdog.model import GatewayStatus
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +50,34 @@ def alpha_status(d: Daemon) -> tuple[str, str]:
     return status.state, status.why
 
 
-async def test_a_bot_that_died_while_the_watchdog_was_down_is_caught_after_a_restart(
+async def test_a_bot_that_died_while_the_watchdog_was_down_is_caught_one_limit_after_the_restart(
     tmp_path: Path, make_daemon: DaemonFactory
 ) -> None:
     persisted(tmp_path, last_seen=time.time() - 45.0)  # its last heartbeat, 45 s before this start
-    d = await make_daemon(RULES, bots_section())
-    result = await d.poll_once()
-    assert result.kills_started == ("alpha-silent",)
+    d = await make_daemon(RULES.replace("30s", "1s"), bots_section())
+    started = time.time()
+    # armed from the state dir, and given one full limit from the watchdog's return: no kill yet
+    assert (await d.poll_once()).kills_started == ()
+    assert alpha_status(d)[0] == "ok"
+    await until(lambda: time.time() - started > 1.1, 5, "the silence limit to pass")
+    assert (await d.poll_once()).kills_started == ("alpha-silent",)
     (report,) = await d.wait_for_kills(timeout=15)
     assert report.accounts == ("DU111111",) and report.trigger == "rule:alpha-silent"
+
+
+async def test_silence_is_unknown_while_the_gateway_is_down_and_counts_again_from_the_reconnect(
+    tmp_path: Path, make_daemon: DaemonFactory
+) -> None:
+    persisted(tmp_path, last_seen=time.time() - 3600.0)  # heard an hour ago, through an hour-long outage
+    d = await make_daemon(RULES, bots_section())
+    assert d.c.bots is not None
+    down = d.c.bots.statuses(GatewayStatus(connected=False))["alpha"]
+    assert down.unknown_reason.startswith("the watchdog cannot reach the gateway")
+    reconnected = time.time()
+    back = d.c.bots.statuses(GatewayStatus(connected=True))["alpha"]
+    # the outage is not silence: the count restarts at the reconnect, the bot has its full limit
+    assert not back.unknown_reason and back.last_seen is not None and back.last_seen >= reconnected
+    assert d.c.bots.registry.get("alpha").last_seen < reconnected - 3000  # type: ignore[union-attr]
 
 
 async def test_a_bot_that_stopped_cleanly_before_the_restart_stays_disarmed(

@@ -153,9 +153,10 @@ async def test_a_bot_killed_with_sigkill_has_its_orders_cancelled_within_the_sil
     assert triggered.ts - alpha.last_beat >= SILENCE - 0.05, (triggered.ts, alpha.last_beat)
     assert triggered.details["accounts"] == ["DU111111"]  # the accounts alpha trades
     assert took <= SILENCE + 1.0
-    text = scrape(metrics)
-    assert metric(text, "ibkr_watchdog_bot_up", {"bot": "alpha"}) == 0
-    assert metric(text, "ibkr_watchdog_bot_heartbeats_total", {"bot": "alpha"}) == alpha.beats
+    # the evaluation sets the gauges after the kill has its cancel on the wire: wait for them
+    up = {"bot": "alpha"}
+    text = await scrape_until(metrics, lambda t: metric(t, "ibkr_watchdog_bot_up", up) == 0, 5, "alpha down")
+    assert metric(text, "ibkr_watchdog_bot_heartbeats_total", up) == alpha.beats
     assert await d.stop() == 0
 
 

@@ -1,10 +1,11 @@
 """The last heartbeat of every configured bot, kept in memory and in the state dir (`bots.json`).
 
-A watchdog restart must not forget a bot's last heartbeat: a bot that died while the watchdog
-was down is still caught once the silence limit has passed. A clean stop is written durably
-(fsync) so that a restart cannot re-arm a bot that stopped on purpose. Heartbeats are written at
-most once a second and without fsync: a record lost to a crash is older, never newer, so it can
-only bring a kill forward, never hold one back.
+A watchdog restart must not forget which bots are armed: a bot that died while the watchdog was
+down is still caught, one silence limit after the watchdog is back (the daemon counts silence from
+the later of the last heartbeat and the gateway connect, `watchdog/daemon/bot_watch.py`). A clean
+stop is written durably (fsync) so that a restart cannot re-arm a bot that stopped on purpose.
+Heartbeats are written at most once a second and without fsync: a record lost to a crash is older,
+never newer.
 
 A damaged file never blocks the start: it is moved aside (`bots.json.damaged`), reported (log and
 the `on_problem` callback, which alerts), and every bot reads as never heard from — unknown, which

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 from watchdog.bots.receiver import REJECT_REASONS, HeartbeatReceiver
 from watchdog.bots.registry import BotRegistry
 from watchdog.config.schema import Config, Rule
-from watchdog.model import BotStatus, Breach, Severity
+from watchdog.model import BotStatus, Breach, GatewayStatus, Severity
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
 
@@ -25,6 +27,7 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 
 # An evaluation this long after the limit, so that `silence > limit` already holds when it runs.
 DUE_MARGIN = 0.005
+GATEWAY_DOWN = "the watchdog cannot reach the gateway; silence counts again from the reconnect"
 UP_WITHOUT_RULE = 60.0  # seconds of silence after which a bot without a bot_silence rule reads down
 
 
@@ -63,6 +66,8 @@ class BotWatch:
             config.bots, self.registry, on_rejected=metrics.bots.observe_rejected
         )
         self.on_due: Callable[[], None] | None = None  # set by the daemon: request an evaluation
+        self._heard_since: float | None = None  # since when the gateway is connected (silence counts)
+        self._view: Mapping[str, BotStatus] = MappingProxyType({})
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._degraded: set[str] = set()
 
@@ -86,10 +91,6 @@ class BotWatch:
             self._notifier.notify_text(Severity.CRITICAL, "Dead-man's switch not listening", why)
             return
         log.info("dead-man's switch listening on port %d for %s", port, ", ".join(self.registry.names))
-        for name in self.registry.names:
-            status = self.registry.get(name)
-            if status is not None and status.last_seen is not None:
-                self._schedule(status)
         self.observe()
 
     async def stop(self) -> None:
@@ -105,8 +106,32 @@ class BotWatch:
         return self.receiver.port
 
     # ------------------------------------------------------------------ the evaluation's inputs
-    def statuses(self) -> Mapping[str, BotStatus]:
-        return self.registry.statuses()
+    def statuses(self, gateway: GatewayStatus) -> Mapping[str, BotStatus]:
+        """The bots as the rules see them. Silence counts only while the watchdog reaches the gateway:
+        while it cannot, every bot reads unknown (no kill could run anyway), and after a reconnect each
+        bot's silence counts from the reconnect. A tunnel blip or the gateway's daily restart, which
+        interrupt the bots' heartbeats as well, so never kill a healthy bot; a dead one is still caught
+        one silence limit after the watchdog is back (also after a restart: the last heartbeats are
+        restored from the state dir, so the bot is still armed)."""
+        raw = self.registry.statuses()
+        view: dict[str, BotStatus]
+        if not gateway.connected:
+            self._heard_since = None
+            view = {
+                n: s if s.unknown_reason else replace(s, unknown_reason=GATEWAY_DOWN) for n, s in raw.items()
+            }
+        else:
+            if self._heard_since is None:
+                self._heard_since = self._clock()
+                for status in raw.values():
+                    self._schedule(status)
+            since = self._heard_since
+            view = {
+                n: s if s.last_seen is None else replace(s, last_seen=max(s.last_seen, since))
+                for n, s in raw.items()
+            }
+        self._view = MappingProxyType(view)
+        return self._view
 
     def kill_scope(self, breach: Breach) -> tuple[list[str] | None, str] | None:
         """(accounts, reason) for a kill of a bot rule, None for other rules. The bot's accounts
@@ -124,13 +149,14 @@ class BotWatch:
     def observe(self) -> None:
         """bot_up and the last-heartbeat gauge of every bot, after each evaluation."""
         now = self._clock()
-        for name, status in self.registry.statuses().items():
+        for name, heard in self.registry.statuses().items():
+            status = self._view.get(name, heard)  # as the rules saw it (silence since a reconnect)
             if status.last_seen is None or status.unknown_reason:
-                self._metrics.bots.set_state(name, None, None)
+                self._metrics.bots.set_state(name, heard.last_seen, None)
                 continue
             limits = [v for r in self.config.rules if r.bot == name for v in silence_limits(r)]
             limit = min(limits, default=UP_WITHOUT_RULE)
-            self._metrics.bots.set_state(name, status.last_seen, now - status.last_seen <= limit)
+            self._metrics.bots.set_state(name, heard.last_seen, now - status.last_seen <= limit)
 
     # ------------------------------------------------------------------ heartbeats
     def _on_beat(self, status: BotStatus) -> None:
@@ -148,15 +174,16 @@ class BotWatch:
         """Evaluate when each of the bot's silence limits passes (and after `for:`), not a timer later."""
         for h in self._timers.pop(status.name, []):
             h.cancel()
-        if status.last_seen is None:
-            return
+        if status.last_seen is None or self._heard_since is None:
+            return  # not armed, or the gateway is down: the next connected evaluation schedules it
+        last = max(status.last_seen, self._heard_since)
         loop = asyncio.get_running_loop()
         handles: list[asyncio.TimerHandle] = []
         for rule in self.config.rules:
             if rule.bot != status.name:
                 continue
             for limit in silence_limits(rule):
-                for due in {status.last_seen + limit, status.last_seen + limit + (rule.for_ or 0.0)}:
+                for due in {last + limit, last + limit + (rule.for_ or 0.0)}:
                     delay = max(0.0, due - self._clock()) + DUE_MARGIN
                     handles.append(loop.call_later(delay, self._due, due))
         self._timers[status.name] = handles

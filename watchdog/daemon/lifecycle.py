@@ -422,7 +422,7 @@ class Daemon:
         now = c.clock()
         snap = c.gateway.snapshot()
         if c.bots is not None:
-            snap = dataclasses.replace(snap, bots=c.bots.statuses())
+            snap = dataclasses.replace(snap, bots=c.bots.statuses(snap.gateway))
         self._last_snapshot = snap
         suspended = c.schedule.suspended(self.config.quiet_windows, now)
         breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
