@@ -149,3 +149,15 @@ async def test_stop_closes_idle_connections(tmp_path: Path) -> None:
     await asyncio.wait_for(s.receiver.stop(), 5)
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_a_request_cut_off_midway_is_counted_and_a_bare_probe_is_not(served: Served) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.close()  # a port probe: connect, close
+    _, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"POST /v1/heartbeat/alpha HTTP/1.1\r\nAuthoriz")
+    await writer.drain()
+    writer.close()
+    await until(lambda: served.receiver.open_connections == 0 and bool(served.rejected), 5, "both handled")
+    assert served.rejected == ["bad_request"]
+    assert served.registry.get("alpha").last_seen is None  # type: ignore[union-attr]

@@ -153,8 +153,12 @@ class HeartbeatReceiver:
                 response = _reject(408, "timeout")
             except asyncio.LimitOverrunError:
                 response = _reject(431, "too_large")
-            except (asyncio.IncompleteReadError, ConnectionError):
+            except asyncio.IncompleteReadError as exc:
                 response = None  # the client went away mid-request: nobody to answer
+                if exc.partial:  # (a bare connect-and-close, e.g. a port probe, is not a request)
+                    self._count("bad_request")
+            except ConnectionError:
+                response = None
                 self._count("bad_request")
             if response is None:
                 return
