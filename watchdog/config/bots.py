@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from watchdog.config.field_types import FrozenModel
 
 __all__ = ["BOT_NAME", "BotHeartbeat", "BotsConfig", "parse_listen"]
 
@@ -28,11 +30,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class BotHeartbeat(_Model):
+class BotHeartbeat(FrozenModel):
     """One bot allowed to heartbeat: its name, its bearer token, and the accounts it trades."""
 
     name: str
@@ -63,7 +61,7 @@ class BotHeartbeat(_Model):
         return v
 
 
-class BotsConfig(_Model):
+class BotsConfig(FrozenModel):
     """The receiver's listener and limits, and the bots it knows."""
 
     listen: str = "127.0.0.1:9110"
