@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,40 @@ async def test_a_request_cut_off_midway_is_counted_and_a_bare_probe_is_not(serve
     await until(lambda: served.receiver.open_connections == 0 and bool(served.rejected), 5, "both handled")
     assert served.rejected == ["bad_request"]
     assert served.registry.get("alpha").last_seen is None  # type: ignore[union-attr]
+
+
+async def test_no_malformed_or_unauthorized_request_ever_changes_anything(served: Served) -> None:
+    """A request can only postpone a kill, never cause one: 300 mangled requests without the token
+    (seeded, so a failure replays) leave every bot as it was, and the listener serves on."""
+    rng = random.Random(16)
+    valid = (
+        b"POST /v1/heartbeat/alpha HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-0123456789ab\r\n"
+        b'Content-Length: 17\r\n\r\n{"status": "ok"}\n'
+    )
+    before = dict(served.registry.statuses())
+    codes: set[int] = set()
+    for _ in range(300):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 8)):  # flip, drop or insert bytes anywhere
+            at = rng.randrange(len(data))
+            op = rng.random()
+            if op < 0.4:
+                data[at] = rng.randrange(256)
+            elif op < 0.7:
+                del data[at]
+            else:
+                data.insert(at, rng.choice(b"/: \r\n\x00aZ9{}"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(bytes(data))
+        writer.write_eof()
+        try:
+            raw = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionError:
+            raw = b""
+        writer.close()
+        if raw:
+            codes.add(int(raw.split(b" ", 2)[1]))
+    assert codes <= {400, 401, 404, 405, 408, 413, 431}, codes
+    assert {400, 401, 404} <= codes, codes  # the mangling reached the parser, the router and the token check
+    assert dict(served.registry.statuses()) == before
+    assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204  # still serving
