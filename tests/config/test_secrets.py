@@ -72,7 +72,7 @@ def test_a_file_secret_is_read_and_trimmed(tmp_path: Path) -> None:
 
 
 def test_a_missing_secret_file_is_an_error_that_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"cannot read secret file /nonexistent/url: No such file"):
+    with pytest.raises(ConfigError, match=r"secret file /nonexistent/url: cannot read the file: No such"):
         load_config(write(tmp_path, "file:/nonexistent/url"), environ={})
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 
 from watchdog.config.describe import describe_config, describe_rule
+from watchdog.config.input_file import InputFileError, read_input_file
 from watchdog.config.schema import Config, cross_check
 from watchdog.config.strict_yaml import Path as TreePath
 from watchdog.config.strict_yaml import YamlDoc, parse_yaml, plain_scalar
@@ -60,13 +61,10 @@ def load(
     env = os.environ if environ is None else environ
     creds = credentials_dir if credentials_dir is not None else env.get("CREDENTIALS_DIRECTORY")
     try:
-        raw = Path(path).read_bytes()
-        mode = os.stat(path).st_mode
+        raw, mode = read_input_file(path)
         text = raw.decode("utf-8")
-    except OSError as e:
-        raise ConfigError(
-            [ConfigProblem(name, None, "", f"cannot read the file: {e.strerror or e}")]
-        ) from None
+    except InputFileError as e:
+        raise ConfigError([ConfigProblem(name, None, "", str(e))]) from None
     except UnicodeDecodeError as e:
         raise ConfigError([ConfigProblem(name, None, "", f"not UTF-8 text (byte {e.start})")]) from None
     doc = parse_yaml(text)
@@ -278,13 +276,9 @@ class _Interpolator:
 
     def read_secret(self, where: str, path: TreePath) -> str | None:
         try:
-            with open(where, "rb") as f:
-                data = f.read(_MAX_SECRET_BYTES + 1)
-        except OSError as e:
-            self.fail(path, f"cannot read secret file {where}: {e.strerror or type(e).__name__}")
-            return None
-        if len(data) > _MAX_SECRET_BYTES:
-            self.fail(path, f"secret file {where} is larger than {_MAX_SECRET_BYTES} bytes")
+            data, _mode = read_input_file(where, limit=_MAX_SECRET_BYTES)
+        except InputFileError as e:
+            self.fail(path, f"secret file {where}: {e}")
             return None
         try:
             text = data.decode("utf-8").strip()

@@ -16,6 +16,9 @@ from yaml.scanner import Scanner
 
 Path = tuple[str | int, ...]
 MAX_DEPTH = 32  # a config is a few levels deep; more is a mistake (or an attack on the recursion limit)
+# No limit, price or port has more digits; Python refuses to convert more than 4,300 (CVE-2020-10735)
+# and json.dumps would raise on such an int later, so a longer number is a config error here.
+MAX_NUMBER_DIGITS = 30
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -183,18 +186,33 @@ class _Converter:
             return None
         if tag == _BOOL:
             return text.lower() == "true"
+        if _too_long(text):
+            self.problem(node, path, f"number too long ({_digits(text)} digits; at most {MAX_NUMBER_DIGITS})")
+            return None
         if tag == _INT:
             return int(text)
         return float(text)
 
 
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+def _too_long(text: str) -> bool:
+    return len(text) > MAX_NUMBER_DIGITS and _digits(text) > MAX_NUMBER_DIGITS
+
+
 def plain_scalar(text: str) -> Any:
-    """The value a plain (unquoted) scalar `text` has under the strict rules above."""
+    """The value a plain (unquoted) scalar `text` has under the strict rules above.
+
+    A number longer than MAX_NUMBER_DIGITS stays text, so the schema reports it as the wrong type."""
     for tag, rx in _PATTERNS.items():
         if rx.match(text):
             if tag == _NULL:
                 return None
             if tag == _BOOL:
                 return text.lower() == "true"
+            if _too_long(text):
+                return text
             return int(text) if tag == _INT else float(text)
     return text

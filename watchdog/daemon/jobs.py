@@ -91,20 +91,53 @@ async def auto_rearm(d: Daemon) -> None:
 
 
 def reload_config(d: Daemon) -> bool:
-    """Validate the file fully, swap atomically; on any error keep the running config."""
-    c = d.c
-    c.sd.reloading()
-    d.c.control.process_requests(d.c.killswitch)
-    if d.config_path is None:
+    """Validate the file fully, swap atomically; on any error keep the running config (read here)."""
+    if not _begin_reload(d) or d.config_path is None:
         return False
     try:
-        new = c.load_config(d.config_path)
-    except ConfigError as exc:
+        new: Config | BaseException = d.c.load_config(d.config_path)
+    except Exception as exc:  # noqa: BLE001 - every failure to load keeps the running config
+        new = exc
+    return _finish_reload(d, new)
+
+
+async def reload_config_async(d: Daemon) -> bool:
+    """`reload_config` with the file read and validated in a worker thread, off the event loop.
+
+    The heartbeat, the polls and a kill go on while a slow disk is read; a FIFO or an oversized
+    file is refused by the loader (`config.input_file`) before it is read, so the thread never hangs.
+    """
+    if not _begin_reload(d) or d.config_path is None:
+        return False
+    try:
+        new: Config | BaseException = await asyncio.to_thread(d.c.load_config, d.config_path)
+    except Exception as exc:  # noqa: BLE001 - reported by _finish_reload
+        new = exc
+    return _finish_reload(d, new)
+
+
+def _begin_reload(d: Daemon) -> bool:
+    d.c.sd.reloading()
+    d.c.control.process_requests(d.c.killswitch)
+    if d.config_path is None:
+        d.c.sd.ready()
+        return False
+    return True
+
+
+def _finish_reload(d: Daemon, new: Config | BaseException) -> bool:
+    c = d.c
+    if isinstance(new, BaseException):
+        if isinstance(new, ConfigError):
+            problems = [str(p) for p in new.problems]
+        else:  # a loader bug must not stop the daemon: the running config stays, loudly
+            log.error("reload failed unexpectedly", exc_info=new)
+            problems = [f"{d.config_path}: cannot load: {type(new).__name__}: {new}"]
         c.metrics.observe_reload(False, c.clock())
-        for problem in exc.problems:
+        for problem in problems:
             log.error("reload rejected: %s", problem)
-        c.audit.record("reload", {"ok": False, "problems": [str(p) for p in exc.problems]})
-        c.notifier.notify_reload_failure([str(p) for p in exc.problems])
+        c.audit.record("reload", {"ok": False, "problems": problems})
+        c.notifier.notify_reload_failure(problems)
         c.sd.ready()
         return False
     if new.gateway != d.config.gateway or new.metrics != d.config.metrics:

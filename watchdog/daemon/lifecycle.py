@@ -21,7 +21,7 @@ from typing import Any
 
 from watchdog import __version__
 from watchdog.config.schema import Config
-from watchdog.daemon.jobs import reload_config, schedule_jobs
+from watchdog.daemon.jobs import reload_config, reload_config_async, schedule_jobs
 from watchdog.daemon.kill_tasks import KillTasks
 from watchdog.daemon.wiring import Components
 from watchdog.errors import (
@@ -221,7 +221,7 @@ class Daemon:
             if self._requests.reload:
                 await self._settle_evaluation(RELOAD_SETTLE)
                 self._requests.reload = False
-                self.reload()
+                await reload_config_async(self)
 
     async def _settle_evaluation(self, timeout: float) -> None:
         """Let a running evaluation finish before a reload applies queued resets: its lockout step

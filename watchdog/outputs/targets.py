@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from watchdog.config.input_file import InputFileError, read_input_file
 from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Severity
 
@@ -162,9 +163,11 @@ def load_targets(config: NotificationsConfig) -> tuple[list[TargetSpec], list[st
     if config.urls_file:
         path = Path(config.urls_file)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            problems.append(f"{path}: cannot read notification URLs: {exc.strerror or exc}")
+            text = read_input_file(path)[0].decode("utf-8")
+        except InputFileError as exc:
+            problems.append(f"{path}: notification URLs: {exc}")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}: notification URLs: not UTF-8 text (byte {exc.start})")
         else:
             more, bad = parse_urls_file(text, source=str(path))
             targets += more
