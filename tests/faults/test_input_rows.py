@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from tests.faults.conftest import DaemonFactory, Row, until
 from watchdog.config.schema import Config
 from watchdog.daemon.jobs import reload_config_async
 from watchdog.model import KillOutcome
+from watchdog.outputs import logging_setup as logsetup
 from watchdog.sim import Simulator
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration]
@@ -70,3 +72,28 @@ async def test_a_slow_config_read_does_not_hold_up_the_event_loop(make_daemon: D
     release.set()
     assert await asyncio.wait_for(reload, 10) is True
     assert ticks == 5
+
+
+async def test_a_gateway_error_text_with_a_newline_stays_on_one_log_line(
+    sim: Simulator, make_daemon: DaemonFactory
+) -> None:
+    out = io.StringIO()
+    logsetup.configure("INFO", stream=out)
+    try:
+        d = await make_daemon()
+        forged = "Invalid value\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: reset by operator\x1b[1A"
+        sim.faults.inject_error(321, forged)
+        await until(lambda: "reset by operator" in out.getvalue(), 5, "the error's log line")
+        await until(
+            lambda: Row.metric(d, "ibkr_watchdog_gateway_errors_total", {"code": "321"}) == 1, 5, "count"
+        )
+    finally:
+        logsetup.flush()
+    lines = [ln for ln in out.getvalue().splitlines() if "reset by operator" in ln]
+    assert len(lines) == 1
+    assert (
+        "Invalid value\\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: reset by operator\\x1b[1A"
+        in lines[0]
+    )
+    assert not lines[0].startswith("2026-11-30T10:00:00.000Z")
+    assert "\x1b" not in out.getvalue()

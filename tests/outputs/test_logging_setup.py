@@ -73,3 +73,30 @@ def test_a_stalled_writer_drops_and_counts_instead_of_blocking() -> None:
     log.info("after the stall")
     logsetup.flush()
     assert "earlier log records dropped" in stream.getvalue()
+
+
+def test_a_newline_in_outside_text_cannot_forge_a_log_line() -> None:
+    out = io.StringIO()
+    logsetup.configure("INFO", stream=out)
+    forged = "Order rejected\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: kill K1 flat\r\x1b[2K"
+    logging.getLogger("ib_async.wrapper").error("Error 201, reqId 7: %s", forged)
+    try:
+        raise RuntimeError(forged)
+    except RuntimeError:
+        logging.getLogger("watchdog.test").exception("webhook answered %r", "x\u2028y")
+    logsetup.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith(
+        "Error 201, reqId 7: Order rejected\\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: "
+        "kill K1 flat\\r\\x1b[2K"
+    )
+    assert "\x1b" not in out.getvalue() and "\u2028" not in out.getvalue()
+    assert "RuntimeError: Order rejected | 2026" in lines[1]  # still one line
+    assert "'x\\u2028y'" in lines[1]
+
+
+def test_escaping_is_idempotent_and_keeps_tabs() -> None:
+    once = logsetup.escape_control("a\tb\nc\x00d\x9be")
+    assert once == "a\tb\\nc\\x00d\\x9be"
+    assert logsetup.escape_control(once) == once

@@ -1,5 +1,9 @@
 """Logging for journald: one line per event, plain or JSON, with secrets redacted, never blocking.
 
+Text from outside (gateway error texts, webhook answers, config values, exception messages) can
+hold a newline, a carriage return or a terminal escape; every one is written escaped (`\\n`, `\\x1b`),
+so no outside text can forge a log line of its own or repaint an operator's terminal.
+
 Records go through a bounded queue to a writer thread: a stalled journald or a full pipe can
 delay log lines, never the event loop and so never a kill. When the queue is full, records are
 dropped and counted, and the next line that gets through says how many were lost.
@@ -29,6 +33,25 @@ _SECRET_PATTERNS = (
 )
 
 
+# C0 and C1 controls, DEL, the Unicode line/paragraph separators and the bidi overrides (which can
+# make a line read backwards on a terminal). Tab stays: it cannot start a line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def escape_control(text: str) -> str:
+    """`text` with every control character spelled out (`\\n`, `\\r`, `\\x1b`, `\\u2028`): one line."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    ch = m.group(0)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def redact(text: str) -> str:
     """Mask credentials embedded in URLs and query strings."""
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group('scheme')}***@", text)
@@ -41,9 +64,9 @@ class _Formatter(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
-        message = redact(record.getMessage())
+        message = escape_control(redact(record.getMessage()))
         if record.exc_info:
-            message += " | " + redact(self.formatException(record.exc_info)).replace("\n", " | ")
+            message += " | " + _one_line(redact(self.formatException(record.exc_info)))
         if self.as_json:
             return json.dumps(
                 {
@@ -58,6 +81,11 @@ class _Formatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z {record.levelname:<7} {record.name}: {message}"
 
 
+def _one_line(trace: str) -> str:
+    """A traceback on one line: its own line breaks become ` | `, anything else is escaped."""
+    return " | ".join(escape_control(line) for line in trace.rstrip().split("\n"))
+
+
 class DroppingQueueHandler(logging.handlers.QueueHandler):
     """Never blocks the caller: a full queue drops the record and counts it."""
 
@@ -67,10 +95,9 @@ class DroppingQueueHandler(logging.handlers.QueueHandler):
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # format here, in the caller's thread, so the writer thread gets plain text (one line)
-        message = record.getMessage()
+        message = escape_control(record.getMessage())
         if record.exc_info:
-            trace = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            message += " | " + trace.replace("\n", " | ")
+            message += " | " + _one_line("".join(traceback.format_exception(*record.exc_info)))
         record = copy.copy(record)
         record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
         return record
