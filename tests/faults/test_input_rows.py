@@ -9,12 +9,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from tests.faults.conftest import DaemonFactory, Row, until
 from watchdog.config.schema import Config
 from watchdog.daemon.jobs import reload_config_async
 from watchdog.model import KillOutcome
 from watchdog.outputs import logging_setup as logsetup
+from watchdog.outputs.metrics import MAX_ERROR_CODES
 from watchdog.sim import Simulator
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration]
@@ -97,3 +99,21 @@ async def test_a_gateway_error_text_with_a_newline_stays_on_one_log_line(
     )
     assert not lines[0].startswith("2026-11-30T10:00:00.000Z")
     assert "\x1b" not in out.getvalue()
+
+
+async def test_a_gateway_sending_many_distinct_error_codes_keeps_metrics_bounded(
+    sim: Simulator, make_daemon: DaemonFactory
+) -> None:
+    d = await make_daemon()
+    for code in range(5000, 5300):  # 300 codes nobody documents
+        sim.faults.inject_error(code, "odd")
+    dropped = {"metric": "gateway_errors_total"}
+    await until(
+        lambda: Row.metric(d, "ibkr_watchdog_metric_labels_dropped_total", dropped) == 300 - MAX_ERROR_CODES,
+        10,
+        "every code counted",
+    )
+    assert Row.metric(d, "ibkr_watchdog_gateway_errors_total", {"code": "5000"}) == 1
+    assert Row.metric(d, "ibkr_watchdog_gateway_errors_total", {"code": "other"}) == 300 - MAX_ERROR_CODES
+    page = generate_latest(d.c.metrics.registry).decode()
+    assert page.count("ibkr_watchdog_gateway_errors_total{") <= MAX_ERROR_CODES + 1

@@ -8,11 +8,17 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from tests.outputs.conftest import make_kill_report, make_snapshot
 from watchdog.model import Health, KillOutcome, TradingState
-from watchdog.outputs.metrics import Metrics, MetricsServerError, rule_proximity
+from watchdog.outputs.metrics import (
+    MAX_ERROR_CODES,
+    MAX_RULE_SERIES,
+    Metrics,
+    MetricsServerError,
+    rule_proximity,
+)
 
 P = "ibkr_watchdog_"
 
@@ -207,3 +213,30 @@ def test_declared_polls_export_zero_counters_before_the_first_poll() -> None:
     m.declare_polls(["orders", "positions"])
     assert m.registry.get_sample_value("ibkr_watchdog_poll_failures_total", {"poll": "orders"}) == 0.0
     assert m.registry.get_sample_value("ibkr_watchdog_polls_total", {"poll": "positions"}) == 0.0
+
+
+def test_50000_distinct_gateway_error_codes_keep_metrics_small() -> None:
+    m = Metrics(CollectorRegistry(), process_metrics=False)
+    before = len(generate_latest(m.registry))
+    for code in range(50_000):
+        m.observe_gateway_error(code)
+    page = generate_latest(m.registry)
+    assert len(page) < before + 20_000  # 100 codes and `other`, not 50,000 (6.4 MB before the bound)
+    get = m.registry.get_sample_value
+    assert get("ibkr_watchdog_gateway_errors_total", {"code": "0"}) == 1
+    assert get("ibkr_watchdog_gateway_errors_total", {"code": "other"}) == 50_000 - MAX_ERROR_CODES
+    assert get("ibkr_watchdog_metric_labels_dropped_total", {"metric": "gateway_errors_total"}) == (
+        50_000 - MAX_ERROR_CODES
+    )
+
+
+def test_rule_and_trigger_labels_are_bounded_and_a_removed_rule_frees_its_slot() -> None:
+    m = Metrics(CollectorRegistry(), process_metrics=False)
+    many = [(f"r{i}", "DU1", 1.0, 2.0, "ok") for i in range(MAX_RULE_SERIES + 50)]
+    m.observe_rule_status(many)
+    get = m.registry.get_sample_value
+    assert get("ibkr_watchdog_rule_value", {"rule": f"r{MAX_RULE_SERIES - 1}", "account": "DU1"}) == 1.0
+    assert get("ibkr_watchdog_rule_value", {"rule": f"r{MAX_RULE_SERIES}", "account": "DU1"}) is None
+    assert get("ibkr_watchdog_metric_labels_dropped_total", {"metric": "rule"}) == 50
+    m.observe_rule_status([("fresh", "DU1", 3.0, 2.0, "breach")])  # the old rules are gone: room again
+    assert get("ibkr_watchdog_rule_breached", {"rule": "fresh", "account": "DU1"}) == 1.0

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from watchdog import __version__
 from watchdog.model import Health, KillOutcome, KillReport, Snapshot, TradingState
 from watchdog.outputs.bot_metrics import BotMetrics
+from watchdog.outputs.label_bounds import LabelBound
 from watchdog.outputs.metrics_server import MetricsServer, MetricsServerError
 
 __all__ = ["RULE_STATES", "Metrics", "MetricsServerError", "RuleStatusLike", "rule_proximity"]
@@ -39,6 +40,13 @@ ACCOUNT_FIELDS: dict[str, tuple[str, str]] = {
     "maint_margin_requirement": ("maint_margin_req", "Maintenance margin requirement, account currency"),
     "gross_position_value": ("gross_position_value", "Gross position value, account currency"),
 }
+
+# Label bounds (see label_bounds.py): error codes IB documents number ~300, and a deployment watches a
+# handful of accounts, a few dozen rules and a few kill triggers; beyond these the label set is an attack.
+MAX_ERROR_CODES = 100
+MAX_ACCOUNTS = 100
+MAX_RULE_SERIES = 1000  # (rule, account) pairs
+MAX_TRIGGERS = 100
 
 RULE_STATES = ("ok", "pending", "warning", "breach", "unknown", "suspended")
 # Spellings a rules engine may use, folded onto the fixed set above (label cardinality stays fixed).
@@ -89,6 +97,12 @@ def _state_name(state: object) -> str:
     return name if name in RULE_STATES else "unknown"
 
 
+def _rule_key(item: RuleStatusLike | RuleTuple) -> tuple[str, str]:
+    if isinstance(item, tuple):
+        return (item[0], item[1] or ALL_ACCOUNTS)
+    return (item.rule, item.account or ALL_ACCOUNTS)
+
+
 def rule_proximity(value: float | None, threshold: float | None, op: str | None) -> float | None:
     """How far a value has gone toward its threshold: 0 = far, 1 = at it, > 1 = beyond. None if unknowable.
 
@@ -135,6 +149,16 @@ class Metrics:
         self._accounts: set[str] = set()
         self._rules: set[tuple[str, str]] = set()
         self._rule_series: dict[tuple[str, str], _RuleSeries] = {}
+        self.labels_dropped = Counter(
+            p + "metric_labels_dropped",
+            "Label values refused because the metric's label set is full (folded into 'other' or not shown)",
+            ["metric"],
+            registry=r,
+        )
+        self._error_codes = LabelBound("gateway_errors_total", MAX_ERROR_CODES, self.labels_dropped)
+        self._account_bound = LabelBound("account", MAX_ACCOUNTS, self.labels_dropped)
+        self._rule_bound = LabelBound("rule", MAX_RULE_SERIES, self.labels_dropped)
+        self._triggers = LabelBound("kills_total", MAX_TRIGGERS, self.labels_dropped)
 
         self.build_info = Gauge(
             p + "build_info", "Build of the running watchdog", ["version", "python"], registry=r
@@ -272,7 +296,7 @@ class Metrics:
         self.reconnects.inc()
 
     def observe_gateway_error(self, code: int) -> None:
-        self.gateway_errors.labels(str(code)).inc()
+        self.gateway_errors.labels(self._error_codes.fold(str(code))).inc()
 
     def observe_malformed(self) -> None:
         self.malformed.inc()
@@ -308,6 +332,8 @@ class Metrics:
             if pos.quantity != 0:
                 positions[pos.account] = positions.get(pos.account, 0) + 1
         for account, state in snapshot.accounts.items():
+            if not self._account_bound.admit(account):
+                continue
             for name, (field, _) in ACCOUNT_FIELDS.items():
                 self.account_values[name].labels(account).set(_num(state.value(field)))
             self.open_orders.labels(account).set(orders.get(account, 0))
@@ -322,6 +348,7 @@ class Metrics:
         for gone in self._accounts - keep:
             for g in (*self.account_values.values(), self.open_orders, self.positions, self.account_data_ts):
                 g.remove(gone)  # a no-op for label sets that were never set
+            self._account_bound.forget(gone)
         self._accounts = keep
 
     # rules -----------------------------------------------------------------------------------
@@ -332,6 +359,10 @@ class Metrics:
         (rule, account) and the one-hot state series are only rewritten when the state changes.
         """
         seen: set[tuple[str, str]] = set()
+        if self._rule_bound.full:  # free the slots of rules gone from this evaluation before adding
+            statuses = list(statuses)
+            current = {_rule_key(item) for item in statuses}
+            self.retain_rules(self._rules & current)
         for item in statuses:
             if isinstance(item, tuple):
                 rule, account, value, threshold, state = item
@@ -341,9 +372,11 @@ class Metrics:
                 threshold, state = item.threshold, item.state
                 op = getattr(item, "op", None)
             key = (rule, account or ALL_ACCOUNTS)
+            series = self._rule_series.get(key)
+            if series is None and not self._rule_bound.admit("|".join(key)):
+                continue
             seen.add(key)
             name = _state_name(state)
-            series = self._rule_series.get(key)
             if series is None:
                 series = self._rule_series[key] = _RuleSeries(
                     self.rule_value.labels(*key),
@@ -384,11 +417,12 @@ class Metrics:
             for s in RULE_STATES:
                 self.rule_state.remove(*gone, s)
             self._rule_series.pop(gone, None)
+            self._rule_bound.forget("|".join(gone))
         self._rules = keep
 
     # kill switch -----------------------------------------------------------------------------
     def observe_kill(self, report: KillReport) -> None:
-        self.kills.labels(report.action.value, report.trigger).inc()
+        self.kills.labels(report.action.value, self._triggers.fold(report.trigger)).inc()
         self.kill_outcomes.labels(report.outcome.value).inc()
         if report.outcome is KillOutcome.ESCALATED:
             self.kill_escalations.inc()
