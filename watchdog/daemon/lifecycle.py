@@ -106,6 +106,7 @@ class Daemon:
         """
         c = self.c
         c.store.write_pid(os.getpid())
+        c.audit.open()  # kept open: a kill's records need no free descriptor (state/files.py)
         c.metrics.declare_polls(POLLS)
         if self.config.metrics.enabled:
             try:

@@ -1,4 +1,11 @@
-"""The `/metrics` endpoint: prometheus_client's WSGI app on a small threaded server that stops cleanly."""
+"""The `/metrics` endpoint: prometheus_client's WSGI app on a small threaded server that stops cleanly.
+
+The server is bounded so that no local process can starve the daemon through it (issue 15: 1,020 idle
+connections took every descriptor and the kill's latch and audit writes failed): at most
+MAX_CONNECTIONS requests are handled at once, and while that many are open the server accepts no more
+(later ones wait in the kernel's listen backlog, which costs the daemon no descriptor); a connection
+that sends nothing for READ_TIMEOUT seconds is closed.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # serve_forever checks for shutdown this often; stop() blocks at most this long.
 _POLL_INTERVAL = 0.1
+MAX_CONNECTIONS = 16  # a Prometheus server scrapes with one; a few people with curl add a few
+READ_TIMEOUT = 5.0  # seconds a connection may stay silent (request line, headers) before it is closed
 
 
 class MetricsServerError(WatchdogError, OSError):
@@ -32,6 +41,33 @@ class _QuietHandler(WSGIRequestHandler):
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a stuck scraper must not hold up shutdown
+    block_on_close = False
+
+    max_connections = MAX_CONNECTIONS
+    read_timeout = READ_TIMEOUT
+
+    def server_activate(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Accept only with a free slot. Waiting here (not spinning) until one frees or the poll
+        # interval passes; the OSError tells socketserver "nothing accepted this round".
+        if not self._slots.acquire(timeout=_POLL_INTERVAL):
+            raise OSError(errno.EBUSY, "metrics server at its connection limit")
+        try:
+            sock, address = super().get_request()
+        except BaseException:
+            self._slots.release()
+            raise
+        sock.settimeout(self.read_timeout)  # every read and write of this connection
+        return sock, address
+
+    def close_request(self, request: Any) -> None:
+        try:
+            super().close_request(request)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A scraper hanging up mid-response is routine; the stdlib would print a traceback to stderr.
@@ -45,8 +81,15 @@ class _Server6(_Server):
 class MetricsServer:
     """One listening socket and one thread serving the registry; `stop()` closes both."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         self._app = make_wsgi_app(registry)
+        self._bounds = {"max_connections": max_connections, "read_timeout": read_timeout}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -54,8 +97,9 @@ class MetricsServer:
     def start(self, host: str, port: int) -> None:
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            cls = _Server6 if family == socket.AF_INET6 else _Server
-            httpd = make_server(host, port, self._app, server_class=cls, handler_class=_QuietHandler)
+            base = _Server6 if family == socket.AF_INET6 else _Server
+            cls: type[_Server] = type("BoundedServer", (base,), dict(self._bounds))
+            httpd: _Server = make_server(host, port, self._app, server_class=cls, handler_class=_QuietHandler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 why = "address already in use (another ibkr-watchdog instance? set metrics.port)"

@@ -7,10 +7,14 @@ import enum
 import json
 import logging
 import os
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from watchdog.errors import StateError
+from watchdog.state.files import StateDirectory, check_file, close_all, why
 
 log = logging.getLogger("watchdog.state.audit")
 
@@ -47,6 +51,10 @@ class AuditLog:
     the next kill step runs. Any failure (unwritable directory, full disk, damaged file) is reported
     loudly through the log at ERROR and `on_error`, counted in `failures`, and swallowed: the kill
     must go on without its audit trail rather than stop because of it.
+
+    The file is opened once (`open()`, at daemon start; else at the first record) without following
+    a link, and kept open: a record needs no free descriptor. When the name stops naming the open
+    file (rotated or removed), the next record opens it again.
     """
 
     def __init__(
@@ -63,6 +71,51 @@ class AuditLog:
         self.last_error = ""
         self._checked = False
         self._unsynced = False
+        self._dir = StateDirectory(path.parent, create=False)  # the store makes the directory
+        self._held: list[int | None] = [None]  # the kept descriptor; closed by the finalizer at the latest
+        weakref.finalize(self, close_all, self._held)
+
+    @property
+    def _fd(self) -> int | None:
+        return self._held[0]
+
+    @_fd.setter
+    def _fd(self, fd: int | None) -> None:
+        self._held[0] = fd
+
+    def open(self) -> None:
+        """Open (create) the file and keep it open. Raises StateError when it cannot be used: a link,
+        not a regular file, writable by others, or an unsafe directory — the daemon refuses to start."""
+        if not self._checked:
+            self._checked = True
+            self._check_existing()
+        try:
+            self._descriptor()
+        except OSError as exc:
+            raise StateError(f"cannot write {self.path}: {why(exc)}") from exc
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        self._dir.close()
+
+    def _descriptor(self) -> int:
+        """The kept descriptor; reopened when the name no longer names it. OSError/StateError on failure."""
+        name = self.path.name
+        if self._fd is not None:
+            if self._dir.same_file(name, self._fd):
+                return self._fd
+            old, self._fd = self._fd, None
+            os.close(old)
+        fd = self._dir.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            check_file(fd, name)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return fd
 
     def record(
         self,
@@ -81,15 +134,15 @@ class AuditLog:
             self._check_existing()
         line = self._encode(event, details, kill_id)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, line)
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            fd = self._descriptor()
+            os.write(fd, line)
+            if durable:
+                os.fsync(fd)
         except OSError as exc:
-            self._report(f"audit record {event!r} not written to {self.path}: {exc.strerror or exc}")
+            self._report(f"audit record {event!r} not written to {self.path}: {why(exc)}")
+            return False
+        except StateError as exc:
+            self._report(f"audit record {event!r} not written: {exc}")
             return False
         self._unsynced = not durable
         return True
@@ -99,13 +152,9 @@ class AuditLog:
         if not self._unsynced:
             return True
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self._report(f"audit file {self.path} not synced: {exc.strerror or exc}")
+            os.fsync(self._descriptor())
+        except (OSError, StateError) as exc:
+            self._report(f"audit file {self.path} not synced: {why(exc)}")
             return False
         self._unsynced = False
         return True
@@ -117,30 +166,36 @@ class AuditLog:
 
     def _check_existing(self) -> None:
         """Report damage left by a crash or a stray writer, and end a torn last line so it stays alone."""
+        if not self.path.parent.is_dir():
+            return
         try:
-            with open(self.path, "rb") as f:
+            fd = self._dir.open(self.path.name, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        except (OSError, StateError) as exc:
+            self._report(f"audit file {self.path} unreadable: {why(exc)}")
+            return
+        try:
+            with open(fd, "rb", closefd=False) as f:
                 size = f.seek(0, os.SEEK_END)
                 f.seek(max(0, size - TAIL_CHECK_BYTES))
                 tail = f.read()
-        except FileNotFoundError:
-            return
         except OSError as exc:
-            self._report(f"audit file {self.path} unreadable: {exc.strerror or exc}")
+            self._report(f"audit file {self.path} unreadable: {why(exc)}")
             return
+        finally:
+            self._dir.release(fd)
         lines = tail.split(b"\n")
         if size > TAIL_CHECK_BYTES:
             lines = lines[1:]  # the first line of a tail window is usually cut
         bad = sum(1 for ln in lines if ln.strip() and _parse(ln) is None)
         if tail and not tail.endswith(b"\n"):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-                try:
-                    os.write(fd, b"\n")
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                self._report(f"audit file {self.path}: cannot end its torn last line: {exc.strerror or exc}")
+                fd = self._descriptor()
+                os.write(fd, b"\n")
+                os.fsync(fd)
+            except (OSError, StateError) as exc:
+                self._report(f"audit file {self.path}: cannot end its torn last line: {exc}")
         if bad:
             self._report(f"audit file {self.path} has {bad} damaged line(s); they are skipped when read")
 

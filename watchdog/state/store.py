@@ -22,6 +22,7 @@ from typing import Any
 from watchdog.errors import StateError
 from watchdog.model import EMPTY_MAP, Action, KillReport, OpenOrder, Snapshot, TradingState
 from watchdog.state.audit import to_jsonable
+from watchdog.state.files import StateDirectory, check_file, why
 
 log = logging.getLogger("watchdog.state.store")
 
@@ -117,6 +118,7 @@ class StateStore:
         self._pending_loaded = False
         self._pid_fd: int | None = None
         self.problems: list[str] = []
+        self.files = StateDirectory(self.dir)  # opened on first use, kept: see state/files.py
 
     @property
     def audit_path(self) -> Path:
@@ -133,22 +135,26 @@ class StateStore:
 
     def _write(self, name: str, obj: Any, *, durable: bool = True) -> None:
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            atomic_write(self.dir / name, _dumps(obj), durable=durable)
+            self.files.replace(name, _dumps(obj), durable=durable)
+        except StateError as exc:
+            self._report(str(exc))
+            raise
         except OSError as exc:
-            msg = f"cannot write {self.dir / name}: {exc.strerror or exc}"
+            msg = f"cannot write {self.dir / name}: {why(exc)}"
             self._report(msg)
             raise StateError(msg) from exc
 
     def _read(self, name: str) -> Any:
         """The parsed file, None when missing; StateError when unreadable or not JSON."""
         path = self.dir / name
+        if not self.dir.is_dir():
+            return None  # nothing written yet (and reading must not create the directory)
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
+            raw = self.files.read(name)
         except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise StateError(f"cannot read {path}: {why(exc)}") from exc
+        if raw is None:
+            return None
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -230,32 +236,22 @@ class StateStore:
         """fsync the latch and pending files and the directory (after writes with durable=False)."""
         try:
             for name in (LATCH_FILE, PENDING_FILE):
-                try:
-                    fd = os.open(self.dir / name, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                self.files.fsync_file(name)
+            self.files.fsync()
         except OSError as exc:
-            msg = f"cannot sync {self.dir}: {exc.strerror or exc}"
+            msg = f"cannot sync {self.dir}: {why(exc)}"
             self._report(msg)
             raise StateError(msg) from exc
 
     def clear_pending(self) -> None:
         self._pending, self._pending_loaded = None, True
         try:
-            os.unlink(self.dir / PENDING_FILE)
+            self.files.unlink(PENDING_FILE)
+            self.files.fsync()
         except FileNotFoundError:
             return
-        except OSError as exc:
-            msg = f"cannot remove {self.dir / PENDING_FILE}: {exc.strerror or exc}"
+        except (OSError, StateError) as exc:
+            msg = f"cannot remove {self.dir / PENDING_FILE}: {why(exc)}"
             self._report(msg)
             raise StateError(msg) from exc
 
@@ -292,11 +288,16 @@ class StateStore:
         """
         pid = os.getpid() if pid is None else pid
         path = self.dir / PID_FILE
+        self.files.open_dir()  # StateError for a directory others could write in (or not ours)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self.files.open(PID_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise StateError(f"cannot write {path}: {why(exc)}") from exc
+        try:
+            check_file(fd, PID_FILE)
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"cannot write {path}: {why(exc)}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -313,12 +314,14 @@ class StateStore:
     def read_pid(self) -> int | None:
         """The running daemon's pid, or None when no daemon holds the state directory."""
         path = self.dir / PID_FILE
+        if not self.dir.is_dir():
+            return None
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = self.files.open(PID_FILE, os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise StateError(f"cannot read {path}: {why(exc)}") from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -334,7 +337,7 @@ class StateStore:
         if self._pid_fd is None:
             return
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.dir / PID_FILE)
+            self.files.unlink(PID_FILE)
         os.close(self._pid_fd)
         self._pid_fd = None
 

@@ -1,0 +1,211 @@
+"""The state directory held open: files opened relative to it, never through a link, even without free fds.
+
+Two threats shape this layer (issue 15):
+
+- **Links.** A `watchdog.pid` or `audit.jsonl` that is a symbolic link made the daemon truncate or
+  append to the link's target. Every file here is opened relative to a descriptor of the directory
+  (`dir_fd`) with `O_NOFOLLOW`, replaced with `rename` (which replaces a link, never its target),
+  and a directory writable by group or others, or owned by another user, is refused at open: whoever
+  can write in it could plant such links.
+- **Descriptor exhaustion.** With every descriptor taken (1,020 idle connections to /metrics under
+  the default limit of 1,024), the kill's latch, pending-kill and audit writes failed with EMFILE.
+  The directory descriptor is opened once and kept (its fsync needs no new descriptor), the audit
+  log keeps its own descriptor open (`AuditLog.open`), and one spare descriptor (on /dev/null) is
+  held in reserve: when opening a file fails with EMFILE or ENFILE, the spare is closed and the open
+  retried in the slot it frees, then the spare is taken back. An atomic replace needs exactly one
+  new descriptor at a time (the temp file), so one spare is enough for the loop's sequential writes.
+  Why not only keep files open: the latch and pending kill are replaced atomically (temp file +
+  rename), and each replacement is a new file, so it needs a new descriptor however it is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+import weakref
+from pathlib import Path
+
+from watchdog.errors import StateError
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+def close_all(fds: list[int | None]) -> None:
+    for fd in fds:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class StateDirectory:
+    """One state directory: an O_DIRECTORY descriptor opened on first use and kept, plus a spare.
+
+    Methods raise OSError like `os.open` does (ELOOP for a link); `open_dir` raises StateError for a
+    directory that is unsafe to use, with one line naming it and what to do.
+    """
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.create = create  # False: a missing directory is an error, not made here
+        # [directory fd, spare fd]; a list so the finalizer closes what is open when it runs
+        self._fds: list[int | None] = [None, None]
+        self._finalizer = weakref.finalize(self, close_all, self._fds)
+
+    # ------------------------------------------------------------------ the directory
+    @property
+    def fd(self) -> int:
+        """The directory's descriptor (opened, and checked, on first use)."""
+        fd = self._fds[0]
+        return self.open_dir() if fd is None else fd
+
+    def open_dir(self) -> int:
+        """Create the directory if missing (0750), open and check it, reserve the spare descriptor."""
+        if self._fds[0] is not None:
+            return self._fds[0]
+        try:
+            if self.create:
+                self.path.mkdir(parents=True, exist_ok=True, mode=0o750)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StateError(f"cannot use state directory {self.path}: {exc.strerror or exc}") from exc
+        try:
+            problem = unsafe_reason(os.fstat(fd), "state directory")
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        if problem:
+            os.close(fd)
+            raise StateError(f"refusing state directory {self.path}: {problem}")
+        self._fds[0] = fd
+        self._take_spare()
+        return fd
+
+    def close(self) -> None:
+        close_all(self._fds)
+        self._fds[0] = self._fds[1] = None
+
+    def fsync(self) -> None:
+        """Make renames and unlinks in the directory durable (no new descriptor needed)."""
+        os.fsync(self.fd)
+
+    # ------------------------------------------------------------------ files
+    def open(self, name: str, flags: int, mode: int = 0o640) -> int:
+        """`os.open(name, flags | O_NOFOLLOW)` relative to the directory; falls back on the spare slot."""
+        dir_fd = self.fd
+        try:
+            return os.open(name, flags | _NOFOLLOW, mode, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_DESCRIPTORS or self._fds[1] is None:
+                raise
+        spare, self._fds[1] = self._fds[1], None
+        os.close(spare)  # frees a slot: the retry takes it (the loop is the only writer here)
+        return os.open(name, flags | _NOFOLLOW, mode, dir_fd=dir_fd)
+
+    def release(self, fd: int) -> None:
+        """Close a descriptor from `open` and take the spare back if it was spent."""
+        os.close(fd)
+        if self._fds[1] is None:
+            self._take_spare()
+
+    def read(self, name: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+        """The file's bytes, None when it does not exist. OSError for a link (ELOOP) or a non-file."""
+        try:
+            fd = self.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        try:
+            check_file(fd, name)
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := os.read(fd, min(1 << 20, limit - size + 1)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+            return b"".join(chunks)
+        finally:
+            self.release(fd)
+
+    def replace(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        """Replace `name` with `data` all at once (temp file, rename); `durable` fsyncs file and directory.
+
+        A link named `name` is replaced, its target never touched."""
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        fd = self.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if durable:
+                    os.fsync(fd)
+            finally:
+                self.release(fd)
+            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=self.fd)
+            raise
+        if durable:
+            self.fsync()
+
+    def unlink(self, name: str) -> None:
+        os.unlink(name, dir_fd=self.fd)
+
+    def fsync_file(self, name: str) -> None:
+        """fsync an existing file by name (after writes with durable=False); a missing file is skipped."""
+        try:
+            fd = self.open(name, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            self.release(fd)
+
+    def same_file(self, name: str, fd: int) -> bool:
+        """True when `name` (not followed) still names the file open as `fd` (not rotated or replaced)."""
+        try:
+            now = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+    def _take_spare(self) -> None:
+        with contextlib.suppress(OSError):  # none free now: the next release tries again
+            self._fds[1] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def why(exc: OSError) -> str:
+    """An error from this module (StateError is an OSError too) in words for a one-line message."""
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link; refused (state files are never opened through a link)"
+    return exc.strerror or str(exc)
+
+
+def check_file(fd: int, name: str) -> None:
+    """OSError unless `fd` is a regular file owned by us (or root) and not writable by group or others."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"{name} is not a regular file")
+    problem = unsafe_reason(st, name)
+    if problem:
+        raise OSError(errno.EPERM, problem)
+
+
+def unsafe_reason(st: os.stat_result, what: str) -> str:
+    """Why a state directory or file with this stat is unsafe to trust, or "" when it is fine."""
+    mode = stat.S_IMODE(st.st_mode)
+    uid = os.geteuid()
+    if st.st_uid not in (uid, 0):  # root may own it: root can do anything anyway
+        return (
+            f"{what} is owned by uid {st.st_uid}, not by this process (uid {uid}); "
+            f"chown it to the user the watchdog runs as"
+        )
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{what} is writable by group or others (mode {mode:o}); chmod go-w it (0750 is right)"
+    return ""
