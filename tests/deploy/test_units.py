@@ -218,3 +218,9 @@ def test_strict_network_dropin_denies_all_but_loopback() -> None:
     drop = read_unit(SYSTEMD_DIR / "examples" / "network-strict.conf")
     assert drop["Service"]["IPAddressDeny"] == ["any"]
     assert drop["Service"]["IPAddressAllow"] == ["localhost"]
+
+
+@pytest.mark.parametrize("name", DAEMONS)
+def test_the_daemon_has_a_raised_descriptor_limit(name: str) -> None:
+    limit = last(unit(name), "Service", "LimitNOFILE")
+    assert limit is not None and int(limit) >= 4096

@@ -270,12 +270,16 @@ async def launch() -> AsyncIterator[Launcher]:
     started: list[DaemonProcess] = []
 
     async def start(
-        config: Path, *, notify: NotifySocket | None = None, args: tuple[str, ...] = ()
+        config: Path,
+        *,
+        notify: NotifySocket | None = None,
+        args: tuple[str, ...] = (),
+        preexec_fn: Callable[[], None] | None = None,
     ) -> DaemonProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "watchdog", "run", "--config", str(config), *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=_env(notify), cwd=REPO,
+            stderr=asyncio.subprocess.PIPE, env=_env(notify), cwd=REPO, preexec_fn=preexec_fn,
         )  # fmt: skip
         d = DaemonProcess(config, proc)
         d._drain = asyncio.ensure_future(d._read())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from tests.kill.fakes import FakeClock
 from watchdog.errors import StateError
 from watchdog.model import Action, TradingState
 from watchdog.state.audit import AuditLog, read_audit
+from watchdog.state.files import unsafe_reason
 from watchdog.state.store import AUDIT_FILE, LATCH_FILE, PID_FILE, Latch, StateStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,14 +87,17 @@ def test_a_state_directory_others_can_write_is_refused_in_one_line(
     assert not (state / PID_FILE).exists()
 
 
-def test_a_state_directory_owned_by_someone_else_is_refused(tmp_path: Path, clock: FakeClock) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("chown to another user needs root")
-    state = tmp_path / "state"
-    state.mkdir(mode=0o750)
-    os.chown(state, 4242, 4242)
-    with pytest.raises(StateError, match=r"owned by uid 4242, not by this process \(uid 0\)"):
-        StateStore(state, clock).write_pid(1234)
+def test_a_state_directory_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    st = os.stat(tmp_path)
+    theirs = os.stat_result((stat.S_IFDIR | 0o750, 0, 0, 2, 4242, 4242, 0, 0, 0, 0))
+    assert unsafe_reason(theirs, "state directory", uid=1000) == (
+        "state directory is owned by uid 4242, not by this process (uid 1000); "
+        "chown it to the user the watchdog runs as"
+    )
+    # root's own and root running the CLI against the service user's directory are fine
+    assert unsafe_reason(os.stat_result((stat.S_IFDIR | 0o750, 0, 0, 2, 0, 0, 0, 0, 0, 0)), "d", 1000) == ""
+    assert unsafe_reason(theirs, "state directory", uid=0) == ""
+    assert unsafe_reason(st, "d") == ""
 
 
 # A real process: the descriptor limit lowered to 64, every free descriptor taken, then the writes a

@@ -197,11 +197,15 @@ def check_file(fd: int, name: str) -> None:
         raise OSError(errno.EPERM, problem)
 
 
-def unsafe_reason(st: os.stat_result, what: str) -> str:
-    """Why a state directory or file with this stat is unsafe to trust, or "" when it is fine."""
+def unsafe_reason(st: os.stat_result, what: str, uid: int | None = None) -> str:
+    """Why a state directory or file with this stat is unsafe to trust, or "" when it is fine.
+
+    `uid` is the process's effective uid (default: ours). Owned by it or by root is fine; root
+    itself (an operator running `status` or `kill` as root) accepts any owner. Group or others
+    must not be able to write: they could plant links or replace files."""
     mode = stat.S_IMODE(st.st_mode)
-    uid = os.geteuid()
-    if st.st_uid not in (uid, 0):  # root may own it: root can do anything anyway
+    uid = os.geteuid() if uid is None else uid
+    if uid != 0 and st.st_uid not in (uid, 0):
         return (
             f"{what} is owned by uid {st.st_uid}, not by this process (uid {uid}); "
             f"chown it to the user the watchdog runs as"
