@@ -1,8 +1,14 @@
-"""The daemon's timers on APScheduler (AsyncIOScheduler, on the ib_async loop) and its config reload."""
+"""The daemon's timers and its config reload.
+
+Periodic jobs (heartbeat, polls, evaluation, and with it the systemd keep-alive) run on the loop's
+monotonic clock (`daemon/timers.py`); APScheduler (AsyncIOScheduler, on the ib_async loop) keeps the
+cron rules only, which are wall-clock times by nature.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -44,12 +50,12 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 def schedule_jobs(d: Daemon) -> None:
     """(Re)register every timer: heartbeat, polls, evaluation, scheduled rules, automatic re-arm."""
     c, cfg = d.c, d.config
-    sched = c.scheduler
+    sched, timers = c.scheduler, c.timers
     for job in sched.get_jobs():
         job.remove()
+    timers.remove_all()
     opts: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-    every = cfg.heartbeat.interval
-    sched.add_job(d.run_job, "interval", seconds=every, args=[d.heartbeat_job], id="heartbeat", **opts)
+    timers.every("heartbeat", cfg.heartbeat.interval, functools.partial(d.run_job, d.heartbeat_job))
     intervals = {
         "pnl": cfg.polling.pnl,
         "account_summary": cfg.polling.account_summary,
@@ -58,9 +64,8 @@ def schedule_jobs(d: Daemon) -> None:
         "executions": cfg.polling.executions,
     }
     for name, every in intervals.items():
-        sched.add_job(d.run_job, "interval", seconds=every, args=[d.poll, name], id=f"poll:{name}", **opts)
-    evaluate_every = min(intervals.values())
-    sched.add_job(d.evaluate_job, "interval", seconds=evaluate_every, id="evaluate", **opts)
+        timers.every(f"poll:{name}", every, functools.partial(d.run_job, d.poll, name))
+    timers.every("evaluate", min(intervals.values()), d.evaluate_job)
     for rule in cfg.rules:
         if rule.schedule is None or not rule.enabled:
             continue

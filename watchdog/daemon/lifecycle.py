@@ -165,6 +165,7 @@ class Daemon:
         c.sd.stopping()
         if c.scheduler.running:
             c.scheduler.shutdown(wait=False)
+        c.timers.remove_all()
         if self.kills.tasks and not self._requests.force:
             log.warning("waiting up to %.0fs for a running kill to finish", SHUTDOWN_GRACE)
             await self._wait_for_kills_or_force(SHUTDOWN_GRACE)

@@ -20,6 +20,7 @@ from watchdog.config.load import load_config
 from watchdog.config.schema import Config
 from watchdog.daemon.bot_watch import BotWatch
 from watchdog.daemon.control import ControlChannel
+from watchdog.daemon.timers import MonotonicJobs
 from watchdog.gateway.client import EventKind, Gateway, GatewayEvent
 from watchdog.kill.run import KillEvent, KillEventKind
 from watchdog.kill.switch import KillSwitch
@@ -78,6 +79,7 @@ class Components:
     rules: RulesPort
     schedule: SchedulePort = field(default_factory=SchedulePort)
     bots: BotWatch | None = None  # the dead-man's switch, when bots.heartbeats lists any bot
+    timers: MonotonicJobs = field(default_factory=MonotonicJobs)  # periodic jobs; the scheduler: cron
     load_config: Callable[[str], Config] = load_config
     # set by the daemon: called for gateway events after metrics/notifications are handled here
     on_gateway_event: Callable[[GatewayEvent], None] | None = None
