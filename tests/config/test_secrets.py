@@ -157,3 +157,44 @@ def test_a_literal_secret_in_a_file_others_can_read_gets_a_warning(
 )
 def test_no_warning_when_the_secret_is_safe(tmp_path: Path, url: str, mode: int) -> None:
     assert load(write(tmp_path, url, mode=mode), environ={"U": SECRET}).warnings == ()
+
+
+CRON_RULE = """\
+  - name: flat-by-close
+    schedule: {cron: "${CRON}", timezone: UTC}
+    action: close_all
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "piece"),
+    [
+        ("30 ENV-T0KEN-cron * * *", "ENV-T0KEN-cron"),  # the cron library quotes one field of it
+        ("30 1 * * mon-ENVT0KENcron", "ENVT"),  # ... or the first four letters of a weekday name
+    ],
+)
+def test_no_piece_of_an_outside_value_is_echoed_by_a_cron_error(
+    tmp_path: Path, value: str, piece: str
+) -> None:
+    path = write(tmp_path, "json://127.0.0.1:1/x")
+    path.write_text(path.read_text() + CRON_RULE)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"CRON": value})
+    text = str(info.value)
+    assert "rules[1].schedule: invalid" in text  # the problem is still named, with its place
+    assert piece not in text
+    for i in range(len(value) - 3):  # no run of 4 characters of the secret survives
+        if value[i : i + 4].strip(" *") == value[i : i + 4]:
+            assert value[i : i + 4] not in text, value[i : i + 4]
+
+
+def test_a_url_typed_as_a_key_is_not_echoed(tmp_path: Path) -> None:
+    p = tmp_path / "rules.yaml"
+    p.write_text(BASE.format(url="json://127.0.0.1:1/x", port="4002").replace(
+        "    - url: json://127.0.0.1:1/x\n", f"    - {SECRET}: x\n"
+    ))  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(p, environ={})
+    text = str(info.value)
+    assert "notifications.targets[0].***: unknown key (not shown: it looks like a URL or a secret" in text
+    assert MARK not in text and "AAHsup3r" not in text and "123456" not in text

@@ -19,6 +19,7 @@ import pydantic
 
 from watchdog.config.describe import describe_config, describe_rule
 from watchdog.config.input_file import InputFileError, read_input_file
+from watchdog.config.redaction import Redactor, looks_like_secret_key
 from watchdog.config.schema import Config, cross_check
 from watchdog.config.strict_yaml import Path as TreePath
 from watchdog.config.strict_yaml import YamlDoc, parse_yaml, plain_scalar
@@ -104,7 +105,9 @@ def load(
             problems.append(ConfigProblem(name, doc.line_of(loc), _dotted(loc), _message(err, loc, secret)))
     if problems or config is None:
         # Last line of defence: no message may carry a value that came from outside the file.
-        problems = [_redact(p, interp.values) for p in problems]
+        redactor = Redactor(interp.values)
+        values = interp.values | _secret_keys(doc.data)  # a key is masked whole (its pieces are words)
+        problems = [_redact(p, values, redactor) for p in problems]
         problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.path))
         raise ConfigError(_dedupe(problems))
     warnings: list[ConfigProblem] = []
@@ -150,17 +153,33 @@ def _at(data: Any, path: TreePath) -> Any:
     return data
 
 
-def _redact(problem: ConfigProblem, values: set[str]) -> ConfigProblem:
-    message = problem.message
+def _redact(problem: ConfigProblem, values: set[str], redactor: Redactor) -> ConfigProblem:
+    """Mask secrets in a problem's message and path: whole values, their repr() spelling, and any
+    piece of 4 or more characters of one (a cron error quoting one field of a `${VAR}` value)."""
+    message, path = problem.message, problem.path
     for value in sorted(values, key=len, reverse=True):
         if len(value) < 3:  # too short to be a secret; redacting it would garble the message
             continue
         message = message.replace(value, "***").replace(repr(value)[1:-1], "***")
-    return (
-        problem
-        if message == problem.message
-        else ConfigProblem(problem.file, problem.line, problem.path, message)
-    )
+        path = path.replace(value, "***")
+    message, path = redactor(message), redactor(path)
+    if (message, path) == (problem.message, problem.path):
+        return problem
+    return ConfigProblem(problem.file, problem.line, path, message)
+
+
+def _secret_keys(data: Any) -> set[str]:
+    """Mapping keys that look like a URL or a credential: secrets typed as a key (`- json://…: x`)."""
+    found: set[str] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found.update(k for k in node if isinstance(k, str) and looks_like_secret_key(k))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
@@ -360,6 +379,8 @@ class _Default(dict[str, Any]):
 def _unknown_key(loc: tuple[Any, ...]) -> str:
     known = _known_keys(loc[:-1])
     key = str(loc[-1])
+    if looks_like_secret_key(key):
+        return "unknown key (not shown: it looks like a URL or a secret; write it as a value, e.g. url: …)"
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key {key!r}{hint} (known keys here: {', '.join(known)})"
