@@ -7,6 +7,7 @@ A URL is a secret (webhook tokens, passwords, bot ids). It is only ever shown th
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from watchdog.config.input_file import InputFileError, read_input_file
+from watchdog.config.redaction import Redactor
 from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Severity
 
@@ -95,11 +97,19 @@ def secret_fragments(url: str) -> set[str]:
 
 
 def redact(text: str, fragments: Iterable[str]) -> str:
-    # Longest first so a whole URL is replaced before its pieces.
-    for frag in sorted(fragments, key=len, reverse=True):
+    """Mask whole fragments (longest first, so a whole URL goes before its pieces), then any run of
+    4 or more characters of a token, password or key (a webhook answer quoting part of its token).
+    Whole URLs are not cut into pieces: their scheme and host are words every message may use."""
+    frags = sorted(fragments, key=len, reverse=True)
+    for frag in frags:
         if frag in text:
             text = text.replace(frag, REDACTED)
-    return text
+    return _piece_redactor(frozenset(f for f in frags if "://" not in f))(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _piece_redactor(tokens: frozenset[str]) -> Redactor:
+    return Redactor(tokens)
 
 
 class SecretFilter(logging.Filter):
