@@ -110,3 +110,34 @@ def test_rules_in_an_open_quiet_window_do_not_fire() -> None:
 def test_an_invalid_cron_expression_is_refused() -> None:
     with pytest.raises(ValueError, match="Wrong number of fields"):
         cron_trigger_expr("55 15 * *", "America/New_York")
+
+
+# ---- the night clocks go back: 2026-11-01 02:00 EDT → 01:00 EST, so 01:00–01:59 happens twice in New York
+def test_a_cron_time_in_the_repeated_hour_fires_once_on_the_fall_back_night() -> None:
+    trigger = cron_trigger(Schedule(cron="30 1 * * *", timezone="America/New_York"))
+    fires = next_fire_times(trigger, utc(2026, 10, 31, 12), 3)
+    # the first 01:30 (EDT, 05:30 UTC) only, not the second (EST, 06:30 UTC); then every night as usual
+    assert iso(fires) == ["Sun 11-01 05:30", "Mon 11-02 06:30", "Tue 11-03 06:30"]
+
+
+def test_an_hourly_cron_skips_the_repeated_wall_clock_hour() -> None:
+    fires = next_fire_times(cron_trigger_expr("30 * * * *", "America/New_York"), utc(2026, 11, 1, 4), 3)
+    # 01:30 EDT, then 02:30 EST: the wall clock never reads 01:30 a second time for this rule
+    assert iso(fires) == ["Sun 11-01 04:30", "Sun 11-01 05:30", "Sun 11-01 07:30"]
+
+
+def test_a_skipped_wall_time_in_march_fires_once_an_hour_later() -> None:
+    fires = next_fire_times(cron_trigger_expr("30 2 * * *", "America/New_York"), utc(2026, 3, 7, 12), 2)
+    # 02:30 does not exist on 2026-03-08 (02:00 EST → 03:00 EDT): it fires at 03:30 EDT = 07:30 UTC
+    assert iso(fires) == ["Sun 03-08 07:30", "Mon 03-09 06:30"]
+
+
+def test_a_one_hour_quiet_window_over_the_fall_back_lasts_one_real_hour() -> None:
+    window = QuietWindow.model_validate(
+        {"name": "one-hour", "cron": "0 1 * * *", "duration": "1h", "timezone": "America/New_York",
+         "rules": ["gateway-down"]}
+    )  # fmt: skip
+    night = range(int(utc(2026, 11, 1, 3)), int(utc(2026, 11, 1, 9)), 60)
+    inside = [t for t in night if in_quiet_window([window], t)]
+    assert len(inside) == 60  # minutes: one real hour, not two
+    assert (inside[0], inside[-1]) == (utc(2026, 11, 1, 5, 0), utc(2026, 11, 1, 5, 59))

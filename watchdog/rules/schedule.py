@@ -1,4 +1,12 @@
-"""Cron helpers for scheduled rules and quiet windows: APScheduler CronTrigger with zoneinfo, DST-correct."""
+"""Cron helpers for scheduled rules and quiet windows: APScheduler CronTrigger with zoneinfo, DST-correct.
+
+DST semantics (docs/rules.md):
+- a cron time fires **once per wall-clock time**: on the night clocks go back, `30 1 * * *` fires at
+  the first 01:30 only (APScheduler alone fires at both); a wall time skipped when clocks go forward
+  (02:30 in New York in March) fires at the moment it would have been, one hour later on the wall;
+- a quiet window lasts its `duration` in real elapsed seconds from its (single) start, so a one-hour
+  window over the change is one hour long, never two.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +34,37 @@ __all__ = [
 _UTC = datetime.UTC
 
 
+class OncePerWallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """A CronTrigger that skips the second occurrence of a wall-clock time repeated by a fall-back."""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime.datetime | None, now: datetime.datetime
+    ) -> datetime.datetime | None:
+        fire: datetime.datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        for _ in range(4):  # at most one repeated hour a night; bounded all the same
+            if fire is None or not _is_repeat(fire):
+                return fire
+            fire = super().get_next_fire_time(fire, fire)
+        return fire
+
+
+def _is_repeat(fire: datetime.datetime) -> bool:
+    """True when `fire` is the second occurrence (after the fall-back) of its wall-clock time."""
+    tz = fire.tzinfo
+    if tz is None:
+        return False
+    wall = fire.astimezone(tz).replace(tzinfo=None)
+    first = wall.replace(tzinfo=tz, fold=0)
+    return first.timestamp() < fire.timestamp()
+
+
 @functools.lru_cache(maxsize=128)
 def cron_trigger_expr(expr: str, timezone: str) -> CronTrigger:
-    """A CronTrigger for a five-field crontab in an IANA time zone (wall-clock times follow DST).
+    """A trigger for a five-field crontab in an IANA time zone (wall-clock times follow DST), firing
+    once per wall-clock time (see the module docstring).
 
     Cached: quiet windows are checked on every evaluation, and a trigger is immutable once built."""
-    return CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+    return OncePerWallClockTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
 
 
 def cron_trigger(schedule: Schedule) -> CronTrigger:
