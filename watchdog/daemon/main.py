@@ -47,7 +47,7 @@ def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
         return 2
     configure(config.logging.level, as_json=config.logging.json_format)
     try:
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        Path(config.state_dir).mkdir(parents=True, exist_ok=True, mode=0o750)  # never group-writable
     except OSError as exc:
         print(f"state_dir {config.state_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import errno
 import os
 import secrets
 import stat
+import threading
 import weakref
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class StateDirectory:
         # [directory fd, spare fd]; a list so the finalizer closes what is open when it runs
         self._fds: list[int | None] = [None, None]
         self._finalizer = weakref.finalize(self, close_all, self._fds)
+        self._spare_lock = threading.Lock()  # the loop is the only writer; a lock costs nothing
 
     # ------------------------------------------------------------------ the directory
     @property
@@ -100,7 +102,10 @@ class StateDirectory:
         except OSError as exc:
             if exc.errno not in _OUT_OF_DESCRIPTORS or self._fds[1] is None:
                 raise
-        spare, self._fds[1] = self._fds[1], None
+        with self._spare_lock:
+            spare, self._fds[1] = self._fds[1], None
+        if spare is None:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
         os.close(spare)  # frees a slot: the retry takes it (the loop is the only writer here)
         return os.open(name, flags | _NOFOLLOW, mode, dir_fd=dir_fd)
 
@@ -176,8 +181,11 @@ class StateDirectory:
         return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def _take_spare(self) -> None:
-        with contextlib.suppress(OSError):  # none free now: the next release tries again
-            self._fds[1] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        with self._spare_lock:
+            if self._fds[1] is not None:
+                return
+            with contextlib.suppress(OSError):  # none free now: the next release tries again
+                self._fds[1] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def why(exc: OSError) -> str:
