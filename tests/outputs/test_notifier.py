@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from prometheus_client import generate_latest
 from tests.outputs.conftest import Capture, make_kill_report
 from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Action, Breach, BreachKind, KillOutcome, Severity
+from watchdog.outputs import logging_setup as logsetup
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
 
@@ -370,3 +372,18 @@ async def test_a_piece_of_a_token_quoted_in_a_message_is_masked(capture: Capture
     message = capture.snapshot()[0]["message"]
     assert SECRET_PATH[3:12] not in message and SECRET_PASS[:6] not in message
     assert "bad token ...***... and ***" in message
+
+
+async def test_our_own_log_lines_lose_any_piece_of_a_token(capture: Capture) -> None:
+    out = io.StringIO()
+    logsetup.configure("INFO", stream=out)
+    try:
+        n = Notifier(config([(f"json://watch:{SECRET_PASS}@127.0.0.1:{capture.port}/{SECRET_PATH}", ALL)]))
+        logging.getLogger("watchdog.daemon.lifecycle").warning("webhook said: bad token %s", SECRET_PATH[2:9])
+        await n.stop(1)
+        logging.getLogger("watchdog.daemon.lifecycle").warning("after stop %s", "plain")
+    finally:
+        logsetup.flush()
+    text = out.getvalue()
+    assert SECRET_PATH[2:9] not in text
+    assert "webhook said: bad token ***" in text and "after stop plain" in text

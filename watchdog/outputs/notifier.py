@@ -112,6 +112,10 @@ class Notifier:
         self._filter = SecretFilter()
         for name in SCRUBBED_LOGGERS:
             logging.getLogger(name).addFilter(self._filter)
+        # every other log line too (ours, ib_async's): through the handlers the records end in
+        self._filtered_handlers = list(logging.getLogger().handlers)
+        for handler in self._filtered_handlers:
+            handler.addFilter(self._filter)
         self._targets: list[_Target] = []
         self._retired: set[asyncio.Task[None]] = set()
         self._ongoing: dict[tuple[str, str], _Ongoing] = {}
@@ -186,6 +190,8 @@ class Notifier:
         self._running = False
         for name in SCRUBBED_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
+        for handler in self._filtered_handlers:
+            handler.removeFilter(self._filter)
 
     def _retire(self, t: _Target) -> asyncio.Task[None] | None:
         """Ask a sender to finish its queue and exit (or stop it at once if the queue is full)."""

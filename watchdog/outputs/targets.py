@@ -126,7 +126,8 @@ class SecretFilter(logging.Filter):
         had_exc = bool(record.exc_info)
         if had_exc:
             # A traceback may quote the URL; keep its text, scrubbed, and drop the live exception.
-            text += "\n" + logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+            trace = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+            text += " | " + " | ".join(trace.splitlines())
             record.exc_info, record.exc_text = None, None
         clean = redact(text, self.fragments)
         if had_exc or clean != text:
