@@ -19,7 +19,7 @@ import pydantic
 
 from watchdog.config.describe import describe_config, describe_rule
 from watchdog.config.input_file import InputFileError, read_input_file
-from watchdog.config.redaction import Redactor, looks_like_secret_key
+from watchdog.config.redaction import looks_like_secret_key, redact_quoted
 from watchdog.config.schema import Config, cross_check
 from watchdog.config.strict_yaml import Path as TreePath
 from watchdog.config.strict_yaml import YamlDoc, parse_yaml, plain_scalar
@@ -105,9 +105,8 @@ def load(
             problems.append(ConfigProblem(name, doc.line_of(loc), _dotted(loc), _message(err, loc, secret)))
     if problems or config is None:
         # Last line of defence: no message may carry a value that came from outside the file.
-        redactor = Redactor(interp.values)
         values = interp.values | _secret_keys(doc.data)  # a key is masked whole (its pieces are words)
-        problems = [_redact(p, values, redactor) for p in problems]
+        problems = [_redact(p, values, interp.values) for p in problems]
         problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.path))
         raise ConfigError(_dedupe(problems))
     warnings: list[ConfigProblem] = []
@@ -153,16 +152,17 @@ def _at(data: Any, path: TreePath) -> Any:
     return data
 
 
-def _redact(problem: ConfigProblem, values: set[str], redactor: Redactor) -> ConfigProblem:
-    """Mask secrets in a problem's message and path: whole values, their repr() spelling, and any
-    piece of 4 or more characters of one (a cron error quoting one field of a `${VAR}` value)."""
+def _redact(problem: ConfigProblem, values: set[str], outside: set[str]) -> ConfigProblem:
+    """Mask secrets in a problem's message and path: whole values, their repr() spelling, and pieces
+    of outside values (4+ characters in a quoted value, e.g. a cron error quoting one field of a
+    `${VAR}` value; 12+ anywhere)."""
     message, path = problem.message, problem.path
     for value in sorted(values, key=len, reverse=True):
         if len(value) < 3:  # too short to be a secret; redacting it would garble the message
             continue
         message = message.replace(value, "***").replace(repr(value)[1:-1], "***")
         path = path.replace(value, "***")
-    message, path = redactor(message), redactor(path)
+    message, path = redact_quoted(message, outside), redact_quoted(path, outside)
     if (message, path) == (problem.message, problem.path):
         return problem
     return ConfigProblem(problem.file, problem.line, path, message)

@@ -1,10 +1,11 @@
-"""Masking secrets in text: any run of 4 or more characters taken from a secret, not just the whole value.
+"""Masking secrets in text: any piece of a secret, not just the whole value.
 
 Whole-value replacement leaked the rest: a cron error quoting one field of a `${VAR}` value showed
-`ENV-T0KEN-cron`, a piece of the token. Here every position of the text covered by some 4-character
-piece (a 4-gram) of a secret is masked, so any substring of 4 or more characters of any secret goes,
-wherever it is cut. This over-masks rather than under-masks: a 4-character word the message shares
-with a secret is masked too; in an error message that is the right trade.
+`ENV-T0KEN-cron`, a piece of the token. A `Redactor` masks every position of a text covered by some
+`min_piece`-character piece (n-gram) of a secret, so any substring of that length or more goes,
+wherever it is cut. It over-masks rather than under-masks (a word the text shares with a secret goes
+too), so the length is chosen per use: `redact_quoted` masks pieces of 4 inside the quoted values a
+message echoes and pieces of 12 anywhere, so the message's own words ("secret", "cron") survive.
 """
 
 from __future__ import annotations
@@ -55,6 +56,19 @@ class Redactor:
             last = end
         out.append(text[last:])
         return "".join(out)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+LONG_PIECE = 12  # outside quotes: longer than any word of ours ("heartbeats"), so none matches by chance
+
+
+def redact_quoted(text: str, secrets: Iterable[str]) -> str:
+    """Mask pieces of 4+ characters of `secrets` in the quoted values of `text`, and of 12+ anywhere."""
+    values = list(secrets)
+    short, long = Redactor(values), Redactor(values, LONG_PIECE)
+    if not short:
+        return text
+    return long(_QUOTED.sub(lambda m: short(m.group(0)), text))
 
 
 def looks_like_secret_key(key: str) -> bool:

@@ -1,4 +1,4 @@
-"""The daemon: wiring, lifecycle, APScheduler timers, signals, reload, control requests, `run`.
+"""The daemon: wiring, lifecycle, timers (monotonic; APScheduler for cron), signals, reload, control, `run`.
 
 It owns the event loop and connects the stages (gateway → rules → kill switch → outputs, with
 state and config beside them). It may import every package above; nothing but the top-level

@@ -98,8 +98,8 @@ def secret_fragments(url: str) -> set[str]:
 
 def redact(text: str, fragments: Iterable[str]) -> str:
     """Mask whole fragments (longest first, so a whole URL goes before its pieces), then any run of
-    4 or more characters of a token, password or key (a webhook answer quoting part of its token).
-    Whole URLs are not cut into pieces: their scheme and host are words every message may use."""
+    TOKEN_PIECE or more characters of a token, password or key (a webhook answer quoting part of its
+    token). Whole URLs are not cut into pieces: their scheme and host are words every message uses."""
     frags = sorted(fragments, key=len, reverse=True)
     for frag in frags:
         if frag in text:
@@ -107,9 +107,14 @@ def redact(text: str, fragments: Iterable[str]) -> str:
     return _piece_redactor(frozenset(f for f in frags if "://" not in f))(text)
 
 
+# Log lines and notifications are mostly our own words: a 6-character piece of a token is specific
+# enough ("Passw" would mask "Password"); a config error masks 4-character pieces of quoted values.
+TOKEN_PIECE = 6
+
+
 @functools.lru_cache(maxsize=8)
 def _piece_redactor(tokens: frozenset[str]) -> Redactor:
-    return Redactor(tokens)
+    return Redactor(tokens, TOKEN_PIECE)
 
 
 class SecretFilter(logging.Filter):
