@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 from tests.faults.conftest import DaemonFactory, Row, until
 from watchdog.config.schema import Config
 from watchdog.daemon.jobs import reload_config_async
+from watchdog.gateway.connection import ERROR_CODES_KEPT
 from watchdog.model import KillOutcome
 from watchdog.outputs import logging_setup as logsetup
 from watchdog.outputs.metrics import MAX_ERROR_CODES
@@ -105,15 +106,16 @@ async def test_a_gateway_sending_many_distinct_error_codes_keeps_metrics_bounded
     sim: Simulator, make_daemon: DaemonFactory
 ) -> None:
     d = await make_daemon()
-    for code in range(5000, 5300):  # 300 codes nobody documents
+    for code in range(5000, 5400):  # 400 codes nobody documents
         sim.faults.inject_error(code, "odd")
     dropped = {"metric": "gateway_errors_total"}
     await until(
-        lambda: Row.metric(d, "ibkr_watchdog_metric_labels_dropped_total", dropped) == 300 - MAX_ERROR_CODES,
+        lambda: Row.metric(d, "ibkr_watchdog_metric_labels_dropped_total", dropped) == 400 - MAX_ERROR_CODES,
         10,
         "every code counted",
     )
     assert Row.metric(d, "ibkr_watchdog_gateway_errors_total", {"code": "5000"}) == 1
-    assert Row.metric(d, "ibkr_watchdog_gateway_errors_total", {"code": "other"}) == 300 - MAX_ERROR_CODES
+    assert Row.metric(d, "ibkr_watchdog_gateway_errors_total", {"code": "other"}) == 400 - MAX_ERROR_CODES
     page = generate_latest(d.c.metrics.registry).decode()
     assert page.count("ibkr_watchdog_gateway_errors_total{") <= MAX_ERROR_CODES + 1
+    assert len(d.c.gateway.error_counts) <= ERROR_CODES_KEPT + 1  # the gateway's own tally too

@@ -39,6 +39,8 @@ T = TypeVar("T")
 DEGRADED_CODES = frozenset({1100, 2110})  # gateway lost IB's servers: socket fine, data stopped
 RESTORED_CODES = frozenset({1101, 1102})  # 1101: restored, data lost (re-request); 1102: data kept
 ORDER_ERRORS_KEPT = 1_000  # the kill switch only asks about orders it placed moments ago
+ERROR_CODES_KEPT = 200  # IB documents ~300 codes and a session sees a handful; more is an odd gateway
+OTHER_ERROR_CODE = -1  # where codes past ERROR_CODES_KEPT are counted
 NOTICE_CODES = frozenset({202, 399, 10167})  # order cancelled / order warnings: counted, no event
 
 
@@ -97,7 +99,7 @@ class GatewayConnection:
         self.backoff = Backoff(hb.reconnect_initial, hb.reconnect_max, rand=rand or random.random)
         self.malformed_messages = 0
         self._order_errors: dict[int, tuple[int, str]] = {}
-        self.error_counts: Counter[int] = Counter()
+        self.error_counts: Counter[int] = Counter()  # by code; past ERROR_CODES_KEPT under OTHER_ERROR_CODE
         self.connect_attempts = 0
         self.connect_failures = 0
         self.down_detected_at: float | None = None  # monotonic time the last half-open was declared
@@ -415,7 +417,9 @@ class GatewayConnection:
             self._connect_abort.set()
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
-        self.error_counts[code] += 1
+        counts = self.error_counts
+        # bounded like the metric's label set: a gateway inventing codes cannot grow the process
+        counts[code if code in counts or len(counts) < ERROR_CODES_KEPT else OTHER_ERROR_CODE] += 1
         if req_id > 0 and not (2100 <= code < 2200 or code in NOTICE_CODES):
             # request and order ids share one sequence in ib_async: keyed by id, this is per order.
             # 202 "Order Canceled" is a notice, not a rejection: a re-price or another instance's
