@@ -94,7 +94,7 @@ def load(
     except pydantic.ValidationError as e:
         for err in e.errors(include_url=False):
             loc = tuple(err["loc"])
-            if any(loc[: len(f)] == f for f in interp.failed):
+            if loc in doc.refused or any(loc[: len(f)] == f for f in interp.failed):
                 continue  # already reported as an interpolation problem
             # Inputs under `notifications` or holding an outside value anywhere inside are not echoed.
             secret = (

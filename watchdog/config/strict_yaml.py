@@ -78,6 +78,7 @@ class YamlDoc:
     data: Any = None
     lines: dict[Path, int] = field(default_factory=dict)
     problems: list[tuple[int | None, Path, str]] = field(default_factory=list)
+    refused: set[Path] = field(default_factory=set)  # values dropped (None) for a problem above
 
     def line_of(self, path: Path) -> int | None:
         """Line of `path`, or of its nearest ancestor written in the file."""
@@ -188,6 +189,7 @@ class _Converter:
             return text.lower() == "true"
         if _too_long(text):
             self.problem(node, path, f"number too long ({_digits(text)} digits; at most {MAX_NUMBER_DIGITS})")
+            self.doc.refused.add(path)
             return None
         if tag == _INT:
             return int(text)
