@@ -102,6 +102,7 @@ async def test_a_blackholed_route_is_declared_down_and_the_kill_runs_when_it_is_
 def abandon(d: Daemon) -> None:
     """What `kill -9` leaves: no stop(), tasks gone, socket dropped, pid lock released by the kernel."""
     d.c.scheduler.shutdown(wait=False)
+    d.c.timers.remove_all()  # the periodic jobs (heartbeat, polls) die with the process
     for task in list(d.kills.tasks):
         task.cancel()
     ib = d.c.gateway._ib
