@@ -41,9 +41,16 @@ ORDER_TYPES = ",".join(
 LIQUID_HOURS = "20260101:0930-20260101:1600"
 
 
-def contract_details(req_id: int, inst: Instrument) -> list[Field]:
-    """contractDetails at v164+: no version field; minSize, sizeIncrement, suggestedSizeIncrement last."""
+def contract_details(
+    req_id: int, inst: Instrument, hours: tuple[str, str, str] | None = None, rule_id: int = 26
+) -> list[Field]:
+    """contractDetails at v164+: no version field; minSize, sizeIncrement, suggestedSizeIncrement last.
+
+    `hours` = (timeZoneId, tradingHours, liquidHours); None = a fixed sample day in US/Eastern.
+    `marketRuleIds` has one id per valid exchange, in the same order."""
     exchange = inst.exchange
+    valid = VALID_EXCHANGES.get(inst.sec_type, exchange)
+    time_zone, trading, liquid = hours or ("US/Eastern", LIQUID_HOURS, LIQUID_HOURS)
     size_inc = 0.0001 if inst.sec_type == "STK" else 1
     return [
         CONTRACT_DATA,
@@ -62,7 +69,7 @@ def contract_details(req_id: int, inst: Instrument) -> list[Field]:
         inst.min_tick,
         inst.multiplier_text,
         ORDER_TYPES,
-        VALID_EXCHANGES.get(inst.sec_type, exchange),
+        valid,
         1,  # priceMagnifier
         inst.under_con_id,
         inst.long_name,
@@ -71,16 +78,16 @@ def contract_details(req_id: int, inst: Instrument) -> list[Field]:
         "",
         "",
         "",  # industry, category, subcategory
-        "US/Eastern",
-        LIQUID_HOURS,
-        LIQUID_HOURS,
+        time_zone,
+        trading,
+        liquid,
         "",
         "",  # evRule, evMultiplier
         0,  # secIdList count
         1,  # aggGroup
         inst.symbol if inst.sec_type in ("FUT", "OPT") else "",  # underSymbol
         {"FUT": "IND", "OPT": "STK"}.get(inst.sec_type, ""),  # underSecType
-        "26",  # marketRuleIds
+        ",".join([str(rule_id)] * len(valid.split(","))),  # marketRuleIds
         inst.last_trade_date,  # realExpirationDate
         "COMMON" if inst.sec_type == "STK" else "",  # stockType
         size_inc,

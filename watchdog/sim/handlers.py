@@ -6,8 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from watchdog.sim import market_data as md
 from watchdog.sim import messages as m
 from watchdog.sim.codec import field_at, to_bool, to_float, to_int
+from watchdog.sim.exchange import calendar_of, hours_text, market_rule_id
 from watchdog.sim.server import ClientConn
 
 if TYPE_CHECKING:
@@ -166,7 +168,11 @@ def req_contract_details(sim: Simulator, conn: ClientConn, f: list[str]) -> None
         conn.error(req_id, 200, "No security definition has been found for the request")
         return
     for inst in found:
-        conn.send(m.contract_details(req_id, inst))
+        hours = None
+        if sim.rules.publish_hours:
+            cal, now = calendar_of(inst), sim.clock()
+            hours = (cal.time_zone, hours_text(cal, "trading", now), hours_text(cal, "liquid", now))
+        conn.send(m.contract_details(req_id, inst, hours, market_rule_id(inst)))
     conn.send(m.contract_details_end(req_id))
 
 
@@ -180,11 +186,9 @@ def cancel_order(sim: Simulator, conn: ClientConn, f: list[str]) -> None:
 
 
 def global_cancel(sim: Simulator, conn: ClientConn, f: list[str]) -> None:
+    if sim.refuse_read_only(conn, -1):
+        return
     sim.global_cancel()
-
-
-def ignore(sim: Simulator, conn: ClientConn, f: list[str]) -> None:
-    """Requests a gateway accepts without an answer (market data type, ...)."""
 
 
 HANDLERS: dict[int, Handler] = {
@@ -199,7 +203,10 @@ HANDLERS: dict[int, Handler] = {
     m.IN_REQ_ALL_OPEN_ORDERS: req_all_open_orders,
     m.IN_REQ_CURRENT_TIME: current_time,
     m.IN_REQ_GLOBAL_CANCEL: global_cancel,
-    m.IN_REQ_MARKET_DATA_TYPE: ignore,
+    m.IN_REQ_MARKET_DATA_TYPE: md.req_market_data_type,
+    md.IN_REQ_MKT_DATA: md.req_mkt_data,
+    md.IN_CANCEL_MKT_DATA: md.cancel_mkt_data,
+    md.IN_REQ_MARKET_RULE: md.req_market_rule,
     m.IN_REQ_POSITIONS: req_positions,
     m.IN_REQ_ACCOUNT_SUMMARY: account_summary,
     m.IN_CANCEL_ACCOUNT_SUMMARY: cancel_account_summary,

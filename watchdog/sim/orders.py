@@ -81,6 +81,11 @@ class OrderEngine:
         self._exec_seq = itertools.count(1)
         self._manual_ids = itertools.count(-1, -1)
         self._filling: set[int] = set()  # permIds with a fill scheduled
+        # the contract's own session from its calendar (None: the global `session`)
+        self.session_of: Callable[[Instrument], str | None] = lambda inst: None
+
+    def session_for(self, inst: Instrument) -> str:
+        return self.session_of(inst) or self.session
 
     # --- placing -------------------------------------------------------------------------
 
@@ -210,14 +215,19 @@ class OrderEngine:
         return order
 
     def _outside_rth_market_stock(self, order: SimOrder) -> bool:
-        return order.inst.sec_type == "STK" and order.order_type == "MKT" and self.session != "regular"
+        return (
+            order.inst.sec_type == "STK"
+            and order.order_type == "MKT"
+            and self.session_for(order.inst) != "regular"
+        )
 
     # --- matching ------------------------------------------------------------------------
 
     def can_trade(self, order: SimOrder) -> bool:
-        if self.session == "closed":
+        session = self.session_for(order.inst)
+        if session == "closed":
             return False
-        if self.session == "regular":
+        if session == "regular":
             return True
         if order.inst.trades_extended_hours:
             return True

@@ -50,6 +50,7 @@ class ClientConn:
         self.version = 0
         self.options = ""
         self.subs = Subscriptions()
+        self.market_data_type = 1  # reqMarketDataType: 1 live, 2 frozen, 3 delayed, 4 delayed frozen
         self.malformed = 0
         self.closed = False
         self._times: collections.deque[float] = collections.deque()

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from watchdog.sim import messages as m
+from watchdog.sim.account_quirks import AccountQuirksMixin
 from watchdog.sim.book import Book, Execution
 from watchdog.sim.codec import field_at, to_bool, to_float, to_int
 from watchdog.sim.control import ControlMixin, SimulatorError
+from watchdog.sim.exchange import ExchangeRules
 from watchdog.sim.faults import Faults
 from watchdog.sim.handlers import HANDLERS
 from watchdog.sim.orders import FillConfig, OrderEngine
@@ -30,7 +32,7 @@ from watchdog.sim.updates import ClientUpdates
 log = logging.getLogger("watchdog.sim")
 
 
-class Simulator(ControlMixin, ClientUpdates):
+class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
     """A TWS API gateway on 127.0.0.1 that real ib_async / ibapi clients cannot tell from IB Gateway."""
 
     def __init__(
@@ -51,6 +53,9 @@ class Simulator(ControlMixin, ClientUpdates):
             raise SimulatorError("at least one account is needed")
         self.fill = fill or FillConfig()
         self.engine = OrderEngine(self.book, self, self._schedule, self.fill)
+        self.rules = ExchangeRules()  # tick ladders, calendars, precautions, read-only, market data
+        self.engine.session_of = self.session_of
+        self.currency_rows: dict[str, list[tuple[str, str, str]]] = {}
         self.faults = Faults(self)
         self.master_client_id = master_client_id
         self.pnl_interval = pnl_interval
@@ -186,6 +191,8 @@ class Simulator(ControlMixin, ClientUpdates):
         if reject is not None:
             conn.error(order_id, reject[0], reject[1])
             return
+        if self.refuse_read_only(conn, order_id):
+            return
         found = self.universe.match(to_int(f[2]), f[3], f[4], f[5], to_float(f[6]), f[7], f[11], f[12])
         if len(found) != 1:
             text = (
@@ -206,6 +213,17 @@ class Simulator(ControlMixin, ClientUpdates):
                 return
             account = next(iter(self.book.accounts))
         lmt, aux = field_at(f, 19), field_at(f, 20)
+        refusal = self.rules.refusal(
+            found[0],
+            order_id,
+            to_float(f[17]),
+            f[18].upper(),
+            to_float(lmt) if lmt else None,
+            self.book.mark(found[0].con_id),
+        )
+        if refusal is not None:
+            self.order_error(cid, order_id, *refusal)
+            return
         self.engine.place(
             client_id=cid,
             order_id=order_id,
@@ -226,6 +244,8 @@ class Simulator(ControlMixin, ClientUpdates):
     def cancel_from_client(self, conn: ClientConn, order_id: int) -> None:
         if self.faults.take_ignore_cancel():
             log.info("fault: ignoring cancel of order %d from client %s", order_id, conn.client_id)
+            return
+        if self.refuse_read_only(conn, order_id):
             return
         self.engine.cancel(conn.client_id or 0, order_id)
 

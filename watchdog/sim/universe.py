@@ -29,6 +29,8 @@ class Instrument:
     min_tick: float = 0.01
     price: float = 100.0  # default mark until set_price
     under_con_id: int = 0
+    market_rule_id: int = 0  # 0 = the default ladder of its sec type (sim.exchange.DEFAULT_RULE)
+    calendar: str = ""  # "" = the default calendar of its sec type (sim.exchange.DEFAULT_CALENDAR)
 
     @property
     def multiplier_text(self) -> str:
@@ -139,6 +141,20 @@ def builtin_instruments() -> list[Instrument]:
             long_name="SPDR S&P 500 ETF TRUST",
             price=9.8,
             under_con_id=756733,
+        ),
+        Instrument(
+            700000101,
+            "SAP",
+            "STK",
+            "SMART",
+            currency="EUR",
+            primary_exchange="IBIS",
+            local_symbol="SAP",
+            trading_class="XETRA",
+            long_name="SAP SE",
+            price=250.0,
+            market_rule_id=1650,
+            calendar="XETRA",
         ),
         Instrument(
             12087792,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from watchdog.sim import messages as m
 from watchdog.sim.book import NO_CURRENCY_TAGS, Book, Execution, PositionState, SimOrder
+from watchdog.sim.exchange import ExchangeRules
 from watchdog.sim.server import ClientConn, SimServer
 
 __all__ = ["ClientUpdates"]
@@ -24,6 +25,8 @@ class ClientUpdates:
     clock: Callable[[], float]
     master_client_id: int | None
     last_error: tuple[int, int, str] | None
+    rules: ExchangeRules
+    currency_rows: dict[str, list[tuple[str, str, str]]]
 
     def sees_all(self, conn: ClientConn) -> bool:
         """Client 0 (TWS) and the master client get every client's order updates."""
@@ -99,10 +102,12 @@ class ClientUpdates:
     # --- senders used by handlers ------------------------------------------------------------
 
     def account_value_rows(self, account: str) -> list[tuple[str, str, str]]:
-        return [
+        """The base (USD) rows, then any rows in other currencies a test added (read last)."""
+        base = [
             (t, v, "" if t in NO_CURRENCY_TAGS else "USD")
             for t, v in self.book.account_values(account).items()
         ]
+        return base + self.currency_rows.get(account, [])
 
     def send_pnl(self, conn: ClientConn, req_id: int, account: str) -> None:
         conn.send(m.pnl(req_id, *self.book.pnl(account)))
@@ -127,6 +132,6 @@ class ClientUpdates:
         for tag, value, cur in self.account_value_rows(account):
             conn.send(m.account_value(tag, value, cur, account))
         for p in positions if positions is not None else self.book.open_positions(account):
-            mark = self.book.mark(p.inst.con_id)
+            mark = self.rules.frozen_portfolio.get(p.inst.con_id) or self.book.mark(p.inst.con_id)
             conn.send(m.portfolio_value(p, mark, self.book.market_value(p), self.book.unrealized_of(p)))
         conn.send(m.account_update_time(self.clock()))
