@@ -1,7 +1,13 @@
-"""Regular trading hours by security type: may a market order be sent for this contract now?
+"""Trading hours: each contract's own sessions from its contract details, and the fallback table.
 
-Deliberately simple and conservative (a "no" only means the kill switch uses an aggressive limit
-order with `outsideRth` instead of a market order, which every session accepts):
+IB gives every contract `tradingHours` / `liquidHours` in its `timeZoneId` (contract details; layout
+since API 9.70: `20261130:0930-20261130:1600;20261126:CLOSED`, sessions may span midnight), holidays
+and early closes included. `parse_hours` turns that into epoch intervals and `session_at` answers
+"regular", "extended" or "closed" — or None when the text does not cover the moment, in which case the
+kill switch falls back to the table below and says so.
+
+The fallback table is deliberately simple and conservative (a "no" only means the kill switch uses an
+aggressive limit order with `outsideRth` instead of a market order, which every session accepts):
 
 | sec type | regular hours (America/New_York, DST-correct via zoneinfo) |
 |---|---|
@@ -10,14 +16,15 @@ order with `outsideRth` instead of a market order, which every session accepts):
 | CASH | Sun 17:00 – Fri 17:00, around the clock in between |
 | anything else | never (limit orders only) |
 
-Exchange holidays and half days are out of scope: on such a day a market order may be rejected
-and the kill switch retries with a limit order.
+The table knows no holidays, half days or non-US markets: it is used only when a contract's details
+carry no hours for the moment in question.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -70,3 +77,92 @@ def is_regular_hours(sec_type: str, now: float) -> bool:
     if kind in _FX_TYPES:
         return _fx_open(t)
     return False
+
+
+Session = Literal["regular", "extended", "closed"]
+Intervals = tuple[tuple[float, float], ...]
+
+# IB's timeZoneId values that are not (or no longer) IANA names on every system
+IB_ZONES = {
+    "US/Eastern": "America/New_York",
+    "EST": "America/New_York",
+    "EST5EDT": "America/New_York",
+    "US/Central": "America/Chicago",
+    "CST": "America/Chicago",
+    "CST6CDT": "America/Chicago",
+    "US/Pacific": "America/Los_Angeles",
+    "MET": "Europe/Berlin",
+    "CET": "Europe/Berlin",
+    "GB": "Europe/London",
+    "Hongkong": "Asia/Hong_Kong",
+    "Japan": "Asia/Tokyo",
+    "JST": "Asia/Tokyo",
+    "Australia/NSW": "Australia/Sydney",
+    "GMT": "UTC",
+}
+
+
+def zone(time_zone: str) -> ZoneInfo | None:
+    """The zone of an IB timeZoneId, or None when unknown."""
+    try:
+        return ZoneInfo(IB_ZONES.get(time_zone, time_zone)) if time_zone else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _stamp(day: str, hhmm: str, tz: ZoneInfo) -> float:
+    d = dt.datetime.strptime(day + hhmm, "%Y%m%d%H%M").replace(tzinfo=tz)
+    return d.timestamp()
+
+
+def parse_hours(text: str, time_zone: str) -> tuple[Intervals, tuple[float, float] | None]:
+    """(sessions, span) from an IB hours string; ((), None) when the text or zone cannot be read.
+
+    Accepts the current layout (`20261130:0930-20261130:1600`) and the old one
+    (`20261130:0930-1600,1700-1800`). The span runs from the first listed day's midnight to the
+    last listed day's end, closed days included."""
+    tz = zone(time_zone)
+    if tz is None or not text:
+        return (), None
+    sessions: list[tuple[float, float]] = []
+    days: list[str] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            day, _, rest = part.partition(":")
+            days.append(day)
+            if rest.upper() == "CLOSED":
+                continue
+            for segment in rest.split(","):
+                start, _, end = segment.partition("-")
+                end_day, _, end_time = end.rpartition(":")
+                sessions.append((_stamp(day, start, tz), _stamp(end_day or day, end_time, tz)))
+                if end_day:
+                    days.append(end_day)
+    except ValueError:
+        return (), None
+    if not days:
+        return (), None
+    first, last = min(days), max(days)
+    begin = _stamp(first, "0000", tz)
+    finish = (dt.datetime.strptime(last, "%Y%m%d").replace(tzinfo=tz) + dt.timedelta(days=1)).timestamp()
+    return tuple(sorted(sessions)), (begin, finish)
+
+
+def session_at(
+    span: tuple[float, float] | None, liquid: Intervals, trading: Intervals, now: float
+) -> Session | None:
+    """A contract's session at epoch `now` from its own parsed hours (`parse_hours`); None when the
+    hours do not cover `now`."""
+    if span is None or not span[0] <= now < span[1]:
+        return None
+    if any(a <= now < b for a, b in liquid):
+        return "regular"
+    if any(a <= now < b for a, b in trading):
+        return "extended"
+    return "closed"
+
+
+def next_open(trading: Intervals, now: float) -> float | None:
+    """Epoch of the next session start after `now`, if the hours list one."""
+    later = [a for a, _ in trading if a > now]
+    return min(later) if later else None

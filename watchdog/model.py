@@ -197,6 +197,7 @@ class GatewayStatus:
     clock_skew: float | None = None  # gateway clock minus ours, seconds
     down_since: float | None = None  # epoch when it went DOWN/DEGRADED, None while healthy
     last_error: str = ""
+    write_access: bool | None = None  # False = the API is read-only (error 321); None = not yet proven
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,3 +285,35 @@ class KillReport:
     @property
     def duration(self) -> float:
         return max(0.0, self.finished - self.started)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractDetails:
+    """What IB's contract details say about trading one contract (reqContractDetails + reqMarketRule).
+
+    Hours are epoch [open, close) intervals parsed from `tradingHours` / `liquidHours` in the contract's
+    own `timeZoneId`, holidays and early closes included; `hours_span` is the epoch range the text covers
+    (outside it the hours are unknown, not closed)."""
+
+    con_id: int
+    exchange: str = ""  # the contract details' exchange (futures route there)
+    min_tick: float = 0.0
+    price_ladder: tuple[tuple[float, float], ...] = ()  # (low edge, increment) ascending; () = unknown
+    time_zone: str = ""  # IB's timeZoneId, e.g. US/Eastern, MET
+    trading_hours: tuple[tuple[float, float], ...] = ()  # every session, extended hours included
+    liquid_hours: tuple[tuple[float, float], ...] = ()  # regular sessions
+    hours_span: tuple[float, float] | None = None
+    fetched_at: float = 0.0  # epoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quote:
+    """A price to close at and how fresh it is: from a market data snapshot, else the portfolio mark."""
+
+    price: float
+    as_of: float  # epoch of the price (last trade time, or when it was received)
+    source: str  # "bid", "ask", "last", "portfolio"
+    delayed: bool = False  # delayed market data (reqMarketDataType 3): about 15 minutes old
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.as_of)

@@ -279,7 +279,7 @@ async def test_positions_carry_the_listing_exchange_and_tick_from_contract_detai
     assert option.min_tick == pytest.approx(sim.book.universe.get(option.con_id).min_tick)
     assert option.exchange == ""  # options route through SMART: nothing to fill in
     stock = positions["AAPLSTK"].contract
-    assert stock.min_tick == 0.0  # stocks are not looked up: cents by default
+    assert stock.min_tick == 0.01  # stocks are looked up too: tick ladder and their own trading hours
     details_requests = [f for f in sim.received(CLIENT_ID) if f.msg_id == 9]
     await asyncio.wait_for(g.poll_positions(), 5)
     assert [f for f in sim.received(CLIENT_ID) if f.msg_id == 9] == details_requests  # cached per conId

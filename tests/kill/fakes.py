@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from watchdog.errors import GatewayUnavailable
-from watchdog.model import CloseOrderRequest, ContractRef, OpenOrder, Position
+from watchdog.model import CloseOrderRequest, ContractDetails, ContractRef, OpenOrder, Position, Quote
 
 EPS = 1e-9
 WATCHDOG_REF = "ibkr-watchdog"
@@ -129,6 +129,8 @@ class FakeBook:
     messages: list[Message] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     connected: bool = True
+    read_only: bool | None = None  # what the write-access probe found (None: not proven)
+    details: dict[int, ContractDetails] = field(default_factory=dict)
     calls: int = 0
     fail_at_call: int | None = None  # the gateway drops at this call number
     _next_perm: int = 1000
@@ -305,6 +307,16 @@ class FakeBroker:
 
     def is_regular_hours(self, position: Position, now: float) -> bool:
         return self.book.regular_hours
+
+    def contract_details(self, position: Position) -> ContractDetails | None:
+        return self.book.details.get(position.contract.con_id)
+
+    async def quote(self, position: Position, exchange: str, side: str) -> Quote | None:
+        mark = await self.mark_price(position)
+        return Quote(price=mark, as_of=self.book.clock(), source="last") if mark else None
+
+    def write_access(self) -> bool | None:
+        return None if self.book.read_only is None else not self.book.read_only
 
     def order_error(self, order_id: int) -> tuple[int, str] | None:
         return self.book.errors.get((self.client_id, order_id))

@@ -105,7 +105,8 @@ async def test_an_unfilled_limit_is_repriced_by_cancel_and_replace_of_the_remain
     report = await close_all(make_switch)
     assert report.outcome is KillOutcome.FLAT, report.reason
     sells = placed(book)
-    assert [(r.quantity, r.limit_price) for r in sells] == [(100, 99.0), (60, 89.1)]
+    # the re-price uses the new price and a collar widened by collar_step (1% → 2%)
+    assert [(r.quantity, r.limit_price) for r in sells] == [(100, 99.0), (60, 88.2)]
     assert any(m.kind == "cancel_order" for m in book.sent())
     assert book.violations == []
 

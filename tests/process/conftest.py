@@ -136,9 +136,16 @@ async def notify(tmp_path: Path, short_dir: Path) -> AsyncIterator[NotifySocket]
 
 
 def order_frames(sim: Simulator, client_id: int = 99) -> list[int]:
-    """Order-acting message ids (placeOrder, cancelOrder, reqGlobalCancel) the client sent."""
+    """Order-acting message ids (placeOrder, cancelOrder, reqGlobalCancel) the client sent.
+
+    A cancelOrder of an id the client never placed is the write-access probe (gateway.write_access):
+    it can act on nothing, so it is not counted."""
+    frames = sim.received(client_id)
+    placed = {f.fields[1] for f in frames if f.msg_id == PLACE_ORDER}
     return [
-        f.msg_id for f in sim.received(client_id) if f.msg_id in (PLACE_ORDER, CANCEL_ORDER, GLOBAL_CANCEL)
+        f.msg_id
+        for f in frames
+        if f.msg_id in (PLACE_ORDER, GLOBAL_CANCEL) or (f.msg_id == CANCEL_ORDER and f.fields[2] in placed)
     ]
 
 

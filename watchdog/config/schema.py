@@ -156,7 +156,12 @@ class KillConfig(FrozenModel):
     dry_run: bool = False
     max_attempts: int = Field(default=3, ge=1, le=20)
     verify_timeout: Duration = 10.0  # per attempt, waiting for cancels / fills to show
-    collar: Percent = 0.01  # aggressive limit = mark ± collar outside regular hours
+    collar: Percent = 0.01  # aggressive limit = price ± collar outside regular hours (first attempt)
+    collar_step: Percent = 0.01  # each retry widens the collar by this much ...
+    max_collar: Percent = 0.05  # ... up to this
+    max_price_age: Duration = 1200.0  # a quote older than this is reported, never used (delayed ≈ 900 s)
+    max_order_value: float | None = Field(default=None, gt=0)  # per closing order, contract currency
+    max_order_quantity: float | None = Field(default=None, gt=0)  # per closing order, shares/contracts
     order_ref: str = Field(default="ibkr-watchdog", min_length=1, max_length=40)
     pacing: float = Field(default=40.0, gt=0, le=50)  # order messages per second, under IB's 50/s
     lockout: bool = True  # while TRIPPED, cancel any new working order
@@ -178,6 +183,21 @@ class KillConfig(FrozenModel):
         if not 0.0 < v <= 0.2:
             raise ValueError(f"must be more than 0% and at most 20%, got: {v * 100:g}%")
         return v
+
+    @field_validator("max_collar")
+    @classmethod
+    def _max_collar_range(cls, v: float) -> float:
+        if not 0.0 < v <= 0.2:
+            raise ValueError(f"must be more than 0% and at most 20%, got: {v * 100:g}%")
+        return v
+
+    @model_validator(mode="after")
+    def _collar_within_max(self) -> KillConfig:
+        if self.max_collar < self.collar:
+            raise ValueError(
+                f"max_collar ({self.max_collar * 100:g}%) must be at least collar ({self.collar * 100:g}%)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rearm_cron_valid(self) -> KillConfig:

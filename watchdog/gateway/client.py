@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from ib_async import (
@@ -32,11 +31,21 @@ from ib_async import Position as IbPosition
 
 from watchdog import market_hours as hours
 from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
-from watchdog.errors import GatewayError
 from watchdog.gateway import convert
 from watchdog.gateway.connection import EventKind, GatewayConnection, GatewayEvent
+from watchdog.gateway.contract_details import ContractDetailsCache
+from watchdog.gateway.quotes import QuoteSource
 from watchdog.gateway.snapshot_cache import SnapshotCache
-from watchdog.model import CloseOrderRequest, OpenOrder, OrderKey, Position, Snapshot, order_key
+from watchdog.model import (
+    CloseOrderRequest,
+    ContractDetails,
+    OpenOrder,
+    OrderKey,
+    Position,
+    Quote,
+    Snapshot,
+    order_key,
+)
 
 __all__ = ["EventKind", "Gateway", "GatewayEvent"]
 
@@ -66,11 +75,12 @@ class Gateway(GatewayConnection):
         )  # fmt: skip
         self._cache = SnapshotCache()
         self._marks: dict[tuple[str, int], float] = {}
+        self.quotes = QuoteSource(clock)
         self._portfolio_account = ""
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
         self._positions_synced: float | None = None  # epoch of the last reqPositions round trip
-        self._details: dict[int, tuple[str, float]] = {}  # conId → (listing exchange, min tick)
+        self.details = ContractDetailsCache(clock)  # conId → exchange, tick ladder, own trading hours
         # the trading calendar; the demo swaps in its simulated exchange's session
         self.market_hours: Callable[[str, float], bool] = hours.is_regular_hours
         self.on_data: Callable[[], None] | None = None  # set by the daemon: streamed P&L / summary arrived
@@ -146,6 +156,7 @@ class Gateway(GatewayConnection):
         price = convert.num(item.marketPrice)
         if price:
             self._marks[(item.account, item.contract.conId)] = price
+            self.quotes.note_mark((item.account, item.contract.conId), price)
 
     # ------------------------------------------------------------------ polls
 
@@ -218,32 +229,22 @@ class Gateway(GatewayConnection):
         """Fill in the listing exchange and tick size of positions from contract details.
 
         Positions arrive with the exchange empty for futures (a closing order for a future must name
-        its exchange: no SMART routing) and without a tick size (an off-tick limit is rejected).
-        Looking them up here, once per conId, keeps the lookup off the kill path. A failed lookup
-        leaves them unknown: the kill switch then escalates a future instead of guessing.
+        its exchange: no SMART routing) and without a tick ladder or trading hours. Looking them up
+        here (per conId, refreshed daily: `gateway.contract_details`) keeps the lookup off the kill
+        path. A failed lookup leaves them unknown: the kill switch then escalates a future instead of
+        guessing, and judges hours by the fallback table (saying so).
         """
-        wanted = {
-            p.contract.con_id
-            for p in positions
-            if p.contract.sec_type not in ("STK", "CASH") and p.contract.con_id not in self._details
-        }
-        for con_id in wanted:
-            lookup = partial(ib.reqContractDetailsAsync, Contract(conId=con_id))
-            try:
-                details = await self._timed("contract details", lookup)
-            except GatewayError as exc:
-                log.warning("no contract details for conId %d: %s", con_id, exc)
-                continue
-            if details and details[0].contract is not None:
-                tick = convert.num(details[0].minTick)
-                self._details[con_id] = (details[0].contract.exchange or "", tick or 0.0)
+        wanted = {p.contract.con_id: p.contract.sec_type in SMART_ROUTED for p in positions}
+        for con_id, smart in wanted.items():
+            if self.details.due(con_id):
+                await self.details.refresh(ib, con_id, smart, self._timed)
         return [self._enrich(p) for p in positions]
 
     def _enrich(self, p: Position) -> Position:
-        known = self._details.get(p.contract.con_id)
+        known = self.details.get(p.contract.con_id)
         if known is None:
             return p
-        exchange, tick = known
+        exchange, tick = known.exchange, known.min_tick
         routed = (
             p.contract.exchange if p.contract.exchange or p.contract.sec_type in SMART_ROUTED else exchange
         )
@@ -324,6 +325,13 @@ class Gateway(GatewayConnection):
         )
         trade = self._require().placeOrder(contract, order)
         return int(trade.order.orderId)
+
+    def contract_details(self, position: Position) -> ContractDetails | None:
+        return self.details.get(position.contract.con_id)
+
+    async def quote(self, position: Position, exchange: str, side: str) -> Quote | None:
+        """The fresher of a market data snapshot and the portfolio mark, with its age."""
+        return await self.quotes.best(self._ib, position, exchange, side)
 
     async def mark_price(self, position: Position) -> float | None:
         key = position.key

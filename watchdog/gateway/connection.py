@@ -31,6 +31,7 @@ from watchdog.errors import (
 )
 from watchdog.gateway import socket_options, valve
 from watchdog.gateway.heartbeat import Backoff, HeartbeatTracker
+from watchdog.gateway.write_access import WriteAccessProbe
 from watchdog.model import GatewayStatus, Health
 
 log = logging.getLogger("watchdog.gateway.client")
@@ -103,6 +104,7 @@ class GatewayConnection:
         self.connect_attempts = 0
         self.connect_failures = 0
         self.down_detected_at: float | None = None  # monotonic time the last half-open was declared
+        self.write_probe = WriteAccessProbe(monotonic, polling.timeout)  # read-only API detection
 
     # ------------------------------------------------------------------ state
 
@@ -138,6 +140,28 @@ class GatewayConnection:
             clock_skew=t.clock_skew,
             down_since=self._down_since,
             last_error=self._last_error,
+            write_access=self.write_probe.state,
+        )
+
+    def write_access(self) -> bool | None:
+        """False when the API is read-only (321), True when proven writable, None not yet proven."""
+        return self.write_probe.state
+
+    async def check_write_access(self) -> bool | None:
+        """Probe write access now (gateway.write_access); announces a read-only API as an error event."""
+        before = self.write_probe.state
+        after = await self.write_probe.probe(self._require())
+        if after is False and before is not False:
+            self._announce_read_only()
+        return after
+
+    def _announce_read_only(self) -> None:
+        self._last_error = "321: the API is read-only (Read-Only API ticked in TWS / IB Gateway)"
+        self._emit(
+            EventKind.ERROR,
+            "the API is in read-only mode: the kill switch cannot cancel or place orders; untick "
+            "Global Configuration → API → Settings → 'Read-Only API' in TWS / IB Gateway",
+            321,
         )
 
     def order_error(self, order_id: int) -> tuple[int, str] | None:
@@ -239,6 +263,7 @@ class GatewayConnection:
             socket_options.enable_keepalive(sock)
         self._server_version = ib.client.serverVersion()
         self.tracker.reset()
+        self.write_probe.reset()
         self._set_health(Health.HEALTHY)
         self._after_connect(ib)
         self._emit(
@@ -290,6 +315,8 @@ class GatewayConnection:
                 started = self._mono()
                 try:
                     await self.heartbeat()
+                    if self.write_probe.due():
+                        await self.check_write_access()
                 except GatewayError as e:
                     log.debug("heartbeat failed: %s", e)
                 delay = max(0.0, self._hb.interval - (self._mono() - started))
@@ -417,9 +444,15 @@ class GatewayConnection:
             self._connect_abort.set()
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        if self.write_probe.answer(req_id, code, message):
+            return  # the write access probe's own answer: no order error, no event
         counts = self.error_counts
         # bounded like the metric's label set: a gateway inventing codes cannot grow the process
         counts[code if code in counts or len(counts) < ERROR_CODES_KEPT else OTHER_ERROR_CODE] += 1
+        was = self.write_probe.state
+        self.write_probe.observe(code, message)
+        if was is not False and self.write_probe.state is False:
+            self._announce_read_only()
         if req_id > 0 and not (2100 <= code < 2200 or code in NOTICE_CODES):
             # request and order ids share one sequence in ib_async: keyed by id, this is per order.
             # 202 "Order Canceled" is a notice, not a rejection: a re-price or another instance's

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from watchdog.model import CloseOrderRequest, OpenOrder, Position
+from watchdog.model import CloseOrderRequest, ContractDetails, OpenOrder, Position, Quote
 
 
 class Broker(Protocol):
@@ -41,7 +41,19 @@ class Broker(Protocol):
         ...
 
     def is_regular_hours(self, position: Position, now: float) -> bool:
-        """Whether a market order is accepted for this contract right now."""
+        """The fallback table: whether a market order is accepted for this contract right now."""
+        ...
+
+    def contract_details(self, position: Position) -> ContractDetails | None:
+        """Cached contract details (tick ladder, own trading hours), or None when not looked up."""
+        ...
+
+    async def quote(self, position: Position, exchange: str, side: str) -> Quote | None:
+        """The freshest price for a closing order on `side` (snapshot quote, else portfolio mark)."""
+        ...
+
+    def write_access(self) -> bool | None:
+        """False when the API was found read-only (error 321), True when proven writable, None unknown."""
         ...
 
     def order_error(self, order_id: int) -> tuple[int, str] | None:

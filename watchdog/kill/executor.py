@@ -15,20 +15,18 @@ from typing import TypeVar
 from watchdog.config.schema import KillConfig
 from watchdog.errors import GatewayError, GatewayUnavailable
 from watchdog.kill.broker import Broker
+from watchdog.kill.closing import ClosingOrders
 from watchdog.kill.plan import (
     EPS,
-    NON_RETRYABLE_ERRORS,
-    CloseNeed,
     ClosePlan,
     Key,
     Pacer,
     is_watchdog_order,
-    limit_price,
     order_label,
     plan_closes,
-    route_exchange,
     target_reduction,
 )
+from watchdog.kill.rejects import READ_ONLY_SETTING
 from watchdog.kill.run import KillEventKind, Reporter, Run, need_label, pos_label
 from watchdog.model import Action, CloseOrderRequest, OpenOrder, Position, Severity, order_key
 
@@ -53,17 +51,19 @@ class KillExecutor:
     ) -> None:
         self.broker = broker
         self.config = config  # replaced on reload; read at each step
-        self._r = reporter
-        self._clock = clock
+        self._r = self.reporter = reporter
+        self._clock = self.clock = clock
         self._sleep = sleep
         self.watched = tuple(accounts)  # empty = every account the gateway reports
         self._client_id = client_id  # tells our orders from another instance's; None = by order id
         self._placed_ids: set[int] = set()
+        self._closing = ClosingOrders(self)
         self._pacer = Pacer(lambda: self.config.pacing, clock, sleep)
 
     async def execute(self, run: Run, baseline: Mapping[Key, float]) -> None:
         """Cancel all (verified); for close_all then close, and cancel again what appeared meanwhile."""
         run.remaining_orders = await self.cancel_phase(run, include_ours=run.action is Action.CANCEL_ALL)
+        self._name_read_only(run)
         if run.action is not Action.CLOSE_ALL:
             if not run.dry:  # the positions a cancel-only kill keeps: what the lockout must not touch
                 with contextlib.suppress(GatewayError):
@@ -79,6 +79,14 @@ class KillExecutor:
         if leftovers and not run.remaining_positions:
             leftovers = await self.cancel_phase(run, include_ours=False)  # our closes are done: safe now
         run.remaining_orders = leftovers
+        self._name_read_only(run)
+
+    def _name_read_only(self, run: Run) -> None:
+        """A read-only API is the cause of every order it left working: say so in the escalation."""
+        if run.dry or self.broker.write_access() is not False:
+            return
+        if (run.remaining_orders or run.remaining_positions) and READ_ONLY_SETTING not in run.notes:
+            run.notes.append(READ_ONLY_SETTING)
 
     # ------------------------------------------------------------------ cancel
     async def cancel_phase(self, run: Run, *, include_ours: bool) -> list[OpenOrder]:
@@ -162,8 +170,9 @@ class KillExecutor:
             self._r.step(run, "close.plan", KillEventKind.VERIFIED, INFO, msg, details)
             placed: list[tuple[int, CloseOrderRequest]] = []
             for need in plan.needs:
-                req = await self._request_for(run, need, force_limit, hopeless, reasons)
-                if req is not None:
+                for req in await self._closing.requests_for(
+                    run, need, attempt, force_limit, hopeless, reasons
+                ):
                     oid = await self._place(run, req)
                     if oid is not None:
                         placed.append((oid, req))
@@ -177,7 +186,7 @@ class KillExecutor:
             )
             if not remaining:
                 return
-            self._check_rejects(run, placed, hopeless, reasons, force_limit)
+            self._closing.check_rejects(run, placed, hopeless, reasons, force_limit)
         run.remaining_positions = await self._poll_positions(run, baseline, polls=0)
         for p in run.remaining_positions:
             why = hopeless.get(p.key) or reasons.get(p.key)
@@ -230,78 +239,6 @@ class KillExecutor:
                 for o in orders
                 if o.is_working and is_watchdog_order(o, prefix) and not self._owns(o)
             )
-
-    async def _request_for(
-        self,
-        run: Run,
-        need: CloseNeed,
-        force_limit: set[Key],
-        hopeless: dict[Key, str],
-        reasons: dict[Key, str],
-    ) -> CloseOrderRequest | None:
-        pos = need.position
-        exchange = route_exchange(pos.contract)
-        if exchange is None:
-            hopeless[need.key] = (
-                f"no routable exchange known for {pos.contract.sec_type} {pos.contract.label}"
-            )
-            return None
-        regular = need.key not in force_limit and self.broker.is_regular_hours(pos, self._clock())
-        price: float | None = None
-        if not regular:
-            mark = await self.call("mark_price", lambda: self.broker.mark_price(pos))
-            price = (
-                limit_price(
-                    mark, need.action, self.config.collar, pos.contract.sec_type, pos.contract.min_tick
-                )
-                if mark
-                else None
-            )
-            if price is None:  # never guess a price
-                reasons[need.key] = f"no usable mark price ({mark}) for a limit order outside regular hours"
-                msg = f"{pos_label(pos)}: {reasons[need.key]}"
-                self._r.step(
-                    run,
-                    "close.no_price",
-                    KillEventKind.ESCALATED,
-                    CRITICAL,
-                    msg,
-                    {"position": pos_label(pos)},
-                )
-                return None
-        return CloseOrderRequest(
-            account=pos.account,
-            contract=pos.contract,
-            action=need.action,
-            quantity=need.quantity,
-            order_type="MKT" if regular else "LMT",
-            limit_price=price,
-            outside_rth=not regular,
-            order_ref=f"{self.config.order_ref}:{run.kill_id}",
-            exchange=exchange,
-        )
-
-    def _check_rejects(
-        self,
-        run: Run,
-        placed: Sequence[tuple[int, CloseOrderRequest]],
-        hopeless: dict[Key, str],
-        reasons: dict[Key, str],
-        force_limit: set[Key],
-    ) -> None:
-        for oid, req in placed:
-            err = self.broker.order_error(oid)
-            if err is None:
-                continue
-            code, text = err
-            key = (req.account, req.contract.con_id)
-            reasons[key] = f"order {oid} rejected: {code} {text}"
-            if code in NON_RETRYABLE_ERRORS:
-                hopeless[key] = reasons[key] + " (not retryable)"
-            elif req.order_type == "MKT":
-                force_limit.add(key)
-            details = {"order_id": oid, "code": code, "message": text, "retry": key not in hopeless}
-            self._r.step(run, "close.rejected", KillEventKind.REJECTED, WARNING, reasons[key], details)
 
     async def _poll_positions(
         self, run: Run, baseline: Mapping[Key, float], *, polls: int | None = None

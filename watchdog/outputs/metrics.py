@@ -167,6 +167,12 @@ class Metrics:
 
         # gateway
         self.gateway_connected = Gauge(p + "gateway_connected", "1 while the API socket is up", registry=r)
+        self.write_access = Gauge(
+            p + "write_access",
+            "1 when the API accepts orders, 0 when it is read-only (error 321), NaN until proven",
+            registry=r,
+        )
+        self.write_access.set(math.nan)
         self.gateway_health = Gauge(
             p + "gateway_health", "Gateway health, 1 for the current state", ["state"], registry=r
         )
@@ -319,6 +325,7 @@ class Metrics:
         """Account gauges from one snapshot; accounts absent from it lose their series."""
         gw = snapshot.gateway
         self.set_connected(gw.connected)
+        self.write_access.set(math.nan if gw.write_access is None else float(gw.write_access))
         self.set_health(gw.health)
         if gw.clock_skew is not None:
             self.clock_skew.set(gw.clock_skew)

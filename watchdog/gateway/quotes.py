@@ -1,0 +1,87 @@
+"""Fresh prices for closing orders: a market data snapshot, else the portfolio mark — each with its age.
+
+Outside regular hours the portfolio `marketPrice` can stand still for a long time while the market
+moves (it is a mark, refreshed every few minutes at best); a snapshot (`reqMktData` with snapshot=True)
+carries the current bid / ask / last and the last trade's time (tick 45). The watchdog asks for market
+data type 3 first: live data where the account has a subscription, delayed data (about 15 minutes,
+ticks 66-68 / 88) where that is all it has (IB "Market Data Types"). Without either the snapshot is
+empty (error 354) and only the portfolio mark is left.
+"""
+# ib_async ships py.typed but leaves many methods unannotated
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ib_async import IB, Contract, Ticker
+
+from watchdog.gateway import convert
+from watchdog.model import Position, Quote
+
+log = logging.getLogger("watchdog.gateway.quotes")
+DELAYED_TYPES = frozenset({3, 4})
+DELAY = 900.0  # seconds a delayed bid/ask is assumed to lag when it carries no time of its own
+SNAPSHOT_TIMEOUT = 2.0  # seconds: a snapshot waits for all its ticks (about 1 s on a real gateway)
+
+
+class QuoteSource:
+    """Snapshot quotes plus the portfolio marks (with the time each last changed)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._marks: dict[tuple[str, int], tuple[float, float]] = {}  # key -> (price, changed at)
+        self._type_asked: IB | None = None
+
+    def note_mark(self, key: tuple[str, int], price: float | None) -> None:
+        """A portfolio price arrived; its age counts from when it last changed, not when it was re-sent."""
+        if not price:
+            return
+        old = self._marks.get(key)
+        if old is None or old[0] != price:
+            self._marks[key] = (price, self._clock())
+
+    def mark(self, key: tuple[str, int]) -> Quote | None:
+        known = self._marks.get(key)
+        return Quote(price=known[0], as_of=known[1], source="portfolio") if known else None
+
+    async def snapshot(self, ib: IB, position: Position, exchange: str, side: str) -> Quote | None:
+        """One snapshot for the position's contract; None when it brings no usable price."""
+        if self._type_asked is not ib:
+            ib.reqMarketDataType(3)  # live where subscribed, delayed otherwise
+            self._type_asked = ib
+        c = position.contract
+        contract = Contract(conId=c.con_id, exchange=exchange, currency=c.currency)
+        try:
+            tickers = await asyncio.wait_for(ib.reqTickersAsync(contract), SNAPSHOT_TIMEOUT)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("no market data snapshot for %s: %r", c.label, exc)
+            return None
+        return pick(tickers[0], side, self._clock()) if tickers else None
+
+    async def best(self, ib: IB | None, position: Position, exchange: str, side: str) -> Quote | None:
+        """The fresher of a new snapshot and the portfolio mark."""
+        quotes = [self.mark(position.key)]
+        if ib is not None and ib.isConnected():
+            quotes.append(await self.snapshot(ib, position, exchange, side))
+        usable = [q for q in quotes if q is not None]
+        return max(usable, key=lambda q: q.as_of) if usable else None
+
+
+def pick(ticker: Ticker, side: str, now: float) -> Quote | None:
+    """SELL at the bid, BUY at the ask (the side a closing order meets), else the last trade."""
+    delayed = ticker.marketDataType in DELAYED_TYPES
+    near = convert.num(ticker.bid if side == "SELL" else ticker.ask)
+    if near is not None and near > 0:
+        return Quote(
+            price=near, as_of=now - DELAY if delayed else now, source="bid" if side == "SELL" else "ask",
+            delayed=delayed,
+        )  # fmt: skip
+    last = convert.num(ticker.last)
+    if last is None or last <= 0:
+        return None
+    stamp = ticker.delayedLastTimestamp if delayed else ticker.lastTimestamp
+    as_of = stamp.timestamp() if stamp is not None else (now - DELAY if delayed else now)
+    return Quote(price=last, as_of=min(as_of, now), source="last", delayed=delayed)

@@ -1,0 +1,223 @@
+"""Planning one closing order: a pure function of (need, contract details, quote, clock, kill config).
+
+`plan_close` decides order type (market in the contract's own regular hours, else an aggressive limit
+with `outsideRth`), the limit price on the contract's tick ladder, the whole-unit quantity and the
+slices under the configured order precautions — or says why nothing can be sent. It sends nothing,
+so readiness checks can call it on the live book.
+
+Facts: IB rejects an off-ladder price with 110 (market rules, `reqMarketRule`); refuses fractional
+API orders (10243); rejects an order above a precaution with 451 naming "Precautionary Settings".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from watchdog.config.schema import KillConfig
+from watchdog.kill.plan import CloseNeed, route_exchange
+from watchdog.market_hours import Session, next_open, session_at, zone
+from watchdog.model import CloseOrderRequest, ContractDetails, Quote
+
+Ladder = tuple[tuple[float, float], ...]
+MAX_SLICES = 200  # per attempt; what is left goes in the next attempt
+WHOLE_UNITS_ONLY = frozenset({"STK", "FUT", "OPT", "FOP", "WAR", "IND", "CFD", "FUND", "CONTFUT"})
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedClose:
+    """What to send for one need (possibly several slices), what to report now, or why not at all."""
+
+    orders: tuple[CloseOrderRequest, ...] = ()
+    notes: tuple[str, ...] = ()  # said at once, not blocking (hours fallback, quote age, a fraction)
+    refusal: str = ""  # nothing sent: escalate at once with this reason
+    manual: str = ""  # a part that needs a manual close (fractional shares), reported at once
+
+
+def on_ladder(raw: float, side: str, ladder: Ladder) -> float:
+    """`raw` rounded onto the ladder away from the market side: BUY up, SELL down (stays marketable)."""
+    bands = sorted(ladder)
+    if side == "BUY":
+        for i, (low, inc) in enumerate(bands):
+            upper = bands[i + 1][0] if i + 1 < len(bands) else math.inf
+            start = max(raw, low)
+            if start >= upper:
+                continue
+            price = math.ceil(start / inc - 1e-9) * inc
+            if price < upper - 1e-9 or i + 1 == len(bands):
+                return round(price, 10)
+        low, inc = bands[-1]
+        return round(math.ceil(max(raw, low) / inc - 1e-9) * inc, 10)
+    for i in range(len(bands) - 1, -1, -1):
+        low, inc = bands[i]
+        if raw < low - 1e-9:
+            continue
+        price = math.floor(raw / inc + 1e-9) * inc
+        if price >= low - 1e-9:
+            return round(price, 10)
+        raw = low - 1e-9  # fell below this band: the next band down, just under its edge
+    return 0.0
+
+
+def limit_for(
+    price: float, side: str, collar: float, details: ContractDetails | None, sec_type: str
+) -> float | None:
+    """Aggressive limit: BUY at price×(1+collar), SELL at price×(1−collar), on the tick ladder."""
+    if not math.isfinite(price) or price <= 0:
+        return None
+    raw = price * (1 + collar) if side == "BUY" else price * (1 - collar)
+    ladder: Ladder = details.price_ladder if details is not None else ()
+    if not ladder and details is not None and details.min_tick > 0:
+        ladder = ((0.0, details.min_tick),)
+    if not ladder:  # unknown: cents (FX: 1/100,000), the common case, rounded away from the market
+        ladder = ((0.0, 0.00001),) if sec_type.upper() == "CASH" else ((0.0, 0.0001), (1.0, 0.01))
+    out = on_ladder(raw, side, ladder)
+    return out if out > 0 else None
+
+
+def contract_session(details: ContractDetails | None, now: float) -> Session | None:
+    """The contract's own session now (regular / extended / closed), None when its hours are unknown."""
+    if details is None:
+        return None
+    return session_at(details.hours_span, details.liquid_hours, details.trading_hours, now)
+
+
+def collar_for(attempt: int, config: KillConfig) -> float:
+    """The collar widens by `collar_step` per retry, up to `max_collar`."""
+    return min(config.collar + config.collar_step * max(0, attempt - 1), config.max_collar)
+
+
+def _when(epoch: float | None, details: ContractDetails) -> str:
+    if epoch is None:
+        return "no session listed"
+    tz = zone(details.time_zone)
+    return dt.datetime.fromtimestamp(epoch, tz).strftime("%Y-%m-%d %H:%M %Z") if tz else f"epoch {epoch:.0f}"
+
+
+def plan_close(
+    need: CloseNeed,
+    details: ContractDetails | None,
+    quote: Quote | None,
+    now: float,
+    config: KillConfig,
+    *,
+    attempt: int = 1,
+    order_ref: str = "",
+    force_limit: bool = False,
+    fallback_regular: Callable[[str, float], bool] | None = None,
+) -> PlannedClose:
+    """The closing order(s) for one netted need, or why none can be sent. Never adds quantity."""
+    pos = need.position
+    c = pos.contract
+    label = f"{pos.account} {c.label}"
+    exchange = route_exchange(c)
+    if exchange is None:
+        return PlannedClose(refusal=f"no routable exchange known for {c.sec_type} {c.label}")
+    notes: list[str] = []
+    manual = ""
+    quantity = need.quantity
+    if c.sec_type.upper() in WHOLE_UNITS_ONLY and not float(quantity).is_integer():
+        whole = math.floor(quantity + 1e-9)
+        fraction = round(quantity - whole, 6)
+        if fraction > 1e-6:
+            manual = (
+                f"{label}: {fraction:g} of {quantity:g} is a fraction the API cannot close "
+                f"(IB refuses fractional-sized API orders, 10243): needs a manual close"
+            )
+        quantity = float(whole)
+        if quantity <= 0:
+            return PlannedClose(refusal=manual, manual=manual)
+    # the contract's own hours first; the fixed table only when they do not cover now
+    session = contract_session(details, now)
+    if session is None:
+        regular = fallback_regular(c.sec_type, now) if fallback_regular is not None else False
+        session = "regular" if regular else "extended"
+        notes.append(f"{label}: no trading hours from contract details for now: judged by the built-in table")
+    if session == "closed" and details is not None:
+        tz = details.time_zone or "its time zone"
+        opens = _when(next_open(details.trading_hours, now), details)
+        return PlannedClose(
+            refusal=f"{label}: market closed by the contract's own calendar ({tz}); next session {opens}",
+            manual=manual,
+        )
+    use_market = session == "regular" and not force_limit
+    price: float | None = None
+    if quote is not None:
+        age = quote.age(now)
+        kind = ("delayed " if quote.delayed else "") + quote.source
+        if age > config.max_price_age:
+            if not use_market:
+                return PlannedClose(
+                    refusal=(
+                        f"{label}: the only price ({kind} {quote.price:g}) is {age:.0f}s old, "
+                        f"over kill.max_price_age {config.max_price_age:g}s: not used"
+                    ),
+                    manual=manual,
+                )
+            quote = None
+        else:
+            notes.append(f"{label}: priced from {kind} {quote.price:g}, {age:.0f}s old")
+    if not use_market:
+        if quote is None:
+            return PlannedClose(
+                refusal=(
+                    f"{label}: no usable mark price (no quote, no portfolio mark) for a limit order "
+                    "outside regular hours"
+                ),
+                manual=manual,
+            )
+        price = limit_for(quote.price, need.action, collar_for(attempt, config), details, c.sec_type)
+        if price is None:
+            return PlannedClose(refusal=f"{label}: no valid limit price from {quote.price:g}", manual=manual)
+    sizes, why = slices(quantity, price or (quote.price if quote else None), c.multiplier, c.sec_type, config)
+    if not sizes:
+        return PlannedClose(refusal=f"{label}: {why}", manual=manual)
+    if why:
+        notes.append(f"{label}: {why}")
+    orders = tuple(
+        CloseOrderRequest(
+            account=pos.account,
+            contract=c,
+            action=need.action,
+            quantity=q,
+            order_type="MKT" if use_market else "LMT",
+            limit_price=price,
+            outside_rth=not use_market,
+            order_ref=order_ref,
+            exchange=exchange,
+        )
+        for q in sizes
+    )
+    return PlannedClose(orders=orders, notes=tuple(notes), manual=manual)
+
+
+def slices(
+    quantity: float, price: float | None, multiplier: float, sec_type: str, config: KillConfig
+) -> tuple[list[float], str]:
+    """Quantities of the slices under kill.max_order_quantity / kill.max_order_value; ([], why) when
+    not even one unit fits. At most MAX_SLICES per attempt (the rest in the next attempt)."""
+    cap = math.inf
+    if config.max_order_quantity is not None:
+        cap = config.max_order_quantity
+    if config.max_order_value is not None:
+        if price is None or price <= 0:
+            return [], "no price to size slices under kill.max_order_value"
+        cap = min(cap, config.max_order_value / (price * (multiplier or 1.0)))
+    if math.isinf(cap):
+        return [quantity], ""
+    whole = sec_type.upper() in WHOLE_UNITS_ONLY
+    step = math.floor(cap + 1e-9) if whole else math.floor(cap * 1e6) / 1e6
+    if step <= 0:
+        return [], (
+            f"one unit is above kill.max_order_value {config.max_order_value:g} at {price:g}: cannot slice"
+        )
+    out: list[float] = []
+    left = quantity
+    while left > 1e-9 and len(out) < MAX_SLICES:
+        q = min(step, left)
+        out.append(float(q))
+        left = round(left - q, 9)
+    note = f"{quantity:g} split into {len(out)} slice(s) of at most {step:g}" if len(out) > 1 else ""
+    return out, note
