@@ -52,6 +52,7 @@ class Harness:
         port: int | None = None,
         on_event: Callable[[GatewayEvent], None] | None = None,
         on_heartbeat: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.time,
         **gw: Any,
     ) -> Gateway:
         cfg = GatewayConfig(
@@ -66,6 +67,7 @@ class Harness:
             cfg,
             hb,
             polling,
+            clock=clock,
             monotonic=self.monotonic,
             on_event=on_event or self.events.append,
             on_heartbeat=on_heartbeat,

@@ -39,6 +39,7 @@ from watchdog.gateway.snapshot_cache import SnapshotCache
 from watchdog.model import (
     CloseOrderRequest,
     ContractDetails,
+    Fill,
     OpenOrder,
     OrderKey,
     Position,
@@ -76,6 +77,7 @@ class Gateway(GatewayConnection):
         self._cache = SnapshotCache()
         self._marks: dict[tuple[str, int], float] = {}
         self.quotes = QuoteSource(clock)
+        self._summary = convert.BaseCurrencyRows()  # several currencies per tag: only the base one counts
         self._portfolio_account = ""
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
@@ -141,7 +143,8 @@ class Gateway(GatewayConnection):
         name = convert.SUMMARY_TAGS.get(v.tag)
         if name is None or v.account not in self._watched:
             return
-        if self._cache.set_value(v.account, name, convert.num(v.value), self._clock(), v.currency):
+        value, currency = self._summary.read(v.account, v.tag, v.value, v.currency)
+        if self._cache.set_value(v.account, name, convert.num(value), self._clock(), currency):
             self._data_changed()
 
     def _data_changed(self) -> None:
@@ -173,6 +176,7 @@ class Gateway(GatewayConnection):
 
         async def request() -> None:
             req_id = ib.client.getReqId()
+            self._summary.new_answer()
             done = ib.wrapper.startReq(req_id)
             ib.client.reqAccountSummary(req_id, "All", ",".join(convert.SUMMARY_TAGS))
             try:
@@ -218,6 +222,7 @@ class Gateway(GatewayConnection):
                     pos = convert.with_pnl_single(pos, single)
             if pos.market_price:
                 self._marks[key] = pos.market_price
+                self.quotes.note_mark(key, pos.market_price)
             out.append(pos)
         for key in singles.keys() - {k for k, p in latest.items() if p.position}:
             ib.cancelPnLSingle(key[0], "", key[1])
@@ -272,12 +277,12 @@ class Gateway(GatewayConnection):
         at = self._clock()
         # the response holds fresh Fill objects; commission reports update the ones ib_async keeps
         known = {f.execution.execId: f for f in ib.fills()}
-        out = {}
+        out: dict[str, Fill] = {}
         for f in fills:
             fill = convert.fill_from(known.get(f.execution.execId, f))
             if fill.account in self._watched:
                 out[fill.exec_id] = fill
-        self._cache.set_fills(list(out.values()), at)
+        self._cache.set_fills(convert.without_corrected(out.values()), at)
 
     # ------------------------------------------------------------------ Broker
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from ib_async import Contract, PnLSingle, PortfolioItem, Trade
@@ -157,3 +157,55 @@ def fill_from(f: IbFill) -> Fill:
         order_ref=e.orderRef or "",
         commission=commission,
     )
+
+
+def exec_stem(exec_id: str) -> tuple[str, int]:
+    """(the id up to its last period, the revision after it): IB corrects an execution by sending the
+    same id with the part after the last period changed (`….01` → `….02`)."""
+    stem, dot, revision = exec_id.rpartition(".")
+    if not dot or not revision.isdigit():
+        return exec_id, 0
+    return stem, int(revision)
+
+
+def without_corrected(fills: Iterable[Fill]) -> list[Fill]:
+    """One fill per execution: a correction replaces what it corrects (the highest revision wins)."""
+    latest: dict[str, tuple[int, Fill]] = {}
+    for f in fills:
+        stem, revision = exec_stem(f.exec_id)
+        known = latest.get(stem)
+        if known is None or revision > known[0]:
+            latest[stem] = (revision, f)
+    return [f for _, f in latest.values()]
+
+
+class BaseCurrencyRows:
+    """Account summary rows of one answer, per (account, tag) and currency: only the base one counts.
+
+    IB sends a `BASE` row (the account's base currency) where it reports several currencies, else
+    rows in the base currency. An account's base currency is learned from an answer where a tag came
+    in one currency only; while two currencies compete and neither is `BASE` nor the known base, the
+    value is unknown (None): a EUR row must never stand in for a USD net liquidation value.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], dict[str, str]] = {}
+        self.base: dict[str, str] = {}
+
+    def new_answer(self) -> None:
+        self._rows.clear()
+
+    def read(self, account: str, tag: str, value: str, currency: str) -> tuple[str | None, str]:
+        """(value to store or None = unknown, its currency) after one more row."""
+        rows = self._rows.setdefault((account, tag), {})
+        rows[currency] = value
+        if "BASE" in rows:
+            return rows["BASE"], self.base.get(account, "")
+        if not currency:  # ratios (Cushion) come without a currency
+            return value, ""
+        base = self.base.get(account)
+        if base is None and len(rows) == 1:
+            self.base[account] = base = currency
+        if base is not None and base in rows:
+            return rows[base], base
+        return None, ""

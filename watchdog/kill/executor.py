@@ -178,6 +178,8 @@ class KillExecutor:
                         placed.append((oid, req))
             if run.dry:
                 return
+            if not placed and not plan.open_keys - hopeless.keys():
+                break  # nothing was sent and nothing can be: escalate now, not after a verify wait
             remaining = await self._poll_positions(run, baseline)
             msg = f"close attempt {attempt}: {len(remaining)} position(s) still open"
             details = {"attempt": attempt, "open": [pos_label(p) for p in remaining]}
