@@ -36,3 +36,13 @@ async def bare_sim() -> AsyncIterator[Simulator]:
     s = Simulator(accounts=ACCOUNTS, master_client_id=WATCHDOG_CLIENT_ID, pnl_interval=0.1)
     async for served in _served(s):
         yield served
+
+
+def order_messages(sim: Simulator, client_id: int = WATCHDOG_CLIENT_ID) -> list[int]:
+    """Message ids of the order messages a client sent (placeOrder 3, cancelOrder 4, reqGlobalCancel 58).
+
+    A cancelOrder of an id the client never placed is the write-access probe (gateway.write_access):
+    it can act on nothing, so it is not counted."""
+    frames = sim.received(client_id)
+    placed = {f.fields[1] for f in frames if f.msg_id == 3}
+    return [f.msg_id for f in frames if f.msg_id in (3, 58) or (f.msg_id == 4 and f.fields[2] in placed)]

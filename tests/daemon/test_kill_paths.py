@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.conftest import order_messages
 from tests.daemon.conftest import DaemonFactory, until
 from tests.outputs.conftest import Capture, capture, hanging_port  # noqa: F401  (fixtures)
 from watchdog.daemon.lifecycle import Daemon
@@ -43,7 +44,7 @@ async def test_dry_run_plans_and_reports_a_kill_but_sends_no_order_message(
     assert report.action is Action.CLOSE_ALL and report.dry_run
     assert {c.account for c in report.close_orders} == {"DU111111"}  # planned: the rule's account
     assert len(report.close_orders) == 3
-    sent = {f.msg_id for f in sim.received(99)} & ORDER_MESSAGES
+    sent = set(order_messages(sim)) & ORDER_MESSAGES
     assert sent == set(), f"order messages on the wire in dry run: {sent}"
     assert sorted((p.account, p.con_id, p.quantity) for p in sim.positions()) == positions
     assert sorted((o.client_id, o.order_id) for o in sim.open_orders()) == orders

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import order_messages
 from tests.daemon.conftest import DEFAULT_RULES, until
 from tests.daemon.conftest import write_config as _write_config
 from watchdog.sim import Simulator
@@ -136,17 +137,9 @@ async def notify(tmp_path: Path, short_dir: Path) -> AsyncIterator[NotifySocket]
 
 
 def order_frames(sim: Simulator, client_id: int = 99) -> list[int]:
-    """Order-acting message ids (placeOrder, cancelOrder, reqGlobalCancel) the client sent.
-
-    A cancelOrder of an id the client never placed is the write-access probe (gateway.write_access):
-    it can act on nothing, so it is not counted."""
-    frames = sim.received(client_id)
-    placed = {f.fields[1] for f in frames if f.msg_id == PLACE_ORDER}
-    return [
-        f.msg_id
-        for f in frames
-        if f.msg_id in (PLACE_ORDER, GLOBAL_CANCEL) or (f.msg_id == CANCEL_ORDER and f.fields[2] in placed)
-    ]
+    """Order-acting message ids (placeOrder, cancelOrder, reqGlobalCancel) the client sent; the
+    write-access probe's cancel of a never-used id is not counted (tests/conftest.order_messages)."""
+    return order_messages(sim, client_id)
 
 
 def watched_positions(sim: Simulator) -> dict[tuple[str, int], float]:

@@ -315,8 +315,6 @@ class GatewayConnection:
                 started = self._mono()
                 try:
                     await self.heartbeat()
-                    if self.write_probe.due():
-                        await self.check_write_access()
                 except GatewayError as e:
                     log.debug("heartbeat failed: %s", e)
                 delay = max(0.0, self._hb.interval - (self._mono() - started))
@@ -396,9 +394,15 @@ class GatewayConnection:
     # ------------------------------------------------------------------ heartbeat
 
     async def heartbeat(self) -> float:
-        """reqCurrentTime with a hard timeout; returns the RTT. Declares DOWN after too many misses."""
+        """reqCurrentTime with a hard timeout; returns the RTT. Declares DOWN after too many misses.
+
+        After an answered heartbeat, write access is proven again when due (at connect, then every
+        `write_access.INTERVAL`): one harmless request, see `gateway.write_access`."""
         async with self._heartbeat_lock:  # ib_async keeps one pending reqCurrentTime
-            return await self._heartbeat(self._require())
+            rtt = await self._heartbeat(self._require())
+        if self.write_probe.due():
+            await self.check_write_access()
+        return rtt
 
     async def _heartbeat(self, ib: IB) -> float:
         sent, sent_epoch = self._mono(), self._clock()
@@ -519,7 +523,13 @@ def _own_queue_delay(ib: IB) -> float:
     """
     client = ib.client
     queued = len(getattr(client, "_msgQ", ()))
-    if not queued or not client.MaxRequests:
+    if not client.MaxRequests:
         return 0.0
+    if not queued:
+        # nothing waits yet, but a window already full of requests holds the next one back too
+        times = getattr(client, "_timeQ", ())
+        now = asyncio.get_running_loop().time()
+        if sum(1 for t in times if now - t <= client.RequestsInterval) < client.MaxRequests:
+            return 0.0
     # the current window is spent (that is why requests queue): one more window, plus one per batch
     return float((queued // client.MaxRequests + 1) * client.RequestsInterval)
