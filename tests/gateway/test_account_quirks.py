@@ -62,3 +62,25 @@ def test_base_rows_win_and_two_unknown_currencies_are_unknown() -> None:
     assert rows2.read(DU2, "NetLiquidation", "1190000", "USD") == (None, "")
     assert rows2.read(DU2, "NetLiquidation", "1190000", "BASE") == ("1190000", "")
     assert exec_stem("0000e0d5.00000001.01.02") == ("0000e0d5.00000001.01", 2)
+
+
+async def test_the_heartbeat_proves_write_access_after_connect_and_finds_read_only_mode(
+    harness: Harness,
+) -> None:
+    sim: Simulator = harness.sim
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    assert g.write_access() is None
+
+    await asyncio.wait_for(g.heartbeat(), 5)  # what the daemon's heartbeat job calls
+    assert g.write_access() is True
+    probes = [f for f in sim.received(99) if f.msg_id == 4]
+    assert len(probes) == 1
+    await asyncio.wait_for(g.heartbeat(), 5)
+    assert len([f for f in sim.received(99) if f.msg_id == 4]) == 1  # not again before the interval
+
+    sim.set_read_only()
+    g.write_probe.checked_at = None  # the interval has passed
+    await asyncio.wait_for(g.heartbeat(), 5)
+    assert g.write_access() is False and g.status().write_access is False
+    assert [e.code for e in harness.events if e.kind.value == "error"] == [321]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import urllib.error
 import urllib.request
@@ -11,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from tests.outputs.conftest import make_kill_report, make_snapshot
-from watchdog.model import Health, KillOutcome, TradingState
+from watchdog.model import GatewayStatus, Health, KillOutcome, TradingState
 from watchdog.outputs.metrics import (
     MAX_ERROR_CODES,
     MAX_RULE_SERIES,
@@ -240,3 +241,14 @@ def test_rule_and_trigger_labels_are_bounded_and_a_removed_rule_frees_its_slot()
     assert get("ibkr_watchdog_metric_labels_dropped_total", {"metric": "rule"}) == 50
     m.observe_rule_status([("fresh", "DU1", 3.0, 2.0, "breach")])  # the old rules are gone: room again
     assert get("ibkr_watchdog_rule_breached", {"rule": "fresh", "account": "DU1"}) == 1.0
+
+
+def test_write_access_is_nan_until_proven_then_one_or_zero() -> None:
+    m = Metrics()
+    assert math.isnan(value(m, "write_access") or 0.0)
+    snap = make_snapshot()
+    for proven, expected in ((True, 1.0), (False, 0.0)):
+        m.observe_snapshot(dataclasses.replace(snap, gateway=GatewayStatus(write_access=proven)))
+        assert value(m, "write_access") == expected
+    m.observe_snapshot(dataclasses.replace(snap, gateway=GatewayStatus(write_access=None)))
+    assert math.isnan(value(m, "write_access") or 0.0)

@@ -52,6 +52,7 @@ __all__ = ["EventKind", "Gateway", "GatewayEvent"]
 
 log = logging.getLogger("watchdog.gateway.client")
 POSITIONS_RESYNC = 30.0  # seconds between full reqPositions round trips in routine polls
+DETAILS_PER_POLL = 20  # contract details look-ups per positions poll (each may add market rule requests)
 SMART_ROUTED = frozenset({"STK", "OPT", "CASH", "CRYPTO", "WAR", "FUND"})  # routable without a listing
 
 
@@ -240,9 +241,11 @@ class Gateway(GatewayConnection):
         guessing, and judges hours by the fallback table (saying so).
         """
         wanted = {p.contract.con_id: p.contract.sec_type in SMART_ROUTED for p in positions}
-        for con_id, smart in wanted.items():
-            if self.details.due(con_id):
-                await self.details.refresh(ib, con_id, smart, self._timed)
+        due = [(smart, con_id) for con_id, smart in wanted.items() if self.details.due(con_id)]
+        # futures first (their closing orders need the exchange); a large book is looked up over
+        # several polls so one poll never turns into hundreds of requests
+        for smart, con_id in sorted(due)[:DETAILS_PER_POLL]:
+            await self.details.refresh(ib, con_id, smart, self._timed)
         return [self._enrich(p) for p in positions]
 
     def _enrich(self, p: Position) -> Position:

@@ -69,14 +69,13 @@ class ClosingOrders:
         self,
         run: Run,
         need: CloseNeed,
-        attempt: int,
         force_limit: set[Key],
         hopeless: dict[Key, str],
         reasons: dict[Key, str],
     ) -> list[CloseOrderRequest]:
         """Plan one need with `kill.pricing.plan_close` (fresh quote each attempt); report at once
-        what cannot be closed and why. `attempt` is the kill's; the collar counts this contract's
-        limit orders, so a market order refused on attempt 2 starts at the first collar."""
+        what cannot be closed and why. The collar counts this contract's limit orders in this kill,
+        so a market order refused on attempt 2 is followed by a limit at the first collar."""
         self._start(run)
         pos = need.position
         exchange = route_exchange(pos.contract) or ""

@@ -170,9 +170,7 @@ class KillExecutor:
             self._r.step(run, "close.plan", KillEventKind.VERIFIED, INFO, msg, details)
             placed: list[tuple[int, CloseOrderRequest]] = []
             for need in plan.needs:
-                for req in await self._closing.requests_for(
-                    run, need, attempt, force_limit, hopeless, reasons
-                ):
+                for req in await self._closing.requests_for(run, need, force_limit, hopeless, reasons):
                     oid = await self._place(run, req)
                     if oid is not None:
                         placed.append((oid, req))
