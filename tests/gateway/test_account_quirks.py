@@ -4,6 +4,7 @@ corrections — against the simulator with real ib_async."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -84,3 +85,13 @@ async def test_the_heartbeat_proves_write_access_after_connect_and_finds_read_on
     await asyncio.wait_for(g.heartbeat(), 5)
     assert g.write_access() is False and g.status().write_access is False
     assert [e.code for e in harness.events if e.kind.value == "error"] == [321]
+
+
+async def test_the_probes_expected_answer_leaves_no_error_line_in_the_log(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    with caplog.at_level(logging.INFO):
+        assert await asyncio.wait_for(g.check_write_access(), 5) is True
+    assert not [r for r in caplog.records if "10147" in r.getMessage()]

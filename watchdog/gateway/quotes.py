@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 
 from ib_async import IB, Contract, Ticker
@@ -24,7 +25,7 @@ from watchdog.model import Position, Quote
 log = logging.getLogger("watchdog.gateway.quotes")
 DELAYED_TYPES = frozenset({3, 4})
 DELAY = 900.0  # seconds a delayed bid/ask is assumed to lag when it carries no time of its own
-SNAPSHOT_TIMEOUT = 2.0  # seconds: a snapshot waits for all its ticks (about 1 s on a real gateway)
+SNAPSHOT_TIMEOUT = 2.0  # seconds we wait for a snapshot's end; the ticks that came by then are used
 
 
 class QuoteSource:
@@ -54,11 +55,20 @@ class QuoteSource:
             self._type_asked = ib
         c = position.contract
         contract = Contract(conId=c.con_id, exchange=exchange, currency=c.currency)
+        # ib_async keeps one Ticker per contract across requests: clear what an earlier snapshot
+        # left, so only prices of this request can be picked
+        known = ib.ticker(contract)
+        if known is not None:
+            known.bid = known.ask = known.last = math.nan
+            known.lastTimestamp = known.delayedLastTimestamp = None
         try:
             tickers = await asyncio.wait_for(ib.reqTickersAsync(contract), SNAPSHOT_TIMEOUT)
         except (TimeoutError, ConnectionError) as exc:
-            log.warning("no market data snapshot for %s: %r", c.label, exc)
-            return None
+            # a real gateway ends a snapshot only when every tick type came or ~11 s passed:
+            # use what arrived for this request by now
+            partial = ib.ticker(contract)
+            log.info("market data snapshot for %s incomplete (%r)", c.label, exc)
+            return pick(partial, side, self._clock()) if partial is not None else None
         return pick(tickers[0], side, self._clock()) if tickers else None
 
     async def best(self, ib: IB | None, position: Position, exchange: str, side: str) -> Quote | None:

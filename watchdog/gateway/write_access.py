@@ -26,6 +26,17 @@ INTERVAL = 300.0  # seconds between probes on a live connection
 READ_ONLY_CODE = 321
 
 
+class _QuietAnswer(logging.Filter):
+    """ib_async logs the probe's expected 10147 at ERROR: drop that one line, nothing else."""
+
+    def __init__(self, req_id: int) -> None:
+        super().__init__()
+        self._tag = f"reqId {req_id}:"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._tag not in record.getMessage()
+
+
 def names_read_only(code: int, message: str) -> bool:
     return code == READ_ONLY_CODE and "read-only" in message.lower()
 
@@ -68,6 +79,9 @@ class WriteAccessProbe:
         req_id = ib.client.getReqId()
         fut: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._waiting[req_id] = fut
+        quiet = _QuietAnswer(req_id)
+        ib_log = logging.getLogger("ib_async.wrapper")
+        ib_log.addFilter(quiet)
         try:
             ib.client.cancelOrder(req_id)
             async with asyncio.timeout(self._timeout):
@@ -76,6 +90,7 @@ class WriteAccessProbe:
             log.debug("write access probe %d got no answer: %r", req_id, exc)
             return self.state
         finally:
+            ib_log.removeFilter(quiet)
             with contextlib.suppress(KeyError):
                 del self._waiting[req_id]
         self.state = not names_read_only(code, message)
