@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tests.gateway.conftest import ACCOUNTS, Harness
+from tests.gateway.conftest import ACCOUNTS, Harness, eventually
 from watchdog.gateway.convert import BaseCurrencyRows, exec_stem
 from watchdog.sim import Simulator
 
@@ -74,16 +74,18 @@ async def test_the_heartbeat_proves_write_access_after_connect_and_finds_read_on
     assert g.write_access() is None
 
     await asyncio.wait_for(g.heartbeat(), 5)  # what the daemon's heartbeat job calls
-    assert g.write_access() is True
+    await eventually(lambda: g.write_access() is True)
     probes = [f for f in sim.received(99) if f.msg_id == 4]
     assert len(probes) == 1
+    await asyncio.wait_for(g.heartbeat(), 5)
     await asyncio.wait_for(g.heartbeat(), 5)
     assert len([f for f in sim.received(99) if f.msg_id == 4]) == 1  # not again before the interval
 
     sim.set_read_only()
     g.write_probe.checked_at = None  # the interval has passed
     await asyncio.wait_for(g.heartbeat(), 5)
-    assert g.write_access() is False and g.status().write_access is False
+    await eventually(lambda: g.write_access() is False)
+    assert g.status().write_access is False
     assert [e.code for e in harness.events if e.kind.value == "error"] == [321]
 
 
@@ -95,3 +97,16 @@ async def test_the_probes_expected_answer_leaves_no_error_line_in_the_log(
     with caplog.at_level(logging.INFO):
         assert await asyncio.wait_for(g.check_write_access(), 5) is True
     assert not [r for r in caplog.records if "10147" in r.getMessage()]
+
+
+async def test_a_probe_without_an_answer_never_holds_the_heartbeat_up(harness: Harness) -> None:
+    sim: Simulator = harness.sim
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    sim.faults.delay({4}, 5.0)  # every error message (the probe's answer) arrives 5 s late
+
+    for _ in range(3):
+        await asyncio.wait_for(g.heartbeat(), 0.5)  # each answered in time, the probe waits on its own
+
+    assert len([f for f in sim.received(99) if f.msg_id == 4]) == 1  # one probe in flight, not one per beat
+    assert g.write_access() is None

@@ -46,12 +46,14 @@ def test_a_limit_on_an_option_ladder_goes_to_the_upper_tick() -> None:
     planned = plan_close(need(10, "BUY", option()), details, quote(2.98, source="ask"), NOW, CFG)
     assert [(o.order_type, o.limit_price, o.outside_rth) for o in planned.orders] == [("LMT", 3.1, True)]
     assert any("no trading hours from contract details" in n for n in planned.notes)
+    assert planned.hours_from_table and planned.problem == ""
 
 
 def test_a_quote_older_than_the_bound_is_reported_not_used() -> None:
     planned = plan_close(need(100), None, quote(170.0, age=3600.0, source="portfolio"), NOW, CFG)
     assert planned.orders == ()
     assert "3600s old" in planned.refusal and "kill.max_price_age" in planned.refusal
+    assert planned.problem == "stale_price"
 
 
 def test_a_fraction_is_left_for_a_manual_close_and_only_whole_shares_are_sent() -> None:
@@ -60,6 +62,7 @@ def test_a_fraction_is_left_for_a_manual_close_and_only_whole_shares_are_sent() 
     assert "0.68 of 57.68" in planned.manual
     only_fraction = plan_close(need(0.68), None, None, NOW, CFG, fallback_regular=lambda s, t: True)
     assert only_fraction.orders == () and "needs a manual close" in only_fraction.refusal
+    assert only_fraction.problem == "fraction"
 
 
 def test_slices_stay_under_value_and_quantity_limits_and_never_add_quantity() -> None:
@@ -69,7 +72,7 @@ def test_slices_stay_under_value_and_quantity_limits_and_never_add_quantity() ->
     assert sizes == [400.0, 400.0, 200.0]
     assert sum(sizes) == 1000
     too_big = plan_close(need(1), None, quote(190.0), NOW, KillConfig(max_order_value=100))
-    assert "cannot slice" in too_big.refusal
+    assert "cannot slice" in too_big.refusal and too_big.problem == "slice_limit"
 
 
 def test_the_contracts_own_calendar_decides_and_a_closed_market_is_refused() -> None:
@@ -83,6 +86,7 @@ def test_the_contracts_own_calendar_decides_and_a_closed_market_is_refused() -> 
     night = NOW + 12 * 3600  # 21:40 New York
     closed = plan_close(need(10), details, quote(100.0, age=0.0), night, CFG)
     assert closed.orders == () and "next session 2025-12-02 04:00 EST" in closed.refusal
+    assert closed.problem == "market_closed" and not at_open.hours_from_table
 
 
 def test_the_collar_widens_per_retry_up_to_its_maximum() -> None:

@@ -105,6 +105,7 @@ class GatewayConnection:
         self.connect_failures = 0
         self.down_detected_at: float | None = None  # monotonic time the last half-open was declared
         self.write_probe = WriteAccessProbe(monotonic, polling.timeout)  # read-only API detection
+        self._probe_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -343,6 +344,11 @@ class GatewayConnection:
 
     async def _teardown(self, ib: IB) -> None:
         """Detach, fail pending requests, abort the socket and wait (bounded) until it is closed."""
+        probe, self._probe_task = self._probe_task, None
+        if probe is not None and not probe.done():
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         self._detach(ib)
         conn = ib.client.conn
         closed = asyncio.Event()
@@ -400,9 +406,16 @@ class GatewayConnection:
         `write_access.INTERVAL`): one harmless request, see `gateway.write_access`."""
         async with self._heartbeat_lock:  # ib_async keeps one pending reqCurrentTime
             rtt = await self._heartbeat(self._require())
-        if self.write_probe.due():
-            await self.check_write_access()
+        if self.write_probe.due() and (self._probe_task is None or self._probe_task.done()):
+            # in its own task: a gateway slow to answer the probe must not hold the heartbeat up
+            self._probe_task = asyncio.ensure_future(self._probe_write_access())
         return rtt
+
+    async def _probe_write_access(self) -> None:
+        try:
+            await self.check_write_access()
+        except (GatewayError, ConnectionError) as exc:
+            log.debug("write access probe failed: %s", exc)
 
     async def _heartbeat(self, ib: IB) -> float:
         sent, sent_epoch = self._mono(), self._clock()

@@ -23,6 +23,7 @@ from ib_async import IB
 
 log = logging.getLogger("watchdog.gateway.write_access")
 INTERVAL = 300.0  # seconds between probes on a live connection
+RETRY_SILENT = 30.0  # seconds before asking again when a probe got no answer
 READ_ONLY_CODE = 321
 
 
@@ -88,6 +89,7 @@ class WriteAccessProbe:
                 code, message = await fut
         except (TimeoutError, ConnectionError) as exc:
             log.debug("write access probe %d got no answer: %r", req_id, exc)
+            self.checked_at = self._mono() - INTERVAL + RETRY_SILENT  # not on every heartbeat
             return self.state
         finally:
             ib_log.removeFilter(quiet)

@@ -34,6 +34,11 @@ class PlannedClose:
     notes: tuple[str, ...] = ()  # said at once, not blocking (hours fallback, quote age, a fraction)
     refusal: str = ""  # nothing sent: escalate at once with this reason
     manual: str = ""  # a part that needs a manual close (fractional shares), reported at once
+    problem: str = ""  # the refusal as a bounded label for metrics: one of PROBLEMS
+    hours_from_table: bool = False  # the contract's own hours did not cover now: the fallback table decided
+
+
+PROBLEMS = ("no_route", "fraction", "market_closed", "stale_price", "no_price", "bad_price", "slice_limit")
 
 
 def on_ladder(raw: float, side: str, ladder: Ladder) -> float:
@@ -114,7 +119,9 @@ def plan_close(
     label = f"{pos.account} {c.label}"
     exchange = route_exchange(c)
     if exchange is None:
-        return PlannedClose(refusal=f"no routable exchange known for {c.sec_type} {c.label}")
+        return PlannedClose(
+            refusal=f"no routable exchange known for {c.sec_type} {c.label}", problem="no_route"
+        )
     notes: list[str] = []
     manual = ""
     quantity = need.quantity
@@ -128,9 +135,10 @@ def plan_close(
             )
         quantity = float(whole)
         if quantity <= 0:
-            return PlannedClose(refusal=manual, manual=manual)
+            return PlannedClose(refusal=manual, manual=manual, problem="fraction")
     # the contract's own hours first; the fixed table only when they do not cover now
     session = contract_session(details, now)
+    from_table = session is None
     if session is None:
         regular = fallback_regular(c.sec_type, now) if fallback_regular is not None else False
         session = "regular" if regular else "extended"
@@ -141,6 +149,7 @@ def plan_close(
         return PlannedClose(
             refusal=f"{label}: market closed by the contract's own calendar ({tz}); next session {opens}",
             manual=manual,
+            problem="market_closed",
         )
     use_market = session == "regular" and not force_limit
     price: float | None = None
@@ -155,6 +164,7 @@ def plan_close(
                         f"over kill.max_price_age {config.max_price_age:g}s: not used"
                     ),
                     manual=manual,
+                    problem="stale_price",
                 )
             quote = None
         else:
@@ -167,13 +177,18 @@ def plan_close(
                     "outside regular hours"
                 ),
                 manual=manual,
+                problem="no_price",
             )
         price = limit_for(quote.price, need.action, collar_for(attempt, config), details, c.sec_type)
         if price is None:
-            return PlannedClose(refusal=f"{label}: no valid limit price from {quote.price:g}", manual=manual)
+            return PlannedClose(
+                refusal=f"{label}: no valid limit price from {quote.price:g}",
+                manual=manual,
+                problem="bad_price",
+            )
     sizes, why = slices(quantity, price or (quote.price if quote else None), c.multiplier, c.sec_type, config)
     if not sizes:
-        return PlannedClose(refusal=f"{label}: {why}", manual=manual)
+        return PlannedClose(refusal=f"{label}: {why}", manual=manual, problem="slice_limit")
     if why:
         notes.append(f"{label}: {why}")
     orders = tuple(
@@ -190,7 +205,10 @@ def plan_close(
         )
         for q in sizes
     )
-    return PlannedClose(orders=orders, notes=tuple(notes), manual=manual)
+    return PlannedClose(
+        orders=orders, notes=tuple(notes), manual=manual, problem="fraction" if manual else "",
+        hours_from_table=from_table,
+    )  # fmt: skip
 
 
 def slices(
