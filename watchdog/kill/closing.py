@@ -16,7 +16,7 @@ from watchdog.kill.plan import CloseNeed, Key, route_exchange
 from watchdog.kill.pricing import contract_session, plan_close
 from watchdog.kill.rejects import classify, explain
 from watchdog.kill.run import KillEventKind, Reporter, Run, pos_label
-from watchdog.model import CloseOrderRequest, Severity
+from watchdog.model import CloseOrderRequest, Quote, Severity
 
 
 class ClosingHost(Protocol):
@@ -65,28 +65,50 @@ class ClosingOrders:
     ) -> None:
         self._x.reporter.step(run, event, kind, severity, msg, details)
 
+    def _needs_quote(self, need: CloseNeed, force_limit: set[Key], now: float) -> bool:
+        """A limit order, or a market order sized under kill.max_order_value, needs a price."""
+        pos = need.position
+        session = contract_session(self._x.broker.contract_details(pos), now)
+        if session == "closed":
+            return False  # nothing will be sent
+        regular = self._x.broker.is_regular_hours(pos, now) if session is None else session == "regular"
+        return need.key in force_limit or not regular or self._x.config.max_order_value is not None
+
+    async def quotes_for(self, needs: Sequence[CloseNeed], force_limit: set[Key]) -> dict[Key, Quote | None]:
+        """Fresh quotes for the needs that need one, all before any order of this round goes out (the
+        caller then re-reads the book, so the time spent quoting never leaves the netting stale)."""
+        now = self._x.clock()
+        out: dict[Key, Quote | None] = {}
+        for need in needs:
+            if self._needs_quote(need, force_limit, now):
+                out[need.key] = await self._quote(need)
+        return out
+
+    async def quote_if_needed(self, need: CloseNeed, force_limit: set[Key]) -> Quote | None:
+        return await self._quote(need) if self._needs_quote(need, force_limit, self._x.clock()) else None
+
+    async def _quote(self, need: CloseNeed) -> Quote | None:
+        pos = need.position
+        exchange = route_exchange(pos.contract) or ""
+        return await self._x.call("quote", lambda: self._x.broker.quote(pos, exchange, need.action))
+
     async def requests_for(
         self,
         run: Run,
         need: CloseNeed,
+        quote: Quote | None,
         force_limit: set[Key],
         hopeless: dict[Key, str],
         reasons: dict[Key, str],
     ) -> list[CloseOrderRequest]:
-        """Plan one need with `kill.pricing.plan_close` (fresh quote each attempt); report at once
+        """Plan one need with `kill.pricing.plan_close` (with this attempt's quote); report at once
         what cannot be closed and why. The collar counts this contract's limit orders in this kill,
         so a market order refused on attempt 2 is followed by a limit at the first collar."""
         self._start(run)
         pos = need.position
-        exchange = route_exchange(pos.contract) or ""
         limit = need.key in force_limit
         now = self._x.clock()
         details = self._x.broker.contract_details(pos)
-        session = contract_session(details, now)
-        regular = self._x.broker.is_regular_hours(pos, now) if session is None else session == "regular"
-        quote = None
-        if limit or not regular or self._x.config.max_order_value is not None:  # a market order needs none
-            quote = await self._x.call("quote", lambda: self._x.broker.quote(pos, exchange, need.action))
         planned = plan_close(
             need,
             details,

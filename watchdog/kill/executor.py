@@ -169,8 +169,16 @@ class KillExecutor:
             details = {"attempt": attempt, "needs": [need_label(n) for n in plan.needs]}
             self._r.step(run, "close.plan", KillEventKind.VERIFIED, INFO, msg, details)
             placed: list[tuple[int, CloseOrderRequest]] = []
+            quotes = await self._closing.quotes_for(plan.needs, force_limit)
+            if quotes and not run.dry:  # time passed while quoting: net against a fresh read
+                plan, after = await self._read_plan(run, baseline, hopeless)
             for need in plan.needs:
-                for req in await self._closing.requests_for(run, need, force_limit, hopeless, reasons):
+                quote = (
+                    quotes[need.key]
+                    if need.key in quotes
+                    else await self._closing.quote_if_needed(need, force_limit)
+                )
+                for req in await self._closing.requests_for(run, need, quote, force_limit, hopeless, reasons):
                     oid = await self._place(run, req)
                     if oid is not None:
                         placed.append((oid, req))
