@@ -89,6 +89,21 @@ class App(EWrapper, EClient):  # type: ignore[misc]
     def pnl(self, reqId: int, dailyPnL: float, unrealizedPnL: float, realizedPnL: float) -> None:
         self._put("pnl", reqId, dailyPnL, unrealizedPnL, realizedPnL)
 
+    def marketRule(self, marketRuleId: int, priceIncrements: list[Any]) -> None:
+        self._put("marketRule", marketRuleId, [(p.lowEdge, p.increment) for p in priceIncrements])
+
+    def marketDataType(self, reqId: int, marketDataType: int) -> None:
+        self._put("marketDataType", reqId, marketDataType)
+
+    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
+        self._put("tickPrice", reqId, tickType, price)
+
+    def tickString(self, reqId: int, tickType: int, value: str) -> None:
+        self._put("tickString", reqId, tickType, value)
+
+    def tickSnapshotEnd(self, reqId: int) -> None:
+        self._put("tickSnapshotEnd", reqId)
+
 
 async def next_event(app: App, *names: str, within: float = 3.0) -> tuple[str, tuple[Any, ...]]:
     """The next event with one of `names` (others are skipped), read off the queue in a thread."""
@@ -289,3 +304,30 @@ async def test_ibapi_duplicate_client_id_gets_326_and_is_closed(sim: Simulator, 
     finally:
         dup.disconnect()
         await asyncio.to_thread(runner.join, 5)
+
+
+async def test_ibapi_gets_a_market_rule_and_the_contracts_own_hours(sim: Simulator, app: App) -> None:
+    app.reqMarketRule(32)
+    _, (rule_id, increments) = await next_event(app, "marketRule")
+    assert (rule_id, increments) == (32, [(0.0, 0.05), (3.0, 0.1)])
+    sim.rules.publish_hours = True
+    c = Contract()
+    c.conId = 700000101  # SAP on XETRA
+    app.reqContractDetails(31, c)
+    [(_, (_req, cd))] = await collect_until(app, "contractDetailsEnd", "contractDetails")
+    assert cd.timeZoneId == "MET" and cd.marketRuleIds.split(",")[0] == "1650"
+    assert "CLOSED" in cd.tradingHours or ":0800-" in cd.tradingHours
+    assert ":0900-" in cd.liquidHours and ":1730" in cd.liquidHours
+
+
+async def test_ibapi_gets_a_delayed_snapshot_with_its_trade_time(sim: Simulator, app: App) -> None:
+    sim.rules.market_data = "delayed"
+    sim.set_price("AAPL", 170.0)
+    app.reqMarketDataType(3)
+    app.reqMktData(41, stock("AAPL"), "", True, False, [])
+    events = await collect_until(app, "tickSnapshotEnd", "tickPrice", "tickString", "marketDataType")
+    assert ("marketDataType", (41, 3)) in events
+    prices = {args[1]: args[2] for name, args in events if name == "tickPrice"}
+    assert prices == {66: 170.0, 67: 170.0, 68: 170.0}  # delayed bid, ask, last
+    [stamp] = [int(args[2]) for name, args in events if name == "tickString" and args[1] == 88]
+    assert sim.clock() - stamp >= 899
