@@ -19,7 +19,6 @@ from watchdog.model import ContractRef, OpenOrder, Position
 Key = tuple[str, int]  # (account, conId)
 EPS = 1e-9
 QTY_STEP = 1e-6  # closing quantities are floored to this step: rounding never adds quantity
-NON_RETRYABLE_ERRORS = frozenset({200, 203, 321})  # no security definition, not allowed, validation
 
 
 def order_label(order: OpenOrder) -> str:
@@ -72,6 +71,9 @@ def route_exchange(contract: ContractRef) -> str | None:
 
 def limit_price(mark: float, side: str, collar: float, sec_type: str, min_tick: float = 0.0) -> float | None:
     """Aggressive limit: BUY at mark×(1+collar) rounded up, SELL at mark×(1−collar) rounded down.
+
+    A single tick size only; closing orders are priced by `kill.pricing.limit_for`, which follows
+    the contract's market-rule ladder (the increment can change with the price level).
 
     With the contract's tick size known, the price lands on a tick (an off-tick limit is rejected
     by the exchange: error 110), still rounded away from the mark so it stays marketable."""
