@@ -122,6 +122,7 @@ class OpenOrder:
     status: str = ""
     order_ref: str = ""
     outside_rth: bool = False
+    why_held: str = ""  # orderStatus.whyHeld: non-empty while the gateway holds the order back
 
     @property
     def signed_remaining(self) -> float:
@@ -130,10 +131,34 @@ class OpenOrder:
 
     @property
     def is_working(self) -> bool:
-        return self.status not in DONE_STATUSES
+        """Possibly filling: the gateway has not confirmed a terminal state (see `is_terminal`)."""
+        return not is_terminal(self.status)
+
+    @property
+    def state_label(self) -> str:
+        """The status as a person reads it in a report: `PreSubmitted, held: locate`."""
+        status = self.status or "unknown status"
+        return f"{status}, held: {self.why_held}" if self.why_held else status
 
 
-DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+# IB order statuses (TWS API reference, "Order Status"; ib_async `OrderStatus`). Only these three
+# are final: nothing fills afterwards. Everything else can still fill and is treated as working:
+#  - PendingCancel: "your order is not confirmed canceled. You may still receive an execution while
+#    your cancellation request is pending" (IB); ib_async also sets it locally on cancelOrder;
+#  - PendingSubmit, ApiPending, PreSubmitted (a simulated order waiting for its election), Submitted;
+#  - Inactive: "accepted … but currently the order is not working, due to system, exchange or other
+#    issues. When the order becomes active, the order status … will change" (IB, order status colours)
+#    — ib_async counts it as done, IB does not;
+#  - a held order (orderStatus.whyHeld non-empty, e.g. "locate", "trading hours") in any status;
+#  - states ib_async synthesises without the gateway (ValidationError, ApiUpdate) and any status
+#    this code does not know, including "" (an order seen before its first orderStatus).
+TERMINAL_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled"})
+DONE_STATUSES = TERMINAL_STATUSES  # the old name
+
+
+def is_terminal(status: str) -> bool:
+    """True only for a status after which the order can never fill (IB: Filled, Cancelled, ApiCancelled)."""
+    return status in TERMINAL_STATUSES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,16 +1,22 @@
-"""Fixtures for the kill switch unit tests: a virtual clock, a fake book, state in tmp_path."""
+"""Fixtures for the kill switch tests: a virtual clock and a fake book, or the simulator and a Gateway."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.gateway.conftest import ACCOUNTS, CLIENT_ID, Harness
 from tests.kill.fakes import FakeBook, FakeBroker, FakeClock
 from watchdog.config.schema import KillConfig
+from watchdog.gateway.client import Gateway
 from watchdog.kill.switch import KillEvent, KillSwitch
+from watchdog.sim import Simulator
 from watchdog.state.audit import AuditLog
 from watchdog.state.store import StateStore
 
@@ -73,3 +79,58 @@ def make_switch(
         )
 
     return make
+
+
+# ---------------------------------------------------------------------- against the simulator
+@pytest.fixture
+def sim(bare_sim: Simulator) -> Simulator:
+    return bare_sim
+
+
+@pytest.fixture
+def harness(sim: Simulator) -> Harness:
+    return Harness(sim)
+
+
+@pytest.fixture
+async def gateway(harness: Harness) -> AsyncIterator[Gateway]:
+    g = harness.gateway()
+    await asyncio.wait_for(g.connect(), 5)
+    try:
+        yield g
+    finally:
+        await asyncio.wait_for(g.close(), 5)
+
+
+def kill_switch(
+    gateway: Gateway,
+    tmp_path: Path,
+    *,
+    on_event: Callable[[KillEvent], None] | None = None,
+    **kill: object,
+) -> KillSwitch:
+    cfg = KillConfig.model_validate({"verify_timeout": "2s", "max_attempts": 3, **kill})
+    store = StateStore(tmp_path / "state", time.time)
+    store.dir.mkdir(parents=True, exist_ok=True)
+    audit = AuditLog(store.audit_path, time.time)
+    return KillSwitch(
+        gateway, cfg, store, audit,
+        clock=time.time, on_event=on_event, accounts=ACCOUNTS, client_id=CLIENT_ID,
+    )  # fmt: skip
+
+
+def net_fills_by_watchdog(sim: Simulator) -> dict[tuple[str, int], float]:
+    """Signed quantity the watchdog's own fills moved, per (account, conId)."""
+    out: dict[tuple[str, int], float] = defaultdict(float)
+    for e in sim.executions():
+        if e.client_id == CLIENT_ID:
+            out[(e.account, e.inst.con_id)] += e.shares if e.side == "BOT" else -e.shares
+    return dict(out)
+
+
+def holdings(sim: Simulator, account: str | None = None) -> dict[tuple[str, int], float]:
+    return {(p.account, p.con_id): p.quantity for p in sim.positions(account) if p.quantity}
+
+
+def con_id(sim: Simulator, symbol: str) -> int:
+    return sim.book.universe.get(symbol).con_id

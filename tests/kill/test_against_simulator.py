@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.gateway.conftest import ACCOUNTS, CLIENT_ID, Harness
-from watchdog.config.schema import KillConfig
+from tests.gateway.conftest import ACCOUNTS, CLIENT_ID
+from tests.kill.conftest import con_id, holdings, kill_switch, net_fills_by_watchdog
 from watchdog.gateway.client import Gateway
-from watchdog.kill.switch import KillSwitch
 from watchdog.model import Action, KillOutcome, TradingState
 from watchdog.sim import Simulator
-from watchdog.state.audit import AuditLog, read_audit
-from watchdog.state.store import StateStore
+from watchdog.state.audit import read_audit
 
 pytestmark = pytest.mark.integration
 DU1, DU2 = ACCOUNTS
 GLOBAL_CANCEL, PLACE_ORDER, CANCEL_ORDER = 58, 3, 4
-
-
-@pytest.fixture
-def sim(bare_sim: Simulator) -> Simulator:
-    return bare_sim
-
-
-@pytest.fixture
-def harness(sim: Simulator) -> Harness:
-    return Harness(sim)
-
-
-@pytest.fixture
-async def gateway(harness: Harness) -> AsyncIterator[Gateway]:
-    g = harness.gateway()
-    await asyncio.wait_for(g.connect(), 5)
-    try:
-        yield g
-    finally:
-        await asyncio.wait_for(g.close(), 5)
-
-
-def kill_switch(gateway: Gateway, tmp_path: Path, **kill: object) -> KillSwitch:
-    cfg = KillConfig.model_validate({"verify_timeout": "2s", "max_attempts": 3, **kill})
-    store = StateStore(tmp_path / "state", time.time)
-    store.dir.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(store.audit_path, time.time)
-    return KillSwitch(gateway, cfg, store, audit, clock=time.time, accounts=ACCOUNTS, client_id=CLIENT_ID)
 
 
 def seed_book(sim: Simulator) -> None:
@@ -65,23 +32,6 @@ def seed_book(sim: Simulator) -> None:
     sim.place_order_as(client_id=7, account=DU1, symbol="ES", action="BUY", quantity=1, lmt_price=4_000.0)
     sim.place_order_as(client_id=12, account=DU2, symbol="SPY", action="SELL", quantity=50, lmt_price=900.0)
     sim.place_order_as(client_id=21, account=DU2, symbol="MSFT", action="BUY", quantity=5, lmt_price=1.0)
-
-
-def net_fills_by_watchdog(sim: Simulator) -> dict[tuple[str, int], float]:
-    """Signed quantity the watchdog's own fills moved, per (account, conId)."""
-    out: dict[tuple[str, int], float] = defaultdict(float)
-    for e in sim.executions():
-        if e.client_id == CLIENT_ID:
-            out[(e.account, e.inst.con_id)] += e.shares if e.side == "BOT" else -e.shares
-    return dict(out)
-
-
-def holdings(sim: Simulator, account: str | None = None) -> dict[tuple[str, int], float]:
-    return {(p.account, p.con_id): p.quantity for p in sim.positions(account) if p.quantity}
-
-
-def con_id(sim: Simulator, symbol: str) -> int:
-    return sim.book.universe.get(symbol).con_id
 
 
 async def test_cancel_all_removes_orders_of_three_clients_and_tws_and_retries_an_ignored_cancel(

@@ -224,10 +224,13 @@ async def test_a_damaged_latch_starts_tripped_and_is_announced(
     store.dir.mkdir(parents=True, exist_ok=True)
     (store.dir / LATCH_FILE).write_text("{half a fi")
     ks = make_switch(store_=StateStore(store.dir, book.clock))
+    ks.audit_damage()  # the daemon's start (and every entry point) reads, audits and announces
     assert ks.store.trading_state() is TradingState.TRIPPED
     assert events and events[0].kind is KillEventKind.STATE_PROBLEM
+    assert [r.details["file"] for r in ks.audit.read() if r.event == "state.corrupted"] == [LATCH_FILE]
     new = book.add_order(1, "DU1", stock(), "BUY", 1)
     assert await asyncio.wait_for(ks.enforce_lockout([new.view()], []), T) == 1
+    assert len([e for e in events if e.kind is KillEventKind.STATE_PROBLEM]) == 1  # once, not per call
 
 
 async def test_lockout_announces_a_new_order_once_and_recancels_it_only_if_it_outlives_the_cancel(

@@ -49,11 +49,11 @@ def test_a_damaged_latch_reads_as_tripped_and_is_reported(
     assert reported and "TRIPPED" in reported[0]
 
 
-def test_a_damaged_pending_kill_reads_as_a_pending_cancel_all(tmp_path: Path, clock: FakeClock) -> None:
+def test_a_damaged_pending_kill_reads_as_a_pending_close_all(tmp_path: Path, clock: FakeClock) -> None:
     (tmp_path / PENDING_FILE).write_bytes(b"\x00garbage")
     store = StateStore(tmp_path, clock)
     pending = store.pending_kill()
-    assert pending is not None and pending.action is Action.CANCEL_ALL and store.problems
+    assert pending is not None and pending.action is Action.CLOSE_ALL and store.problems
 
 
 def test_a_pending_kill_survives_a_restart_and_clears(tmp_path: Path, clock: FakeClock) -> None:

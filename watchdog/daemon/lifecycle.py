@@ -121,6 +121,7 @@ class Daemon:
                 c.bots.on_due = self._request_evaluation
             await c.bots.start()
         c.metrics.observe_reload(True, c.clock())
+        c.killswitch.audit_damage()  # a damaged latch or pending kill: audited, alerted, read fail-safe
         state, pending = c.store.trading_state(), c.store.pending_kill()
         c.metrics.set_tripped(state is TradingState.TRIPPED)
         c.metrics.set_pending(pending is not None)
@@ -134,6 +135,7 @@ class Daemon:
             c.gateway.on_data = self._request_evaluation
         c.control.process_requests(c.killswitch)
         restored = c.memory.import_highs(c.store.baseline().get("day_highs", []), c.clock())
+        c.killswitch.audit_damage()  # a damaged baseline is discarded at start: audited and alerted
         if restored:
             log.info(
                 "restored %d day high(s) from the state dir: drawdown limits keep today's peak", restored

@@ -87,6 +87,9 @@ class Gateway(GatewayConnection):
         # the trading calendar; the demo swaps in its simulated exchange's session
         self.market_hours: Callable[[str, float], bool] = hours.is_regular_hours
         self.on_data: Callable[[], None] | None = None  # set by the daemon: streamed P&L / summary arrived
+        # order key → the status the gateway sent in an openOrder message of the running
+        # reqAllOpenOrders answer (None while no answer is being collected)
+        self._reported: dict[tuple[int, int], str] | None = None
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -95,6 +98,16 @@ class Gateway(GatewayConnection):
     # ------------------------------------------------------------------ subscriptions
 
     def _attach_data(self, ib: IB) -> None:
+        wrapper = ib.wrapper
+        original = wrapper.openOrder
+
+        def open_order(order_id: int, contract: Contract, order: Order, state: Any) -> None:
+            # the gateway's own word on the order's status: ib_async keeps its local one instead
+            if self._reported is not None:
+                self._reported[(int(order.clientId), int(order.permId or order_id))] = str(state.status)
+            original(order_id, contract, order, state)
+
+        wrapper.openOrder = open_order  # type: ignore[method-assign,assignment]
         ib.pnlEvent += self._on_pnl
         ib.accountSummaryEvent += self._on_summary
         ib.updatePortfolioEvent += self._on_portfolio
@@ -262,11 +275,17 @@ class Gateway(GatewayConnection):
         """reqAllOpenOrders round trip: working orders of every client (client 0 = manual) included."""
         ib = self._require()
         async with self._orders_lock:  # same single-slot request key as reqPositions
-            trades = await self._timed("open orders", ib.reqAllOpenOrdersAsync)
+            reported: dict[tuple[int, int], str] = {}
+            self._reported = reported
+            try:
+                trades = await self._timed("open orders", ib.reqAllOpenOrdersAsync)
+            finally:
+                self._reported = None
         at = self._clock()
         orders: dict[OrderKey, OpenOrder] = {}
         for trade in trades:
-            o = convert.open_order_from(trade)
+            key = (int(trade.order.clientId), int(trade.order.permId or trade.order.orderId))
+            o = convert.open_order_from(trade, reported.get(key))
             if o.account in self._watched and o.is_working:
                 orders[order_key(o)] = o
         out = list(orders.values())

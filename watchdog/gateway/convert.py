@@ -108,9 +108,15 @@ def with_pnl_single(pos: Position, single: PnLSingle) -> Position:
     )
 
 
-def open_order_from(trade: Trade) -> OpenOrder:
-    """A working order as reported by reqAllOpenOrders (any client, manual orders included)."""
+def open_order_from(trade: Trade, reported_status: str | None = None) -> OpenOrder:
+    """A working order as reported by reqAllOpenOrders (any client, manual orders included).
+
+    `reported_status` is the status the gateway itself put in this answer's openOrder message. It
+    wins over the Trade's: ib_async writes statuses of its own into the Trade (Cancelled after any
+    order error or on cancelling an Inactive order, PendingCancel on cancelOrder, ValidationError),
+    and only the gateway can confirm that an order is finished."""
     o, s = trade.order, trade.orderStatus
+    status = reported_status if reported_status else s.status
     total = num(o.totalQuantity) or 0.0
     filled = num(s.filled) or 0.0
     order_filled = num(o.filledQuantity)
@@ -133,9 +139,10 @@ def open_order_from(trade: Trade) -> OpenOrder:
         order_type=o.orderType,
         lmt_price=num(o.lmtPrice),
         aux_price=num(o.auxPrice),
-        status=s.status,
+        status=status,
         order_ref=o.orderRef or "",
         outside_rth=bool(o.outsideRth),
+        why_held=s.whyHeld or "",
     )
 
 

@@ -74,10 +74,12 @@ class KillExecutor:
         await self._close_phase(run, baseline)
         if run.dry:
             return
+        # FLAT needs every order in scope terminal, ours included: a closing order left alive (held,
+        # PendingCancel after a re-price) or a bot's order in PendingCancel can still fill
         orders = await self.call("open_orders", self.broker.open_orders)
-        leftovers = self.targets(run, orders, include_ours=False)
+        leftovers = self.targets(run, orders, include_ours=True)
         if leftovers and not run.remaining_positions:
-            leftovers = await self.cancel_phase(run, include_ours=False)  # our closes are done: safe now
+            leftovers = await self.cancel_phase(run, include_ours=True)  # nothing left to close: all go
         run.remaining_orders = leftovers
         self._name_read_only(run)
 
@@ -105,8 +107,8 @@ class KillExecutor:
             if attempt > 1 or not run.cancel_sent:  # the kill switch may have sent the first already
                 await self.global_cancel(run, f"attempt {attempt}")
             for o in remaining:
-                if self._owns(o):
-                    await self._cancel_order(run, o, "still working after a global cancel")
+                if self.owns(o):
+                    await self.cancel_order(run, o, "still working after a global cancel")
             if run.dry:
                 would = targets(await self.call("open_orders", self.broker.open_orders))
                 run.seen.update((order_key(o), o) for o in would)
@@ -114,7 +116,7 @@ class KillExecutor:
                 msg = f"dry run: {len(would)} working order(s) would be cancelled"
                 self._r.step(run, "cancel.dry_run", KillEventKind.VERIFIED, INFO, msg, {"orders": labels})
                 return []
-            remaining = await self._poll_orders(run, targets)
+            remaining = await self.poll_orders(run, targets)
             msg = f"cancel attempt {attempt}: {len(remaining)} order(s) still working"
             details = {"attempt": attempt, "still_working": [order_label(o) for o in remaining]}
             self._r.step(
@@ -124,7 +126,7 @@ class KillExecutor:
                 return []
         return remaining
 
-    async def _poll_orders(
+    async def poll_orders(
         self, run: Run, targets: Callable[[Sequence[OpenOrder]], list[OpenOrder]]
     ) -> list[OpenOrder]:
         current: list[OpenOrder] = []
@@ -149,6 +151,7 @@ class KillExecutor:
 
     async def _close_phase(self, run: Run, baseline: Mapping[Key, float]) -> None:
         hopeless: dict[Key, str] = {}  # never retried: no route, a reject that cannot be fixed
+        covered: dict[Key, str] = {}  # positions a non-terminal order of another client may still close
         reasons: dict[Key, str] = {}  # why the last attempt did not close it
         force_limit: set[Key] = set()  # a market order was refused: use a limit
         for attempt in range(1, self.config.max_attempts + 1):
@@ -156,6 +159,11 @@ class KillExecutor:
             plan, after = await self._read_plan(run, baseline, hopeless)
             if not plan.open_keys - hopeless.keys():
                 break
+            covered = {  # the latest round's word: an order that went terminal no longer explains it
+                (o.account, o.contract.con_id): f"order {order_label(o)} of another client can still "
+                "fill; the close was sized as if it does"
+                for o in plan.foreign
+            }
             cancels = list(plan.cancels)
             if attempt > 1:  # re-price: our own limits that did not fill go, a fresh one replaces them
                 cancels += [
@@ -197,7 +205,7 @@ class KillExecutor:
             self._closing.check_rejects(run, placed, hopeless, reasons, force_limit)
         run.remaining_positions = await self._poll_positions(run, baseline, polls=0)
         for p in run.remaining_positions:
-            why = hopeless.get(p.key) or reasons.get(p.key)
+            why = hopeless.get(p.key) or covered.get(p.key) or reasons.get(p.key)
             if why is None and p.key in run.foreign_keys:
                 why = "left to the other watchdog instance working on it"
             run.notes.append(
@@ -213,7 +221,7 @@ class KillExecutor:
             for o in orders
             if o.is_working
             and o.order_type == "LMT"
-            and self._owns(o)
+            and self.owns(o)
             and is_watchdog_order(o, self.config.order_ref)
             and (o.account, o.contract.con_id) in plan.open_keys
             and order_key(o) not in going
@@ -228,6 +236,9 @@ class KillExecutor:
         after = await self.call("open_orders", self.broker.open_orders)
         run.final_positions = positions
         self._note_foreign(run, [*before, *after])
+        if run.dry:  # nothing was cancelled: plan as if the global cancel had removed the others' orders
+            prefix = self.config.order_ref
+            before, after = ([o for o in x if is_watchdog_order(o, prefix)] for x in (before, after))
         plan = plan_closes(
             positions,
             before,
@@ -245,7 +256,7 @@ class KillExecutor:
             run.foreign_keys.update(
                 (o.account, o.contract.con_id)
                 for o in orders
-                if o.is_working and is_watchdog_order(o, prefix) and not self._owns(o)
+                if o.is_working and is_watchdog_order(o, prefix) and not self.owns(o)
             )
 
     async def _poll_positions(
@@ -285,7 +296,7 @@ class KillExecutor:
             run, "cancel.global", KillEventKind.CANCEL_SENT, INFO, msg, {"why": why, "sent": not run.dry}
         )
 
-    async def _cancel_order(self, run: Run, order: OpenOrder, why: str) -> None:
+    async def cancel_order(self, run: Run, order: OpenOrder, why: str) -> None:
         if not run.dry:
             await self._pacer.acquire()
             await self.call("cancel_order", lambda: self.broker.cancel_order(order.order_id))
@@ -297,15 +308,15 @@ class KillExecutor:
         """Our own orders one by one; another instance's closing order can only go by a global cancel."""
         foreign = False
         for order, why in cancels:
-            if self._owns(order):
-                await self._cancel_order(run, order, why)
+            if self.owns(order):
+                await self.cancel_order(run, order, why)
             else:
                 foreign = True
         if foreign:
             await self.global_cancel(run, "a closing order of another instance must go")
         if not run.dry:
             keys = {order_key(o) for o, _ in cancels}
-            await self._poll_orders(
+            await self.poll_orders(
                 run, lambda orders: [o for o in orders if o.is_working and order_key(o) in keys]
             )
 
@@ -324,7 +335,7 @@ class KillExecutor:
         return oid
 
     # ------------------------------------------------------------------ helpers
-    def _owns(self, order: OpenOrder) -> bool:
+    def owns(self, order: OpenOrder) -> bool:
         if self._client_id is not None:
             return order.client_id == self._client_id
         return order.order_id in self._placed_ids

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from watchdog.model import ContractRef, OpenOrder, Position
+from watchdog.model import ContractRef, OpenOrder, Position, order_key
 
 Key = tuple[str, int]  # (account, conId)
 EPS = 1e-9
@@ -24,7 +24,8 @@ QTY_STEP = 1e-6  # closing quantities are floored to this step: rounding never a
 def order_label(order: OpenOrder) -> str:
     return (
         f"{order.account} {order.action} {order.remaining:g} {order.contract.label} "
-        f"{order.order_type} (client {order.client_id}, order {order.order_id}, perm {order.perm_id})"
+        f"{order.order_type} [{order.state_label}] "
+        f"(client {order.client_id}, order {order.order_id}, perm {order.perm_id})"
     )
 
 
@@ -107,6 +108,9 @@ class ClosePlan:
     needs: tuple[CloseNeed, ...]
     cancels: tuple[tuple[OpenOrder, str], ...]  # our orders that must go first, with why
     open_keys: frozenset[Key]  # in-scope keys still away from their baseline
+    # orders of others that can still fill on the closing side (PendingCancel, held, …): a close
+    # is sized as if they fill, so they are why a position may stay partly open this round
+    foreign: tuple[OpenOrder, ...] = ()
 
 
 def plan_closes(
@@ -124,6 +128,11 @@ def plan_closes(
     Our working closing orders that would push a position past zero (wrong side, no position left,
     or more pending than there is to close) are listed for cancelling, and their key gets no new
     order this round: the cancel must land first.
+
+    Every order that is not terminal (`model.is_terminal`) counts as filling, whoever placed it: a
+    bot's order in PendingCancel or a held order can still execute (IB order status reference), so
+    what all of them could still sell (for a long) is subtracted too. No outcome of the orders
+    still alive can then take the position past zero.
     """
     pos = {p.key: p for p in positions if in_scope(p.account) and abs(p.quantity) > EPS}
     targets = {k: target_reduction(p.quantity, baseline.get(k, 0.0)) for k, p in pos.items()}
@@ -135,7 +144,15 @@ def plan_closes(
                 out.setdefault((o.account, o.contract.con_id), []).append(o)
         return out
 
+    def theirs(orders: Sequence[OpenOrder]) -> dict[Key, list[OpenOrder]]:
+        out: dict[Key, list[OpenOrder]] = {}
+        for o in orders:
+            if o.is_working and in_scope(o.account) and not is_watchdog_order(o, prefix):
+                out.setdefault((o.account, o.contract.con_id), []).append(o)
+        return out
+
     before, after = ours(orders_before), ours(orders_after)
+    foreign_before, foreign_after = theirs(orders_before), theirs(orders_after)
     cancels: list[tuple[OpenOrder, str]] = []
     held: set[Key] = set()
     for key, orders in after.items():
@@ -153,6 +170,7 @@ def plan_closes(
             held.add(key)
 
     needs: list[CloseNeed] = []
+    foreign: dict[tuple[int, int, int], OpenOrder] = {}
     skipped = set(skip) | held
     for key, p in pos.items():
         if key in skipped or targets[key] <= EPS:
@@ -162,7 +180,9 @@ def plan_closes(
         def pend(orders: dict[Key, list[OpenOrder]], k: Key = key, s: str = side) -> float:
             return sum(pending_quantity(o) for o in orders.get(k, ()) if o.action.upper() == s)
 
-        pending = max(pend(before), pend(after))
+        others = [o for o in (*foreign_before.get(key, ()), *foreign_after.get(key, ())) if o.action == side]
+        foreign.update((order_key(o), o) for o in others)
+        pending = max(pend(before), pend(after)) + max(pend(foreign_before), pend(foreign_after))
         qty = floor_qty(targets[key] - pending)
         if qty > EPS:
             needs.append(CloseNeed(position=p, action=side, quantity=qty, pending=pending))
@@ -170,6 +190,7 @@ def plan_closes(
         needs=tuple(needs),
         cancels=tuple(cancels),
         open_keys=frozenset(k for k, t in targets.items() if t > EPS),
+        foreign=tuple(foreign.values()),
     )
 
 

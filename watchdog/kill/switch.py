@@ -18,6 +18,7 @@ from watchdog.config.schema import KillConfig
 from watchdog.errors import ControlError, GatewayError, GatewayUnavailable, StateError
 from watchdog.kill.broker import Broker
 from watchdog.kill.executor import KillExecutor
+from watchdog.kill.handoff import hand_off
 from watchdog.kill.plan import EPS, Key, is_watchdog_order, order_label, target_reduction
 from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run, pos_label
 from watchdog.model import (
@@ -66,10 +67,18 @@ class KillSwitch:
         self._finished = 0
         self._last: tuple[KillReport, tuple[str, ...]] | None = None
         self._lockout_cancelled: dict[tuple[int, int, int], float] = {}  # order key → when we cancelled it
-        latch = store.latch()
-        if latch.corrupted:
-            audit.record("state.corrupted", {"latch": latch.reason, "treated_as": "tripped"})
-            self._r.event(KillEventKind.STATE_PROBLEM, Severity.CRITICAL, latch.reason)
+        self._damage_audited: set[str] = set()
+
+    def audit_damage(self) -> None:
+        """Read the latch and the pending kill; audit and announce (critical) every damaged state file
+        the store found that is not recorded yet. The daemon calls it at start; every entry point too."""
+        self.store.latch(), self.store.pending_kill()
+        for name, message in list(self.store.damaged.items()):
+            if name in self._damage_audited:
+                continue
+            self._damage_audited.add(name)
+            self.audit.record("state.corrupted", {"file": name, "problem": message})
+            self._r.event(KillEventKind.STATE_PROBLEM, Severity.CRITICAL, message)
 
     @property
     def config(self) -> KillConfig:
@@ -105,6 +114,7 @@ class KillSwitch:
         global cancel goes out before any read, so orders it removes at once are otherwise unseen."""
         if not action.is_kill:
             raise ValueError(f"kill needs cancel_all or close_all, got: {action.value}")
+        self.audit_damage()
         scope = tuple(sorted(set(accounts))) if accounts else ()
         seen = self._finished
         async with self._lock:
@@ -127,6 +137,7 @@ class KillSwitch:
 
     async def run_pending(self) -> KillReport | None:
         """Run the persisted pending kill, if there is one and the gateway is up (on connect/reconnect)."""
+        self.audit_damage()
         async with self._lock:
             p = self.store.pending_kill()
             if p is None or not self.broker.is_connected():
@@ -139,6 +150,7 @@ class KillSwitch:
     ) -> int:
         """Each poll while TRIPPED: global-cancel new working orders (our closing orders are not "new");
         with lockout_flatten also close positions grown since the kill. Returns the orders it cancelled."""
+        self.audit_damage()
         latch = self.store.latch()
         if latch.state is not TradingState.TRIPPED or not self.config.lockout or self._lock.locked():
             return 0
@@ -305,7 +317,19 @@ class KillSwitch:
         except Exception as exc:  # a bug must still end in a loud, recorded escalation
             log.exception("kill %s failed unexpectedly", run.kill_id)
             run.notes.append(f"internal error: {exc!r}")
+        if not run.dry and (run.remaining_orders or run.remaining_positions or run.notes):
+            await self._hand_off(run)
         return self._finish(run, save_last=True)
+
+    async def _hand_off(self, run: Run) -> None:
+        """Escalating: our own orders go first (verified), then everything still alive is listed."""
+        try:
+            run.remaining_orders = await hand_off(self._x, run)
+        except (GatewayError, OSError, TimeoutError) as exc:
+            run.notes.append(f"hand-off incomplete ({exc}): orders of ours may still be working")
+        except Exception as exc:
+            log.exception("kill %s: hand-off failed unexpectedly", run.kill_id)
+            run.notes.append(f"hand-off failed: {exc!r}; orders of ours may still be working")
 
     def _finish(self, run: Run, *, save_last: bool) -> KillReport:
         if run.dry:

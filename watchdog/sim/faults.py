@@ -61,6 +61,8 @@ class FaultState:
     delays: dict[int | None, float] = field(default_factory=dict)  # msg id (None = every message) -> s
     rejects: list[tuple[int, str]] = field(default_factory=list)
     ignore_cancels: int = 0
+    # the next cancels leave the order in PendingCancel; after `seconds` it fills or is cancelled
+    pending_cancels: list[tuple[float, str]] = field(default_factory=list)
     pacing: Pacing = field(default_factory=Pacing)
     skew: float = 0.0
     silenced: bool = False
@@ -145,6 +147,18 @@ class Faults:
     def ignore_cancel(self, n: int = 1) -> None:
         """The next n cancels (cancelOrder, or one order of a global cancel) are silently ignored."""
         self.state.ignore_cancels += n
+
+    def cancel_pending(self, n: int = 1, after: float = 1.0, then: str = "fill") -> None:
+        """The next n cancels (cancelOrder, or one order of a global cancel) leave the order in
+        PendingCancel for `after` seconds; then it fills its remaining quantity at the mark
+        (`then="fill"`: the late fill IB warns about) or is cancelled (`then="cancel"`). Further
+        cancels of an order in PendingCancel do nothing (the owner gets error 161), like IB."""
+        if then not in ("fill", "cancel"):
+            raise ValueError(f"then must be 'fill' or 'cancel', got: {then!r}")
+        self.state.pending_cancels.extend([(after, then)] * n)
+
+    def take_pending_cancel(self) -> tuple[float, str] | None:
+        return self.state.pending_cancels.pop(0) if self.state.pending_cancels else None
 
     def take_reject(self) -> tuple[int, str] | None:
         return self.state.rejects.pop(0) if self.state.rejects else None

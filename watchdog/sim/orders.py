@@ -255,7 +255,7 @@ class OrderEngine:
 
     def evaluate(self, order: SimOrder) -> None:
         """Move an open order along: Submitted when it can work, triggered stops, fills when marketable."""
-        if not order.is_open or order.perm_id in self._filling:
+        if not order.is_open or order.perm_id in self._filling or order.status == "PendingCancel":
             return
         tradable = self.can_trade(order)
         if tradable and order.why_held:
@@ -351,6 +351,11 @@ class OrderEngine:
                 client_id, order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found."
             )
             return None
+        if order.status == "PendingCancel":
+            self.events.order_error(
+                client_id, order_id, 161, "Cancel attempted when order is not in a cancellable state."
+            )
+            return None
         if not order.is_open:
             self.events.order_error(
                 client_id,
@@ -366,6 +371,26 @@ class OrderEngine:
         order.status = "Cancelled"
         self._filling.discard(order.perm_id)
         self.events.order_cancelled(order)
+
+    def pend_cancel(self, order: SimOrder, after: float, then: str) -> None:
+        """A cancel the destination has not confirmed: PendingCancel now, then a fill or the cancel.
+
+        IB: "your order is not confirmed canceled. You may still receive an execution while your
+        cancellation request is pending" (order status reference)."""
+        self._filling.discard(order.perm_id)
+        order.status = "PendingCancel"
+        self.events.order_changed(order)
+
+        def outcome() -> None:
+            if order.status != "PendingCancel":
+                return
+            if then == "fill" and order.remaining > 1e-9:
+                order.status = "Submitted"  # the fill lands on a live order
+                self._fill(order, order.remaining, self.book.mark(order.inst.con_id))
+            else:
+                self._cancel(order)
+
+        self.schedule(after, outcome)
 
     def cancel_order(self, order: SimOrder) -> None:
         """Cancel regardless of owner (global cancel, simulator API)."""

@@ -242,10 +242,18 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
         )
 
     def cancel_from_client(self, conn: ClientConn, order_id: int) -> None:
+        order = self.book.find_order(conn.client_id or 0, order_id)
+        if order is not None and order.status == "PendingCancel":
+            self.engine.cancel(conn.client_id or 0, order_id)  # answers 161: not cancellable now
+            return
         if self.faults.take_ignore_cancel():
             log.info("fault: ignoring cancel of order %d from client %s", order_id, conn.client_id)
             return
         if self.refuse_read_only(conn, order_id):
+            return
+        pending = self.faults.take_pending_cancel() if order is not None and order.is_open else None
+        if order is not None and pending is not None:
+            self.engine.pend_cancel(order, *pending)
             return
         self.engine.cancel(conn.client_id or 0, order_id)
 
@@ -253,9 +261,15 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
         """reqGlobalCancel: every open order of every client, each owner notified; returns how many."""
         n = 0
         for order in self.book.open_orders():
+            if order.status == "PendingCancel":
+                continue  # already being cancelled: the outcome is the destination's
             if self.faults.take_ignore_cancel():
                 continue
-            self.engine.cancel_order(order)
+            pending = self.faults.take_pending_cancel()
+            if pending is not None:
+                self.engine.pend_cancel(order, *pending)
+            else:
+                self.engine.cancel_order(order)
             n += 1
         return n
 

@@ -2,7 +2,9 @@
 
 Every durable file is written atomically (temp file in the same directory, fsync, rename, fsync
 of the directory), so a `kill -9` leaves either the old or the new version, never half of one.
-A damaged latch file never re-arms the watchdog: it reads as TRIPPED and is reported loudly.
+Every file the daemon acts on is read through a strict schema (`state.schemas`); damage fails safe
+and is reported loudly (`on_error`, `damaged`): a damaged latch reads as TRIPPED, a damaged pending
+kill as a pending close-all of every watched account (never a dry run), a damaged baseline is dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from watchdog.errors import StateError
 from watchdog.model import EMPTY_MAP, Action, KillReport, OpenOrder, Snapshot, TradingState
 from watchdog.state.audit import to_jsonable
 from watchdog.state.files import StateDirectory, check_file, why
+from watchdog.state.schemas import BaselineFile, LatchFile, PendingKillFile, StateDamage, validate
 
 log = logging.getLogger("watchdog.state.store")
 
@@ -34,6 +37,7 @@ STATUS_FILE = "status.json"
 PID_FILE = "watchdog.pid"
 AUDIT_FILE = "audit.jsonl"
 REQUESTS_DIR = "requests"
+_MISSING = object()  # a file that does not exist (JSON `null` is damage, not absence)
 
 
 def position_key(account: str, con_id: int) -> str:
@@ -71,6 +75,8 @@ class PendingKill:
     accounts: tuple[str, ...] = ()  # empty = every watched account
     created_at: float = 0.0
     dry_run: bool = False
+    interrupted: str = ""  # "" = waits for the gateway; "stop" = a stop interrupted it while it ran
+    corrupted: bool = False  # read from a damaged file: a close-all by fail-safe
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -119,6 +125,7 @@ class StateStore:
         self._pid_fd: int | None = None
         self.problems: list[str] = []
         self.files = StateDirectory(self.dir)  # opened on first use, kept: see state/files.py
+        self.damaged: dict[str, str] = {}  # file name → what was wrong with it (for the audit log)
 
     @property
     def audit_path(self) -> Path:
@@ -144,17 +151,21 @@ class StateStore:
             self._report(msg)
             raise StateError(msg) from exc
 
-    def _read(self, name: str) -> Any:
-        """The parsed file, None when missing; StateError when unreadable or not JSON."""
+    def _damage(self, name: str, message: str) -> None:
+        self.damaged[name] = message
+        self._report(message)
+
+    def _read(self, name: str, *, missing: Any = None) -> Any:
+        """The parsed file, `missing` when there is none; StateError when unreadable or not JSON."""
         path = self.dir / name
         if not self.dir.is_dir():
-            return None  # nothing written yet (and reading must not create the directory)
+            return missing  # nothing written yet (and reading must not create the directory)
         try:
             raw = self.files.read(name)
         except OSError as exc:
             raise StateError(f"cannot read {path}: {why(exc)}") from exc
         if raw is None:
-            return None
+            return missing
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -176,10 +187,13 @@ class StateStore:
 
     def _load_latch(self) -> Latch:
         try:
-            data = self._read(LATCH_FILE)
-            return Latch() if data is None else _latch_from(data)
-        except (StateError, KeyError, TypeError, ValueError) as exc:
-            self._report(f"latch file unusable ({exc}); treating the watchdog as TRIPPED until a reset")
+            data = self._read(LATCH_FILE, missing=_MISSING)
+            if data is _MISSING:
+                return Latch()
+            return _latch_from(validate(LatchFile, data, str(self.dir / LATCH_FILE)))
+        except (StateError, StateDamage) as exc:
+            msg = f"latch file unusable ({exc}); treating the watchdog as TRIPPED until a reset"
+            self._damage(LATCH_FILE, msg)
             return Latch(
                 state=TradingState.TRIPPED,
                 trigger="state-corrupted",
@@ -205,27 +219,33 @@ class StateStore:
 
     def _load_pending(self) -> PendingKill | None:
         try:
-            data = self._read(PENDING_FILE)
-            if data is None:
+            data = self._read(PENDING_FILE, missing=_MISSING)
+            if data is _MISSING:
                 return None
+            f = validate(PendingKillFile, data, str(self.dir / PENDING_FILE))
             return PendingKill(
-                kill_id=str(data["kill_id"]),
-                action=Action(data["action"]),
-                trigger=str(data["trigger"]),
-                reason=str(data.get("reason", "")),
-                accounts=tuple(str(a) for a in data.get("accounts", ())),
-                created_at=float(data.get("created_at", 0.0)),
-                dry_run=bool(data.get("dry_run", False)),
+                kill_id=f.kill_id,
+                action=Action(f.action),
+                trigger=f.trigger,
+                reason=f.reason,
+                accounts=tuple(f.accounts),
+                created_at=f.created_at,
+                dry_run=f.dry_run,
+                interrupted=f.interrupted,
+                corrupted=f.corrupted,
             )
-        except (StateError, KeyError, TypeError, ValueError) as exc:
-            # A kill was intended but we cannot tell which: cancel-only is the least harmful safe reading.
-            self._report(f"pending kill file unusable ({exc}); treating it as a pending cancel-all")
+        except (StateError, StateDamage) as exc:
+            # A kill was intended but its scope and kind are unknown: the fail-safe reading is the
+            # strongest, for every watched account, and for real (a damaged flag never means dry run).
+            msg = f"pending kill file unusable ({exc}); treating it as a pending close-all of every account"
+            self._damage(PENDING_FILE, msg)
             return PendingKill(
                 kill_id="corrupted",
-                action=Action.CANCEL_ALL,
+                action=Action.CLOSE_ALL,
                 trigger="state-corrupted",
                 reason=f"pending kill file unusable: {exc}",
                 created_at=self._clock(),
+                corrupted=True,
             )
 
     def save_pending(self, pending: PendingKill, *, durable: bool = True) -> None:
@@ -268,8 +288,18 @@ class StateStore:
         self._write(BASELINE_FILE, dict(data))
 
     def baseline(self) -> dict[str, Any]:
-        data = self._read(BASELINE_FILE)
-        return data if isinstance(data, dict) else {}
+        """The saved baseline, or {} when there is none or it is damaged (a cache never blocks a start:
+        damage is reported and the file is set aside as `baseline.json.damaged`)."""
+        try:
+            data = self._read(BASELINE_FILE, missing=_MISSING)
+            if data is _MISSING:
+                return {}
+            return validate(BaselineFile, data, str(self.dir / BASELINE_FILE)).model_dump()
+        except (StateError, StateDamage) as exc:
+            self._damage(BASELINE_FILE, f"baseline file unusable ({exc}); discarded: day highs start afresh")
+            with contextlib.suppress(OSError):
+                os.replace(self.dir / BASELINE_FILE, self.dir / (BASELINE_FILE + ".damaged"))
+            return {}
 
     def write_status(self, status: Mapping[str, Any]) -> None:
         """Every poll: atomic but not fsynced (it is rewritten in a second; losing one costs nothing)."""
@@ -377,27 +407,19 @@ class StateStore:
         return out
 
 
-def _latch_from(data: Any) -> Latch:
-    if not isinstance(data, dict):
-        raise TypeError("latch file does not hold an object")
-    action = data.get("action")
-    tripped_at = data.get("tripped_at")
-    changed_at = data.get("changed_at")
-    baseline = data.get("baseline") or {}
-    if not isinstance(baseline, dict):
-        raise TypeError("baseline is not an object")
+def _latch_from(f: LatchFile) -> Latch:
     return Latch(
-        state=TradingState(data["state"]),
-        action=Action(action) if action is not None else None,
-        trigger=str(data.get("trigger", "")),
-        reason=str(data.get("reason", "")),
-        kill_id=str(data.get("kill_id", "")),
-        tripped_at=float(tripped_at) if tripped_at is not None else None,
-        accounts=tuple(str(a) for a in data.get("accounts", ())),
-        baseline=MappingProxyType({str(k): float(v) for k, v in baseline.items()}),
-        baseline_known=bool(data.get("baseline_known", False)),
-        changed_at=float(changed_at) if changed_at is not None else None,
-        changed_by=str(data.get("changed_by", "")),
+        state=TradingState(f.state),
+        action=Action(f.action) if f.action is not None else None,
+        trigger=f.trigger,
+        reason=f.reason,
+        kill_id=f.kill_id,
+        tripped_at=f.tripped_at,
+        accounts=tuple(f.accounts),
+        baseline=MappingProxyType(dict(f.baseline)),
+        baseline_known=f.baseline_known,
+        changed_at=f.changed_at,
+        changed_by=f.changed_by,
     )
 
 
@@ -425,7 +447,7 @@ def report_summary(report: KillReport) -> dict[str, Any]:
 
 def _order_text(o: OpenOrder) -> str:
     who = f"client {o.client_id}, order {o.order_id}"
-    return f"{o.account} {o.action} {o.remaining:g} {o.contract.label} ({who})"
+    return f"{o.account} {o.action} {o.remaining:g} {o.contract.label} [{o.state_label}] ({who})"
 
 
 def status_from_snapshot(snapshot: Snapshot, now: float) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Order life-cycles the gateway really produces (simulator, real ib_async): late fills, held orders.
+
+An order is possibly filling until the gateway confirms it terminal (Filled, Cancelled, ApiCancelled).
+Closes are sized for the worst outcome of every live order, FLAT waits for all of them, and an
+escalation hands over a book with none of the watchdog's own orders left working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.conftest import ACCOUNTS, CLIENT_ID
+from tests.kill.conftest import con_id, holdings, kill_switch
+from watchdog.gateway.client import Gateway
+from watchdog.model import Action, KillOutcome
+from watchdog.sim import Simulator
+from watchdog.state.audit import read_audit
+
+pytestmark = pytest.mark.integration
+DU1 = ACCOUNTS[0]
+BOT = 7
+
+
+def bot_sells_50_of_200(sim: Simulator) -> int:
+    """Long 200 AAPL; a bot's resting SELL 50 LMT (not marketable). Returns its order id."""
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(DU1, "AAPL", 200, avg_price=180.0)
+    sim.set_session("regular")
+    return sim.place_order_as(BOT, DU1, "AAPL", "SELL", 50, lmt_price=260.0)
+
+
+def bot_order_status(sim: Simulator, order_id: int) -> str:
+    order = sim.book.find_order(BOT, order_id)
+    assert order is not None
+    return order.status
+
+
+@pytest.mark.parametrize("fills_after", [0.8, 2.5])
+async def test_a_late_fill_of_an_order_in_pending_cancel_never_takes_the_account_short(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, fills_after: float
+) -> None:
+    bot_order = bot_sells_50_of_200(sim)
+    sim.faults.cancel_pending(1, after=fills_after, then="fill")  # the global cancel is not final
+    gateway.market_hours = lambda sec_type, now: True
+    ks = kill_switch(gateway, tmp_path, verify_timeout="0.5s", max_attempts=2)
+
+    report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test"), 30)
+    if report.outcome is KillOutcome.FLAT:  # FLAT only once the bot's order is confirmed terminal
+        assert bot_order_status(sim, bot_order) == "Filled"
+    await sim.wait_until(lambda: bot_order_status(sim, bot_order) == "Filled", 10)
+
+    assert holdings(sim) == {}, f"the account must end flat, not short: {holdings(sim)}"
+    sold = sum(e.shares for e in sim.executions() if e.client_id == CLIENT_ID)
+    assert sold == 150.0  # the close was sized as if the order in PendingCancel fills
+    if fills_after > 2.0:  # still PendingCancel when the kill ran out of attempts
+        assert report.outcome is KillOutcome.ESCALATED
+        assert "PendingCancel" in report.reason
+        assert [o.order_id for o in report.remaining_orders] == [bot_order]
+
+
+async def test_an_order_in_pending_cancel_that_is_then_cancelled_is_closed_after_all(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    bot_sells_50_of_200(sim)
+    sim.faults.cancel_pending(1, after=0.6, then="cancel")
+    gateway.market_hours = lambda sec_type, now: True
+    ks = kill_switch(gateway, tmp_path, verify_timeout="0.5s", max_attempts=3)
+
+    report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test"), 30)
+
+    assert report.outcome is KillOutcome.FLAT, report.reason
+    assert holdings(sim) == {} and sim.open_orders() == []
+    sold = sum(e.shares for e in sim.executions() if e.client_id == CLIENT_ID)
+    assert sold == 200.0
+
+
+async def test_flat_is_never_declared_while_an_order_can_still_fill(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    # the bot's BUY on the long side cannot push past zero, but it can still fill: not FLAT
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(DU1, "AAPL", 100, avg_price=180.0)
+    sim.set_session("regular")
+    bot_order = sim.place_order_as(BOT, DU1, "AAPL", "BUY", 10, lmt_price=150.0)
+    sim.faults.cancel_pending(10, after=30.0, then="cancel")  # stuck in PendingCancel for the test
+    gateway.market_hours = lambda sec_type, now: True
+    ks = kill_switch(gateway, tmp_path, verify_timeout="0.3s", max_attempts=2)
+
+    report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test"), 30)
+
+    assert holdings(sim) == {}
+    assert report.outcome is KillOutcome.ESCALATED
+    assert [(o.order_id, o.status) for o in report.remaining_orders] == [(bot_order, "PendingCancel")]
+
+
+async def test_escalation_cancels_the_held_closing_order_so_a_manual_sale_never_goes_short(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    # a holiday: the calendar says open, the exchange holds market orders until the next open
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(DU1, "AAPL", 100, avg_price=180.0)
+    sim.fill.stock_mkt_outside_rth = "hold"
+    sim.set_session("closed")
+    gateway.market_hours = lambda sec_type, now: True
+    ks = kill_switch(gateway, tmp_path, verify_timeout="0.3s", max_attempts=2)
+
+    report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test"), 30)
+
+    assert report.outcome is KillOutcome.ESCALATED
+    assert [o for o in sim.open_orders() if o.client_id == CLIENT_ID] == []  # handed over: none of ours
+    assert report.remaining_orders == ()
+    audit = [r for r in read_audit(ks.store.audit_path) if r.event == "kill.handoff"]
+    assert audit and audit[-1].details["ours_still_alive"] == []
+    assert "held" in str(audit[-1].details["cancelled"])  # its state was named: held for trading hours
+    # the operator sells by hand; at the open only that sale fills
+    sim.place_order_as(0, DU1, "AAPL", "SELL", 100, order_type="MKT")
+    sim.set_session("regular")
+    await sim.wait_until(lambda: not holdings(sim), 5)
+    assert holdings(sim) == {}
+    assert sum(e.shares for e in sim.executions() if e.client_id == CLIENT_ID) == 0
+    assert con_id(sim, "AAPL") > 0
