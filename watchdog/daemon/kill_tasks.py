@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from watchdog.kill.switch import KillSwitch
-from watchdog.model import Action, KillReport, OpenOrder
+from watchdog.model import Action, KillOutcome, KillReport, OpenOrder
 from watchdog.outputs.notifier import Notifier
 
 log = logging.getLogger("watchdog.daemon.lifecycle")
@@ -21,13 +21,23 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 
 class KillTasks:
     def __init__(
-        self, killswitch: KillSwitch, notifier: Notifier, known_orders: Callable[[], Sequence[OpenOrder]]
+        self,
+        killswitch: KillSwitch,
+        notifier: Notifier,
+        known_orders: Callable[[], Sequence[OpenOrder]],
+        *,
+        monotonic: Callable[[], float],
+        on_parked: Callable[[], None] | None = None,
     ) -> None:
         self._killswitch = killswitch
         self._notifier = notifier
         self._known_orders = known_orders  # the latest snapshot's working orders, for the report
+        self._monotonic = monotonic
+        self._on_parked = on_parked  # a kill went pending: the daemon reconnects fast until it runs
         self.tasks: set[asyncio.Future[Any]] = set()
         self.reports: list[KillReport] = []  # every kill this process ran, in order
+        self.parked_at = float("-inf")  # monotonic time a kill last went pending (gateway unusable)
+        self._resuming: asyncio.Future[KillReport | None] | None = None
 
     @property
     def running(self) -> bool:
@@ -43,9 +53,13 @@ class KillTasks:
         self.track(task)
         return task
 
-    def start_pending(self) -> None:
-        """Run the persisted pending kill (at start once connected, and after every reconnect)."""
-        self.track(asyncio.ensure_future(self._run_pending()))
+    def start_pending(self) -> bool:
+        """Run the persisted pending kill (once the gateway is usable again); False if one already runs."""
+        if self._resuming is not None and not self._resuming.done():
+            return False
+        self._resuming = asyncio.ensure_future(self._run_pending())
+        self.track(self._resuming)
+        return True
 
     def track(self, task: asyncio.Future[Any]) -> None:
         self.tasks.add(task)
@@ -63,14 +77,21 @@ class KillTasks:
             log.exception("kill %s (%s) failed unexpectedly", action.value, trigger)
             self._notifier.notify_text("critical", "Kill failed", f"{action.value} from {trigger}: see logs")
             return None
-        self.reports.append(report)
+        self._record(report)
         return report
 
     async def _run_pending(self) -> KillReport | None:
         report = await self._killswitch.run_pending()
         if report is not None:
-            self.reports.append(report)
+            self._record(report)
         return report
+
+    def _record(self, report: KillReport) -> None:
+        self.reports.append(report)
+        if report.outcome is KillOutcome.PENDING:
+            self.parked_at = self._monotonic()
+            if self._on_parked is not None:
+                self._on_parked()
 
     async def wait(self, timeout: float) -> list[KillReport]:
         """Wait until every running kill finished; return their reports (tests, the demo)."""

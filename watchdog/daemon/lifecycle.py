@@ -39,6 +39,10 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 SHUTDOWN_GRACE = 10.0  # seconds a running kill may take to finish during a graceful stop
 RELOAD_SETTLE = 5.0  # seconds a reload waits for a running evaluation (and its lockout step)
 POLLS = ("pnl", "account_summary", "positions", "orders", "executions")
+# round trips that prove account data flows again (a routine positions poll reads ib_async's streamed
+# copy, which answers even while the gateway has lost IB's servers): both good = usable again
+READS = ("account_summary", "orders")
+PENDING_RECONNECT = 0.25  # seconds between reconnect attempts while a kill waits for the gateway
 STATUS_EVERY = 1.0  # seconds between status.json rewrites
 
 
@@ -82,7 +86,11 @@ class Daemon:
             components.killswitch,
             components.notifier,
             lambda: self._last_snapshot.open_orders if self._last_snapshot is not None else (),
+            monotonic=components.monotonic,
+            on_parked=self._reconnect_fast_while_pending,
         )
+        self._reads_ok_at: dict[str, float] = {}  # monotonic time of the last good positions/orders read
+        self._fast_reconnect: asyncio.Task[None] | None = None
         self._eval_task: asyncio.Task[CycleResult] | None = None
         self._eval_again = False
         self._ready_sent = False
@@ -147,6 +155,8 @@ class Daemon:
                 raise
             log.error("gateway not reachable at start: %s; retrying in the background", exc)
             c.notifier.notify_gateway_down(self.endpoint, c.clock(), str(exc))
+        if c.store.pending_kill() is not None and not c.gateway.is_connected():
+            self._reconnect_fast_while_pending()
         if c.gateway.is_connected():
             # one full round before anything is judged: the first snapshot is complete, and orders
             # already working now are the baseline that orders-per-minute counts new ones against
@@ -171,9 +181,10 @@ class Daemon:
         if self.kills.tasks and not self._requests.force:
             log.warning("waiting up to %.0fs for a running kill to finish", SHUTDOWN_GRACE)
             await self._wait_for_kills_or_force(SHUTDOWN_GRACE)
-        for t in [*self.kills.tasks, *([self._eval_task] if self._eval_task else [])]:
+        background = [t for t in (self._fast_reconnect, self._eval_task) if t is not None]
+        for t in [*self.kills.tasks, *background]:
             t.cancel()
-        await asyncio.gather(*self.kills.tasks, return_exceptions=True)
+        await asyncio.gather(*self.kills.tasks, *background, return_exceptions=True)
         c.notifier.notify_shutdown(
             "stopped" if not self._requests.force else "forced stop", c.store.trading_state().value
         )
@@ -323,8 +334,39 @@ class Daemon:
             c.metrics.observe_reconnect()
             c.notifier.notify_reconnect(self.endpoint)
         self._connected_once = True
-        if c.store.pending_kill() is not None:
-            self.kills.start_pending()
+        self.resume_pending("reconnect")
+
+    def resume_pending(self, why: str) -> bool:
+        """Run the pending kill the moment the gateway is usable again: a (re)connect, 1101/1102, or
+        good positions and orders reads after it was parked (the socket may never have dropped)."""
+        c = self.c
+        if self.state is RunState.STOPPED or self._requests.stop or c.store.pending_kill() is None:
+            return False
+        if self.kills.running:  # the kill itself (its record is pending while it runs), or another
+            return False
+        if not c.gateway.is_connected():
+            return False
+        if why == "read" and any(self._reads_ok_at.get(n, -1e18) <= self.kills.parked_at for n in READS):
+            return False  # both reads the kill needs must have worked since it was parked
+        if not self.kills.start_pending():
+            return False
+        log.warning("gateway usable again (%s): running the pending kill", why)
+        return True
+
+    def _reconnect_fast_while_pending(self) -> None:
+        """A kill waits for the gateway: reconnect every PENDING_RECONNECT seconds, not the backoff's."""
+        if self._fast_reconnect is None or self._fast_reconnect.done():
+            self._fast_reconnect = asyncio.ensure_future(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        c = self.c
+        while not self._requests.stop and c.store.pending_kill() is not None:
+            if not c.gateway.status().connected and not self._reconnecting.locked():
+                async with self._reconnecting:
+                    if await c.gateway.ensure_connected() == 0.0:
+                        self._next_connect_at = 0.0
+                        self._after_connect()
+            await asyncio.sleep(PENDING_RECONNECT)
 
     async def heartbeat_job(self) -> None:
         """Heartbeat while connected (half-open detection lives in the gateway); reconnect with backoff."""
@@ -356,6 +398,8 @@ class Daemon:
                 self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
         elif ev.kind is EventKind.DEGRADED:
             self.c.notifier.notify_text("warning", f"Gateway lost IB's servers ({ev.code})", ev.message)
+        elif ev.kind is EventKind.RESTORED:
+            self.resume_pending(f"restored, code {ev.code}")
         if ev.kind is not EventKind.CONNECTED and self.state is RunState.RUNNING:
             self._request_evaluation()
 
@@ -384,6 +428,9 @@ class Daemon:
             return False
         c.metrics.observe_poll(name, True, c.clock())
         self._polls_ok.add(name)
+        if name in READS:
+            self._reads_ok_at[name] = c.monotonic()
+            self.resume_pending("read")
         return True
 
     async def poll_once(self) -> CycleResult:
@@ -485,7 +532,7 @@ class Daemon:
         c = self.c
         state = c.store.trading_state()
         c.metrics.set_tripped(state is TradingState.TRIPPED)
-        c.metrics.set_pending(c.store.pending_kill() is not None)
+        c.metrics.set_kill_state(running=c.killswitch.busy, pending=c.store.pending_kill() is not None)
         summary = (
             f"{state.value}; gateway {snap.gateway.health.value}; "
             f"{len(snap.positions)} positions, {len(snap.open_orders)} working orders"

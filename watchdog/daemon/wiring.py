@@ -161,7 +161,10 @@ def build_components(
         ):
             c.notifier.notify_text(ev.severity, f"Kill switch: {ev.kind.value}", ev.message)
         c.metrics.set_tripped(c.store.trading_state().value == "tripped")
-        c.metrics.set_pending(c.store.pending_kill() is not None)
+        # the kill switch holds its lock from the trigger to the last event: it runs until it ends
+        ended = ev.kind in (KillEventKind.PENDING, KillEventKind.FINISHED, KillEventKind.ESCALATED)
+        running = c.killswitch.busy and not ended
+        c.metrics.set_kill_state(running=running, pending=c.store.pending_kill() is not None)
 
     def on_state_error(message: str) -> None:
         holder["c"].notifier.notify_text(Severity.CRITICAL, "State directory problem", message)

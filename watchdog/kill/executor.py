@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -117,7 +118,12 @@ class KillExecutor:
                 self._r.step(run, "cancel.dry_run", KillEventKind.VERIFIED, INFO, msg, {"orders": labels})
                 return []
             remaining = await self.poll_orders(run, targets)
-            msg = f"cancel attempt {attempt}: {len(remaining)} order(s) still working"
+            states = Counter(o.state_label for o in remaining)
+            msg = f"cancel attempt {attempt}: {len(remaining)} order(s) still working" + (
+                " (" + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) + ")"
+                if states
+                else ""
+            )
             details = {"attempt": attempt, "still_working": [order_label(o) for o in remaining]}
             self._r.step(
                 run, "cancel.verify", KillEventKind.VERIFIED, WARNING if remaining else INFO, msg, details

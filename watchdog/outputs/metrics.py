@@ -238,7 +238,10 @@ class Metrics:
         self.trading_state = Gauge(
             p + "trading_state", "Risk posture, 1 for the current state", ["state"], registry=r
         )
-        self.kill_pending = Gauge(p + "kill_pending", "1 while a kill waits for the gateway", registry=r)
+        self.kill_pending = Gauge(
+            p + "kill_pending", "1 while a kill waits because the gateway is unusable", registry=r
+        )
+        self.kill_running = Gauge(p + "kill_running", "1 while a kill is running", registry=r)
         self.kills = Counter(p + "kills", "Kills run", ["action", "trigger"], registry=r)
         self.kill_outcomes = Counter(p + "kill_outcomes", "Kills by outcome", ["outcome"], registry=r)
         self.kill_escalations = Counter(
@@ -280,6 +283,7 @@ class Metrics:
         self.set_health(Health.UNKNOWN)
         self.set_tripped(False)
         self.kill_pending.set(0)
+        self.kill_running.set(0)
         for sev in ("info", "warning", "critical"):
             self.notifications.labels(sev)
             self.notification_failures.labels(sev)
@@ -450,7 +454,13 @@ class Metrics:
         self.set_tripped(state is TradingState.TRIPPED)
 
     def set_pending(self, pending: bool) -> None:
+        """`pending` = a kill waits for the gateway (not: a running kill's pending record exists)."""
         self.kill_pending.set(1 if pending else 0)
+
+    def set_kill_state(self, *, running: bool, pending: bool) -> None:
+        """The two kill gauges together: a running kill is never also "pending"."""
+        self.kill_running.set(1 if running else 0)
+        self.kill_pending.set(1 if pending and not running else 0)
 
     # notifications and config ---------------------------------------------------------------------
     def observe_notification(self, severity: str, ok: bool) -> None:

@@ -62,7 +62,7 @@ class FaultState:
     rejects: list[tuple[int, str]] = field(default_factory=list)
     ignore_cancels: int = 0
     # the next cancels leave the order in PendingCancel; after `seconds` it fills or is cancelled
-    pending_cancels: list[tuple[float, str]] = field(default_factory=list)
+    pending_cancels: list[tuple[float, str, tuple[int, int] | None]] = field(default_factory=list)
     pacing: Pacing = field(default_factory=Pacing)
     skew: float = 0.0
     silenced: bool = False
@@ -148,17 +148,24 @@ class Faults:
         """The next n cancels (cancelOrder, or one order of a global cancel) are silently ignored."""
         self.state.ignore_cancels += n
 
-    def cancel_pending(self, n: int = 1, after: float = 1.0, then: str = "fill") -> None:
+    def cancel_pending(
+        self, n: int = 1, after: float = 1.0, then: str = "fill", *, order: tuple[int, int] | None = None
+    ) -> None:
         """The next n cancels (cancelOrder, or one order of a global cancel) leave the order in
         PendingCancel for `after` seconds; then it fills its remaining quantity at the mark
         (`then="fill"`: the late fill IB warns about) or is cancelled (`then="cancel"`). Further
-        cancels of an order in PendingCancel do nothing (the owner gets error 161), like IB."""
+        cancels of an order in PendingCancel do nothing (the owner gets error 161), like IB.
+        `order=(client_id, order_id)` applies it to that order only."""
         if then not in ("fill", "cancel"):
             raise ValueError(f"then must be 'fill' or 'cancel', got: {then!r}")
-        self.state.pending_cancels.extend([(after, then)] * n)
+        self.state.pending_cancels.extend([(after, then, order)] * n)
 
-    def take_pending_cancel(self) -> tuple[float, str] | None:
-        return self.state.pending_cancels.pop(0) if self.state.pending_cancels else None
+    def take_pending_cancel(self, client_id: int, order_id: int) -> tuple[float, str] | None:
+        for i, (after, then, only) in enumerate(self.state.pending_cancels):
+            if only is None or only == (client_id, order_id):
+                del self.state.pending_cancels[i]
+                return after, then
+        return None
 
     def take_reject(self) -> tuple[int, str] | None:
         return self.state.rejects.pop(0) if self.state.rejects else None

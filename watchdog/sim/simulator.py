@@ -251,7 +251,9 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
             return
         if self.refuse_read_only(conn, order_id):
             return
-        pending = self.faults.take_pending_cancel() if order is not None and order.is_open else None
+        pending = None
+        if order is not None and order.is_open:
+            pending = self.faults.take_pending_cancel(order.client_id, order.order_id)
         if order is not None and pending is not None:
             self.engine.pend_cancel(order, *pending)
             return
@@ -265,7 +267,7 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
                 continue  # already being cancelled: the outcome is the destination's
             if self.faults.take_ignore_cancel():
                 continue
-            pending = self.faults.take_pending_cancel()
+            pending = self.faults.take_pending_cancel(order.client_id, order.order_id)
             if pending is not None:
                 self.engine.pend_cancel(order, *pending)
             else:
