@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("--reason", required=True, help="why it is safe to trade again")
     reset.add_argument("--config", "-c", default="rules.yaml")
     reset.add_argument("--pid", type=int, default=None)
+    reset.add_argument(
+        "--discard-pending",
+        action="store_true",
+        help="also discard a kill that is pending and has not run (audited); without it a reset is refused",
+    )
 
     status = sub.add_parser("status", help="show state, gateway health, latch and last kill")
     status.add_argument("--config", "-c", default="rules.yaml")
@@ -84,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "reset":
         from watchdog.daemon.control import reset_command
 
-        return reset_command(args.config, reason=args.reason, pid=args.pid)
+        return reset_command(
+            args.config, reason=args.reason, pid=args.pid, discard_pending=args.discard_pending
+        )
     if cmd == "status":
         from watchdog.daemon.control import status_command
 

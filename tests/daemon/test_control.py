@@ -71,11 +71,17 @@ def test_kill_to_a_dead_pid_removes_its_request(tmp_path: Path, capsys: pytest.C
     assert "no process" in capsys.readouterr().err and not list(tmp_path.glob("requests/*.json"))
 
 
-def test_reset_without_a_daemon_rearms_the_latch_file_and_discards_a_pending_kill(tmp_path: Path) -> None:
+def test_reset_without_a_daemon_refuses_a_pending_kill_unless_told_to_discard_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = StateStore(tmp_path, lambda: 1.0)
     store.save_latch(Latch(state=TradingState.TRIPPED, trigger="rule:x", kill_id="k"))
     store.save_pending(PendingKill(kill_id="k", action=Action.CLOSE_ALL, trigger="rule:x"))
-    assert send_reset(tmp_path, reason="flat, checked", pid=None) == 0
+    assert send_reset(tmp_path, reason="flat, checked", pid=None) == 1
+    assert (
+        "pending" in capsys.readouterr().err and StateStore(tmp_path, lambda: 2.0).pending_kill() is not None
+    )
+    assert send_reset(tmp_path, reason="flat, checked", pid=None, discard_pending=True) == 0
     fresh = StateStore(tmp_path, lambda: 2.0)
     assert fresh.trading_state() is TradingState.ARMED and fresh.pending_kill() is None
     events = [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -104,14 +110,16 @@ async def test_reset_with_a_running_daemon_goes_through_its_control_channel(
     assert store.trading_state() is TradingState.ARMED
 
 
-def test_a_reset_the_daemon_does_not_take_stays_queued_and_fails(tmp_path: Path, caught: list[int]) -> None:
+def test_a_reset_the_daemon_does_not_take_is_withdrawn_and_fails(tmp_path: Path, caught: list[int]) -> None:
     daemon = StateStore(tmp_path, lambda: 1.0)
+    daemon.save_latch(Latch(state=TradingState.TRIPPED, trigger="rule:x", kill_id="k", tripped_at=1.0))
     daemon.write_pid(os.getpid())
     try:
         assert send_reset(tmp_path, reason="r", pid=None, wait=0.2) == 1
     finally:
         daemon.remove_pid()
-    assert caught == [signal.SIGHUP] and len(daemon.take_requests("reset")) == 1
+    # withdrawn: a later SIGHUP (a reload) can never apply it
+    assert caught == [signal.SIGHUP] and daemon.take_requests("reset") == []
 
 
 async def test_status_shows_latch_last_kill_and_the_daemons_status_file(

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ from watchdog.errors import ConfigError, ControlError, StateError
 from watchdog.kill.switch import KillSwitch, reset_latch
 from watchdog.model import Action, TradingState
 from watchdog.state.audit import AuditLog, read_audit, to_jsonable
-from watchdog.state.store import StateStore
+from watchdog.state.schemas import ResetRequestFile, StateDamage, validate
+from watchdog.state.store import Latch, StateStore
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-RESET_WAIT = 10.0  # seconds `reset` waits for the daemon to take its request
+RESET_WAIT = 10.0  # seconds `reset` waits for the daemon to take its request, then for its answer
+RESET_VALID = 30.0  # seconds a queued reset request stays valid: it can never re-arm a later trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,9 @@ def _request(data: dict[str, Any], kind: str) -> ControlRequest:
 class ControlChannel:
     """The daemon's side: take the requests the CLI queued in the state directory."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self._clock = clock
 
     def take_kill_request(self) -> ControlRequest | None:
         """Every queued kill request folded into one (signals can coalesce): strongest action, all reasons."""
@@ -76,18 +80,46 @@ class ControlChannel:
         )
 
     def process_requests(self, killswitch: KillSwitch) -> int:
-        """Apply queued resets (call on SIGHUP and at start). Returns how many re-armed the watchdog."""
+        """Apply queued resets (call on SIGHUP and at start). Returns how many re-armed the watchdog.
+
+        A request applies only to the trip it was made for and only until it expires; it is refused
+        (audited with its request id, which the CLI reads back) while a kill runs or is pending."""
         done = 0
         for data in self.store.take_requests("reset"):
-            req = _request(data, "reset")
             try:
-                killswitch.reset(req.reason, who=req.who or "cli")
-                done += 1
-            except (ControlError, StateError) as exc:
-                killswitch.audit.record(
-                    "reset.refused", {"who": req.who, "reason": req.reason, "why": str(exc)}
-                )
+                req = validate(ResetRequestFile, data, "reset request")
+            except StateDamage as exc:
+                killswitch.audit.record("reset.refused", {"why": str(exc), "request_id": ""})
+                continue
+            why = _refusal(req, killswitch.store.latch(), self._clock())
+            if why is None:
+                try:
+                    killswitch.reset(
+                        req.reason, who=req.who or "cli",
+                        discard_pending=req.discard_pending, request_id=req.request_id,
+                    )  # fmt: skip
+                    done += 1
+                    continue
+                except (ControlError, StateError) as exc:
+                    why = str(exc)
+            details = {"who": req.who, "reason": req.reason, "why": why, "request_id": req.request_id}
+            killswitch.audit.record("reset.refused", details)
         return done
+
+
+def _refusal(req: ResetRequestFile, latch: Latch, now: float) -> str | None:
+    """Why a queued reset must not apply now, or None."""
+    if now > req.expires_at:
+        valid = req.expires_at - req.requested_at
+        return f"expired: made {now - req.requested_at:.0f}s ago, valid for {valid:g}s"
+    if latch.state is TradingState.ARMED:
+        return "nothing to reset: the watchdog is ARMED"
+    if (latch.kill_id, latch.tripped_at) != (req.kill_id, req.tripped_at):
+        return (
+            f"made for another trip (kill {req.kill_id or '?'}); the watchdog has tripped again since "
+            f"(kill {latch.kill_id or '?'}): check the account and reset again"
+        )
+    return None
 
 
 # ---------------------------------------------------------------------- CLI
@@ -119,8 +151,10 @@ def kill_command(config_path: str, *, cancel_only: bool, reason: str, pid: int |
     )
 
 
-def reset_command(config_path: str, *, reason: str, pid: int | None) -> int:
-    return _with_state_dir(config_path, lambda d: send_reset(d, reason=reason, pid=pid))
+def reset_command(config_path: str, *, reason: str, pid: int | None, discard_pending: bool = False) -> int:
+    return _with_state_dir(
+        config_path, lambda d: send_reset(d, reason=reason, pid=pid, discard_pending=discard_pending)
+    )
 
 
 def status_command(config_path: str, *, as_json: bool) -> int:
@@ -181,18 +215,40 @@ def send_reset(
     clock: Callable[[], float] = time.time,
     wait: float = RESET_WAIT,
     sleep: Callable[[float], None] = time.sleep,
+    discard_pending: bool = False,
 ) -> int:
+    """Re-arm. The answer printed is the truth: success only once the daemon audited the reset; a
+    request the daemon did not take in time is withdrawn, so it can never apply later."""
     if not reason.strip():
         print("ibkr-watchdog reset: --reason must say why it is safe to trade again", file=sys.stderr)
         return EXIT_USAGE
     store = StateStore(state_dir, clock)
     target = pid if pid is not None else store.read_pid()
     if target is None:
-        reset_latch(store, AuditLog(store.audit_path, clock), reason=reason, who=_who(), clock=clock)
+        audit = AuditLog(store.audit_path, clock)
+        try:
+            reset_latch(store, audit, reason=reason, who=_who(), clock=clock, discard_pending=discard_pending)
+        except ControlError as exc:
+            print(f"ibkr-watchdog reset: refused: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
         print("re-armed: no daemon is running, so the latch file was updated directly (audited)")
         return EXIT_OK
-    requested = clock()
-    path = store.put_request("reset", {"reason": reason, "who": _who(), "requested_at": requested})
+    latch = store.reload_latch()
+    if latch.state is TradingState.ARMED:
+        print("nothing to reset: the watchdog is ARMED")
+        return EXIT_OK
+    requested, request_id = clock(), uuid.uuid4().hex
+    payload = {
+        "request_id": request_id,
+        "reason": reason,
+        "who": _who(),
+        "requested_at": requested,
+        "expires_at": requested + RESET_VALID,
+        "kill_id": latch.kill_id,
+        "tripped_at": latch.tripped_at,
+        "discard_pending": discard_pending,
+    }
+    path = store.put_request("reset", payload)
     problem = _signal(target, signal.SIGHUP)
     if problem is not None:
         path.unlink(missing_ok=True)
@@ -202,30 +258,37 @@ def send_reset(
     while path.exists() and waited < wait:  # the daemon removes the file when it takes the request
         sleep(0.1)
         waited += 0.1
-    if path.exists():
+    try:
+        path.unlink()  # not taken in time: withdrawn, so it can never apply later
+    except FileNotFoundError:
+        pass  # taken: its answer is in the audit log
+    else:
         print(
-            f"ibkr-watchdog reset: pid {target} has not taken the request in {wait:g}s; it stays queued",
+            f"ibkr-watchdog reset: pid {target} did not take the request in {wait:g}s; "
+            "withdrawn (it will not apply later): nothing changed",
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    # the daemon takes the request file first, then re-arms (or refuses, audited): wait for either
-    while store.reload_latch().state is not TradingState.ARMED and waited < wait:
-        if _refused_since(store, requested):
-            break
+    waited = 0.0
+    while (answer := _answer(store, request_id)) is None and waited < wait:
         sleep(0.1)
         waited += 0.1
-    if store.reload_latch().state is not TradingState.ARMED:
-        print(
-            "ibkr-watchdog reset: the daemon refused (a kill is running?); see the audit log", file=sys.stderr
-        )
+    if answer is None:
+        print("ibkr-watchdog reset: the daemon took the request but did not answer; see the audit log")
+        return EXIT_FAILURE
+    if answer[0] != "reset":
+        print(f"ibkr-watchdog reset: refused: {answer[1]}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"re-armed by ibkr-watchdog pid {target}")
     return EXIT_OK
 
 
-def _refused_since(store: StateStore, since: float) -> bool:
-    """Whether the daemon audited a refused reset at or after `since`."""
-    return any(r.event == "reset.refused" and r.ts >= since - 1.0 for r in read_audit(store.audit_path))
+def _answer(store: StateStore, request_id: str) -> tuple[str, str] | None:
+    """The daemon's audited answer to one reset request: ("reset", "") or ("reset.refused", why)."""
+    for r in read_audit(store.audit_path):
+        if r.event in ("reset", "reset.refused") and r.details.get("request_id") == request_id:
+            return r.event, str(r.details.get("why", ""))
+    return None
 
 
 def status_data(state_dir: Path, clock: Callable[[], float] = time.time) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class Daemon:
         self.config_path = config_path
         self.c = components
         self.state = RunState.STARTING
+        self.shutdown_grace = SHUTDOWN_GRACE  # seconds a running kill may take to finish when stopping
         self._wake = asyncio.Event()
         self._requests = _Requests()
         self.kills = KillTasks(
@@ -136,8 +137,13 @@ class Daemon:
         c.notifier.notify_startup(
             __version__, self.config.gateway.accounts, state.value, dry_run=self.config.kill.dry_run
         )
-        if pending is not None:
-            c.notifier.notify_pending_kill(pending.action, pending.trigger, pending.accounts, pending.reason)
+        if pending is not None:  # "gateway down" only once a connect has failed (notified below)
+            why = {"stop": "interrupted by a stop"}.get(pending.interrupted, "left pending by the last run")
+            c.notifier.notify_text(
+                "critical",
+                f"[KILL RESUMING] {pending.action.value} by {pending.trigger}",
+                f"kill {pending.kill_id} ({why}) runs as soon as the gateway is usable",
+            )
         c.on_gateway_event = self._on_gateway_event
         if schedule:  # tests that drive poll_once() themselves keep evaluation under their control
             c.gateway.on_data = self._request_evaluation
@@ -179,8 +185,10 @@ class Daemon:
             c.scheduler.shutdown(wait=False)
         c.timers.remove_all()
         if self.kills.tasks and not self._requests.force:
-            log.warning("waiting up to %.0fs for a running kill to finish", SHUTDOWN_GRACE)
-            await self._wait_for_kills_or_force(SHUTDOWN_GRACE)
+            log.warning("waiting up to %.0fs for a running kill to finish", self.shutdown_grace)
+            await self._wait_for_kills_or_force(self.shutdown_grace)
+        # a kill still running now is cancelled: the kill switch keeps it pending on disk, audits it
+        # and raises the critical "interrupted by a stop; resumes at start"
         background = [t for t in (self._fast_reconnect, self._eval_task) if t is not None]
         for t in [*self.kills.tasks, *background]:
             t.cancel()

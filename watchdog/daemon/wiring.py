@@ -162,7 +162,12 @@ def build_components(
             c.notifier.notify_text(ev.severity, f"Kill switch: {ev.kind.value}", ev.message)
         c.metrics.set_tripped(c.store.trading_state().value == "tripped")
         # the kill switch holds its lock from the trigger to the last event: it runs until it ends
-        ended = ev.kind in (KillEventKind.PENDING, KillEventKind.FINISHED, KillEventKind.ESCALATED)
+        ended = ev.kind in (
+            KillEventKind.PENDING,
+            KillEventKind.FINISHED,
+            KillEventKind.ESCALATED,
+            KillEventKind.INTERRUPTED,
+        )
         running = c.killswitch.busy and not ended
         c.metrics.set_kill_state(running=running, pending=c.store.pending_kill() is not None)
 
@@ -199,7 +204,7 @@ def build_components(
         store=store,
         audit=audit,
         killswitch=killswitch,
-        control=ControlChannel(store),
+        control=ControlChannel(store, clock),
         metrics=metrics,
         notifier=notifier,
         sd=sd if sd is not None else SdNotifier(),

@@ -24,6 +24,7 @@ class KillEventKind(enum.Enum):
     RETRY = "retry"
     REJECTED = "rejected"
     PENDING = "pending"
+    INTERRUPTED = "interrupted"  # a stop cancelled the kill mid-run: kept pending, resumes at start
     ESCALATED = "escalated"
     FINISHED = "finished"
     LOCKOUT = "lockout"

@@ -117,7 +117,12 @@ class KillSwitch:
         self.audit_damage()
         scope = tuple(sorted(set(accounts))) if accounts else ()
         seen = self._finished
-        async with self._lock:
+        try:
+            await self._lock.acquire()
+        except asyncio.CancelledError:  # stopped while queued behind another kill: keep it for the start
+            self._keep_queued(action, trigger, reason, scope)
+            raise
+        try:
             if self._finished > seen and self._last is not None:
                 last, last_scope = self._last
                 wide = not last_scope or (bool(scope) and set(scope) <= set(last_scope))
@@ -134,6 +139,26 @@ class KillSwitch:
                     return last
             dry = self.config.dry_run
             return await self._run(action, trigger, reason, scope, kill_id=None, dry=dry, known=known_orders)
+        finally:
+            self._lock.release()
+
+    def _keep_queued(self, action: Action, trigger: str, reason: str, scope: tuple[str, ...]) -> None:
+        """A kill cancelled before it could start (a stop): folded into the pending record, audited."""
+        if self.config.dry_run:
+            return
+        old = self.store.pending_kill()
+        if old is not None:
+            action = max(action, old.action, key=_STRENGTH.__getitem__)
+            scope = () if not scope or not old.accounts else tuple(sorted({*scope, *old.accounts}))
+            trigger = f"{old.trigger} + {trigger}"
+        kill_id = old.kill_id if old is not None else uuid.uuid4().hex[:12]
+        run = self._new_run(action, trigger, reason, scope, False, kill_id)
+        run.started = old.created_at if old is not None else run.started
+        self._save_pending(run, interrupted="stop")
+        msg = f"kill {action.value} from {trigger} not started: the watchdog is stopping; it runs at start"
+        self._r.step(
+            run, "kill.interrupted", KillEventKind.INTERRUPTED, Severity.CRITICAL, msg, {"queued": True}
+        )
 
     async def run_pending(self) -> KillReport | None:
         """Run the persisted pending kill, if there is one and the gateway is up (on connect/reconnect)."""
@@ -235,12 +260,16 @@ class KillSwitch:
         for o in orders:
             self._lockout_cancelled[order_key(o)] = now
 
-    def reset(self, reason: str, who: str) -> None:
-        """Re-arm (audited, announced). A pending kill is discarded: the operator declared it safe."""
+    def reset(self, reason: str, who: str, *, discard_pending: bool = False, request_id: str = "") -> None:
+        """Re-arm (audited, announced). ControlError while a kill runs, or while one is pending unless
+        `discard_pending` (the operator declares it safe; the discarded kill is audited)."""
         if self._lock.locked():
             raise ControlError("a kill is running; reset after it has finished")
         old = self.store.latch()
-        reset_latch(self.store, self.audit, reason=reason, who=who, clock=self._clock)
+        reset_latch(
+            self.store, self.audit, reason=reason, who=who, clock=self._clock,
+            discard_pending=discard_pending, request_id=request_id,
+        )  # fmt: skip
         msg = f"re-armed by {who}: {reason}"
         self._r.event(KillEventKind.RESET, Severity.WARNING, msg, kill_id=old.kill_id, details={"who": who})
 
@@ -280,10 +309,15 @@ class KillSwitch:
             scope = () if not scope or not pending.accounts else tuple(sorted({*scope, *pending.accounts}))
             trigger = f"{trigger} + pending {pending.trigger}"
             kill_id = pending.kill_id
+        resumed = pending is not None and pending.kill_id == kill_id
         run = self._new_run(action, trigger, reason, scope, dry, kill_id or "")
         run.seen.update((order_key(o), o) for o in self._x.targets(run, known, include_ours=False))
         msg = f"kill {action.value} from {trigger}" + (" (dry run)" if dry else "")
-        details = {"action": action.value, "trigger": trigger, "reason": reason, "accounts": list(scope)}
+        if resumed and pending is not None:
+            why = "a stop" if pending.interrupted == "stop" else "an unusable gateway"
+            msg = f"kill {run.kill_id} resumed: {action.value} from {trigger} (was held up by {why})"
+        details: dict[str, object] = {"action": action.value, "trigger": trigger, "reason": reason}
+        details |= {"accounts": list(scope), "resumed": resumed}
         # Trigger record, latch and pending kill are written before anything is sent, so a crash from
         # here on resumes the kill; their fsyncs wait until the first global cancel is on the wire. That
         # message is idempotent and can only remove risk, and a disk's fsync latency (milliseconds to
@@ -314,12 +348,29 @@ class KillSwitch:
             await self._x.execute(run, {})
         except (GatewayError, OSError, TimeoutError) as exc:
             return self._go_pending(run, exc)
+        except asyncio.CancelledError:
+            self._interrupted(run)
+            raise
         except Exception as exc:  # a bug must still end in a loud, recorded escalation
             log.exception("kill %s failed unexpectedly", run.kill_id)
             run.notes.append(f"internal error: {exc!r}")
         if not run.dry and (run.remaining_orders or run.remaining_positions or run.notes):
-            await self._hand_off(run)
+            try:
+                await self._hand_off(run)
+            except asyncio.CancelledError:
+                self._interrupted(run)
+                raise
         return self._finish(run, save_last=True)
+
+    def _interrupted(self, run: Run) -> None:
+        """A stop cancelled the kill mid-run: it stays pending on disk (marked), audited, announced."""
+        if not run.dry:
+            self._save_pending(run, interrupted="stop")
+        msg = f"kill {run.kill_id} ({run.action.value} from {run.trigger}) interrupted by a stop" + (
+            "" if run.dry else "; it stays pending and resumes at start"
+        )
+        details = {"attempts": run.attempts, "close_orders": len(run.close_orders), "dry_run": run.dry}
+        self._r.step(run, "kill.interrupted", KillEventKind.INTERRUPTED, Severity.CRITICAL, msg, details)
 
     async def _hand_off(self, run: Run) -> None:
         """Escalating: our own orders go first (verified), then everything still alive is listed."""
@@ -445,7 +496,7 @@ class KillSwitch:
         new = replace(latch, baseline=keep, baseline_known=True)
         self._state_call(run, lambda: self.store.save_latch(new))
 
-    def _save_pending(self, run: Run, *, durable: bool = True) -> None:
+    def _save_pending(self, run: Run, *, durable: bool = True, interrupted: str = "") -> None:
         p = PendingKill(
             kill_id=run.kill_id,
             action=run.action,
@@ -454,6 +505,7 @@ class KillSwitch:
             accounts=run.scope,
             created_at=run.started,
             dry_run=run.dry,
+            interrupted=interrupted,
         )
         self._state_call(run, lambda: self.store.save_pending(p, durable=durable))
 
@@ -469,19 +521,33 @@ class KillSwitch:
 
 
 def reset_latch(
-    store: StateStore, audit: AuditLog, *, reason: str, who: str, clock: Callable[[], float]
+    store: StateStore,
+    audit: AuditLog,
+    *,
+    reason: str,
+    who: str,
+    clock: Callable[[], float],
+    discard_pending: bool = False,
+    request_id: str = "",
 ) -> Latch:
-    """Re-arm on disk (also `ibkr-watchdog reset` with no daemon running). StateError if not persisted."""
+    """Re-arm on disk (also `ibkr-watchdog reset` with no daemon running). StateError if not persisted;
+    ControlError when a kill is pending and `discard_pending` is not set (a reset must never silently
+    drop a kill that has not run: the positions would stay open)."""
     old = store.latch()
     pending = store.pending_kill()
     if pending is not None:
-        details = {"by": who, "reason": reason, "pending": pending}
+        if not discard_pending:
+            raise ControlError(
+                f"kill {pending.kill_id} ({pending.action.value} from {pending.trigger}) is pending and has "
+                "not run; restore the gateway so it runs, or reset with --discard-pending"
+            )
+        details = {"by": who, "reason": reason, "pending": pending, "request_id": request_id}
         audit.record("pending.discarded", details, kill_id=pending.kill_id)
         store.clear_pending()
     latch = Latch(state=TradingState.ARMED, reason=reason, changed_at=clock(), changed_by=who)
     store.save_latch(latch)
     details = {"who": who, "reason": reason, "was": old.state.value, "trigger": old.trigger}
-    audit.record("reset", details, kill_id=old.kill_id or None)
+    audit.record("reset", details | {"request_id": request_id}, kill_id=old.kill_id or None)
     return latch
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["BaselineFile", "LatchFile", "PendingKillFile", "StateDamage", "validate"]
+__all__ = ["BaselineFile", "LatchFile", "PendingKillFile", "ResetRequestFile", "StateDamage", "validate"]
 
 
 class StateDamage(ValueError):
@@ -60,6 +60,19 @@ class DayHigh(_Strict):
     metric: str
     day: str
     high: float
+
+
+class ResetRequestFile(_Strict):
+    """`requests/reset-*.json`, written by `ibkr-watchdog reset`: bound to the trip it was made for."""
+
+    request_id: str = Field(min_length=1)
+    reason: str
+    who: str = ""
+    requested_at: float
+    expires_at: float
+    kill_id: str = ""  # the latch's kill id and trip time when the request was made
+    tripped_at: float | None = None
+    discard_pending: bool = False
 
 
 M = TypeVar("M", bound=_Strict)
