@@ -93,8 +93,24 @@ async def test_an_escalation_leaves_no_closing_order_of_ours_behind(
     assert report is not None and report.outcome is KillOutcome.ESCALATED
     assert [o for o in sim.open_orders() if o.client_id == 99] == []
     Row.audit(d, ["kill.handoff", "kill.escalated"])
-    sim.set_session("regular")  # the open: nothing of ours may fill now
-    await asyncio.sleep(0)
+    # the person flattens AAPL by hand: the lockout leaves a risk-reducing order alone
+    [aapl] = [p for p in sim.positions(DU1) if p.symbol == "AAPL" and p.sec_type == "STK"]
+    manual = sim.place_order_as(0, DU1, "AAPL", "SELL", aapl.quantity, order_type="MKT")
+    cycles: set[float] = set()
+
+    def two_more_cycles() -> bool:
+        if d.last_cycle is not None and d.last_cycle.at > placed_at:
+            cycles.add(d.last_cycle.at)
+        return len(cycles) >= 2
+
+    placed_at = d.c.clock()
+    await until(two_more_cycles, 5, "two evaluation cycles with the lockout on")
+    assert any(o.order_id == manual and o.client_id == 0 for o in sim.open_orders())
+    Row.audit(d, [], absent=["lockout.detected"])
+    sim.set_session("regular")  # the open: only the person's sale fills, nothing of ours
+    await sim.wait_until(
+        lambda: not [p for p in sim.positions(DU1) if p.con_id == aapl.con_id and p.quantity], 5
+    )
     assert [e for e in sim.executions() if e.client_id == 99] == []
     row.no_over_close()
     Row.message(caplog, "hand-off", "of ours cancelled")

@@ -8,10 +8,9 @@ callback, so it never waits on notifications or metrics. The orders themselves g
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from watchdog.config.schema import KillConfig
@@ -19,8 +18,9 @@ from watchdog.errors import ControlError, GatewayError, GatewayUnavailable, Stat
 from watchdog.kill.broker import Broker
 from watchdog.kill.executor import KillExecutor
 from watchdog.kill.handoff import hand_off
-from watchdog.kill.plan import EPS, Key, is_watchdog_order, order_label, target_reduction
-from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run, pos_label
+from watchdog.kill.lockout import Lockout
+from watchdog.kill.plan import order_label
+from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run
 from watchdog.model import (
     Action,
     KillOutcome,
@@ -66,7 +66,7 @@ class KillSwitch:
         self._lock = asyncio.Lock()
         self._finished = 0
         self._last: tuple[KillReport, tuple[str, ...]] | None = None
-        self._lockout_cancelled: dict[tuple[int, int, int], float] = {}  # order key → when we cancelled it
+        self._lockout = Lockout(self)
         self._damage_audited: set[str] = set()
 
     def audit_damage(self) -> None:
@@ -173,92 +173,9 @@ class KillSwitch:
     async def enforce_lockout(
         self, snapshot_open_orders: Sequence[OpenOrder], positions: Sequence[Position]
     ) -> int:
-        """Each poll while TRIPPED: global-cancel new working orders (our closing orders are not "new");
-        with lockout_flatten also close positions grown since the kill. Returns the orders it cancelled."""
+        """Each poll while TRIPPED: cancel new risk-increasing orders (`kill.lockout`); returns how many."""
         self.audit_damage()
-        latch = self.store.latch()
-        if latch.state is not TradingState.TRIPPED or not self.config.lockout or self._lock.locked():
-            return 0
-        async with self._lock:
-            in_scope = self._x.in_scope(latch.accounts)
-            prefix = self.config.order_ref
-            working = [
-                o
-                for o in snapshot_open_orders
-                if o.is_working and in_scope(o.account) and not is_watchdog_order(o, prefix)
-            ]
-            offenders, stubborn = self._lockout_offenders(working)
-            if self.config.lockout_flatten and not latch.baseline_known:
-                # the kill could not read the book it kept: adopt today's, never flatten it blindly
-                keep = {position_key(*p.key): p.quantity for p in positions if in_scope(p.account)}
-                with contextlib.suppress(StateError):  # reported by the store; memory holds it anyway
-                    self.store.save_latch(replace(latch, baseline=keep, baseline_known=True))
-                latch = self.store.latch()
-            base = _baseline(latch)
-            grown = [
-                p
-                for p in positions
-                if self.config.lockout_flatten
-                and in_scope(p.account)
-                and target_reduction(p.quantity, base.get(p.key, 0.0)) > EPS
-            ]
-            if not offenders and not stubborn and not grown:
-                return 0
-            if stubborn and not offenders and not grown:  # a cancel that did not take: again, quietly
-                self.audit.record("lockout.recancel", {"orders": [order_label(o) for o in stubborn]})
-                with contextlib.suppress(GatewayError, OSError, TimeoutError):
-                    await self.broker.global_cancel()
-                self._mark_cancelled(stubborn)
-                return len(stubborn)
-            offenders += stubborn
-            action = Action.CLOSE_ALL if grown else Action.CANCEL_ALL
-            run = self._new_run(
-                action, "lockout", "new risk while tripped", latch.accounts, self.config.dry_run
-            )
-            run.persist = False  # the next poll sees it again; no pending record needed
-            msg = f"lockout: {len(offenders)} new working order(s), {len(grown)} new position(s)"
-            details = {
-                "orders": [order_label(o) for o in offenders],
-                "positions": [pos_label(p) for p in grown],
-            }
-            self._r.step(run, "lockout.detected", KillEventKind.LOCKOUT, Severity.CRITICAL, msg, details)
-            run.seen.update((order_key(o), o) for o in offenders)
-            try:
-                if grown:
-                    await self._x.execute(run, base)
-                else:  # no verification loop: the next poll looks again, the daemon must not stall here
-                    await self._x.global_cancel(run, "lockout")
-            except (GatewayError, OSError, TimeoutError) as exc:
-                msg = f"lockout could not act: {exc}"
-                self._r.step(
-                    run, "lockout.failed", KillEventKind.LOCKOUT, Severity.CRITICAL, msg, {"error": str(exc)}
-                )
-                return 0
-            self._mark_cancelled(offenders)
-            if grown:
-                self._finish(run, save_last=False)
-            return len(offenders)
-
-    def _lockout_offenders(self, working: Sequence[OpenOrder]) -> tuple[list[OpenOrder], list[OpenOrder]]:
-        """(new orders, orders still working well after our cancel). An order cancelled a moment ago
-        that a stale snapshot still lists is neither: announcing it again every poll would be noise."""
-        now = self._clock()
-        keys = {order_key(o) for o in working}
-        for gone in [k for k in self._lockout_cancelled if k not in keys]:
-            del self._lockout_cancelled[gone]
-        fresh, stubborn = [], []
-        for o in working:
-            at = self._lockout_cancelled.get(order_key(o))
-            if at is None:
-                fresh.append(o)
-            elif now - at >= self.config.verify_timeout:
-                stubborn.append(o)
-        return fresh, stubborn
-
-    def _mark_cancelled(self, orders: Sequence[OpenOrder]) -> None:
-        now = self._clock()
-        for o in orders:
-            self._lockout_cancelled[order_key(o)] = now
+        return await self._lockout.enforce(snapshot_open_orders, positions)
 
     def reset(self, reason: str, who: str, *, discard_pending: bool = False, request_id: str = "") -> None:
         """Re-arm (audited, announced). ControlError while a kill runs, or while one is pending unless
@@ -549,12 +466,3 @@ def reset_latch(
     details = {"who": who, "reason": reason, "was": old.state.value, "trigger": old.trigger}
     audit.record("reset", details | {"request_id": request_id}, kill_id=old.kill_id or None)
     return latch
-
-
-def _baseline(latch: Latch) -> Mapping[Key, float]:
-    out: dict[Key, float] = {}
-    for k, v in latch.baseline.items():
-        account, _, con_id = k.rpartition("|")
-        if con_id.isdigit():
-            out[(account, int(con_id))] = v
-    return out
