@@ -90,6 +90,8 @@ class Daemon:
             monotonic=components.monotonic,
             on_parked=self._reconnect_fast_while_pending,
         )
+        self._manual_kill: tuple[Action, asyncio.Task[KillReport | None]] | None = None
+        self._folded = 0  # manual triggers folded into the running manual kill
         self._reads_ok_at: dict[str, float] = {}  # monotonic time of the last good positions/orders read
         self._fast_reconnect: asyncio.Task[None] | None = None
         self._eval_task: asyncio.Task[CycleResult] | None = None
@@ -318,13 +320,31 @@ class Daemon:
         self._wake.set()
 
     def _handle_kill_requests(self) -> None:
+        """Start each manual kill, except a repeat of one still running (same or weaker action): a burst
+        of signals folds into the running kill, audited, with one notice instead of one per signal."""
         while self._requests.kill:
             action, trigger, reason = self._requests.kill.pop(0)
             request = self.c.control.take_kill_request()
             if request is not None and request.action is action:
                 reason = request.reason or reason
+            running = self._manual_kill
+            if running is not None and not running[1].done() and _covers(running[0], action):
+                self._folded += 1
+                details = {"trigger": trigger, "action": action.value, "reason": reason, "n": self._folded}
+                # not fsynced one by one: a burst must not stall the loop the kill runs on; the kill's
+                # next record fsyncs the file, these lines included
+                self.c.audit.record("kill.folded", details, durable=False)
+                log.info(
+                    "%s %s folded into the running manual kill (%d so far)",
+                    trigger,
+                    action.value,
+                    self._folded,
+                )
+                continue
+            self._folded = 0
             self.c.notifier.notify_text("critical", f"Manual kill ({action.value})", reason or trigger)
-            self.start_kill(action, trigger, reason=reason or "manual trigger")
+            task = self.start_kill(action, trigger, reason=reason or "manual trigger")
+            self._manual_kill = (action, task)
 
     # ------------------------------------------------------------------ gateway
     async def _connect(self) -> None:
@@ -593,3 +613,8 @@ class Daemon:
     def reload(self) -> bool:
         """Validate the file fully, swap atomically; on any error keep the running config."""
         return reload_config(self)
+
+
+def _covers(running: Action, new: Action) -> bool:
+    """A running kill covers a new trigger of the same or a weaker action (close-all covers cancel-all)."""
+    return running is new or running is Action.CLOSE_ALL
