@@ -1,80 +1,41 @@
-"""Daemon lifecycle: start-up, scheduled polls and evaluation, signals, reload, bounded shutdown.
+"""Daemon lifecycle: start-up, signals, reload, bounded shutdown; the cycle and gateway upkeep are mixins.
 
-Signal handlers only set flags and wake the main loop (uvicorn's habit); the loop acts. The
-body of one cycle is public (`poll_once()`, `evaluate_once()`), so tests drive it directly
-instead of sleeping. Every side effect (clock, gateway, metrics registry, notifier) is injected
-through `Components`, so a test can swap any of them.
+Signal handlers only set flags and wake the main loop (uvicorn's habit); the loop acts. The watch
+cycle lives in `daemon.cycle` (`poll_once()`, `evaluate_once()`, driven directly by tests), the
+gateway upkeep and the pending kill's resume in `daemon.gateway_watch`. Every side effect (clock,
+gateway, metrics registry, notifier) is injected through `Components`, so a test can swap any of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import enum
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from watchdog import __version__
 from watchdog.config.schema import Config
+from watchdog.daemon.cycle import POLLS, Cycle, CycleResult, Requests, RunState
+from watchdog.daemon.gateway_watch import GatewayWatch
 from watchdog.daemon.jobs import reload_config, reload_config_async, schedule_jobs
 from watchdog.daemon.kill_tasks import KillTasks
 from watchdog.daemon.wiring import Components
 from watchdog.errors import (
     ClientIdInUse,
-    GatewayError,
     GatewayUnavailable,
-    StateError,
 )
-from watchdog.gateway.client import EventKind, GatewayEvent
-from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
-from watchdog.state.store import status_from_snapshot
+from watchdog.model import Action, KillReport, Snapshot, TradingState
+
+__all__ = ["POLLS", "CycleResult", "Daemon", "RunState"]
 
 log = logging.getLogger("watchdog.daemon.lifecycle")
 
 SHUTDOWN_GRACE = 10.0  # seconds a running kill may take to finish during a graceful stop
 RELOAD_SETTLE = 5.0  # seconds a reload waits for a running evaluation (and its lockout step)
-POLLS = ("pnl", "account_summary", "positions", "orders", "executions")
-# round trips that prove account data flows again (a routine positions poll reads ib_async's streamed
-# copy, which answers even while the gateway has lost IB's servers): both good = usable again
-READS = ("account_summary", "orders")
-PENDING_RECONNECT = 0.25  # seconds between reconnect attempts while a kill waits for the gateway
-STATUS_EVERY = 1.0  # seconds between status.json rewrites
 
 
-class RunState(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class CycleResult:
-    """What one evaluation cycle saw and did."""
-
-    at: float
-    breaches: tuple[Breach, ...] = ()
-    kills_started: tuple[str, ...] = ()
-    lockout_cancelled: int = 0
-    healthy: bool = False
-
-
-@dataclass(slots=True)
-class _Requests:
-    """Flags set by signal handlers and read by the main loop."""
-
-    kill: list[tuple[Action, str, str]] = field(default_factory=list)
-    reload: bool = False
-    stop: bool = False
-    force: bool = False
-
-
-class Daemon:
+class Daemon(GatewayWatch, Cycle):
     def __init__(self, config: Config, config_path: str | None, components: Components) -> None:
         self.config = config
         self.config_path = config_path
@@ -82,7 +43,7 @@ class Daemon:
         self.state = RunState.STARTING
         self.shutdown_grace = SHUTDOWN_GRACE  # seconds a running kill may take to finish when stopping
         self._wake = asyncio.Event()
-        self._requests = _Requests()
+        self._requests = Requests()
         self.kills = KillTasks(
             components.killswitch,
             components.notifier,
@@ -278,10 +239,6 @@ class Daemon:
     def kill_in_progress(self) -> bool:
         return self.kills.running
 
-    @property
-    def endpoint(self) -> str:
-        return f"{self.config.gateway.host}:{self.config.gateway.port}"
-
     # ------------------------------------------------------------------ signals
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -346,259 +303,7 @@ class Daemon:
             task = self.start_kill(action, trigger, reason=reason or "manual trigger")
             self._manual_kill = (action, task)
 
-    # ------------------------------------------------------------------ gateway
-    async def _connect(self) -> None:
-        await self.c.gateway.connect()
-        self._after_connect()
-
-    def _after_connect(self) -> None:
-        c = self.c
-        c.metrics.set_connected(True)
-        was_down, self._down_notified = self._down_notified, False
-        self._id_in_use_notified = False
-        accounts = ", ".join(c.gateway.watched_accounts) or "no account"
-        log.info("connected to the gateway; watching %s", accounts)
-        if was_down or self._connected_once:
-            c.metrics.observe_reconnect()
-            c.notifier.notify_reconnect(self.endpoint)
-        self._connected_once = True
-        self.resume_pending("reconnect")
-
-    def resume_pending(self, why: str) -> bool:
-        """Run the pending kill the moment the gateway is usable again: a (re)connect, 1101/1102, or
-        good positions and orders reads after it was parked (the socket may never have dropped)."""
-        c = self.c
-        if self.state is RunState.STOPPED or self._requests.stop or c.store.pending_kill() is None:
-            return False
-        if self.kills.running:  # the kill itself (its record is pending while it runs), or another
-            return False
-        if not c.gateway.is_connected():
-            return False
-        if why == "read" and any(self._reads_ok_at.get(n, -1e18) <= self.kills.parked_at for n in READS):
-            return False  # both reads the kill needs must have worked since it was parked
-        if not self.kills.start_pending():
-            return False
-        log.warning("gateway usable again (%s): running the pending kill", why)
-        return True
-
-    def _reconnect_fast_while_pending(self) -> None:
-        """A kill waits for the gateway: reconnect every PENDING_RECONNECT seconds, not the backoff's."""
-        if self._fast_reconnect is None or self._fast_reconnect.done():
-            self._fast_reconnect = asyncio.ensure_future(self._reconnect_loop())
-
-    async def _reconnect_loop(self) -> None:
-        c = self.c
-        while not self._requests.stop and c.store.pending_kill() is not None:
-            if not c.gateway.status().connected and not self._reconnecting.locked():
-                async with self._reconnecting:
-                    if await c.gateway.ensure_connected() == 0.0:
-                        self._next_connect_at = 0.0
-                        self._after_connect()
-            await asyncio.sleep(PENDING_RECONNECT)
-
-    async def heartbeat_job(self) -> None:
-        """Heartbeat while connected (half-open detection lives in the gateway); reconnect with backoff."""
-        c = self.c
-        if c.gateway.status().connected:
-            try:
-                await c.gateway.heartbeat()
-            except GatewayError as exc:
-                log.warning("heartbeat failed: %s", exc)
-            if c.gateway.status().connected:
-                return
-        c.metrics.set_connected(False)
-        self._notify_if_down_long()
-        if self._reconnecting.locked() or c.monotonic() < self._next_connect_at:
-            return
-        async with self._reconnecting:
-            delay = await c.gateway.ensure_connected()
-            if delay > 0:
-                self._next_connect_at = c.monotonic() + delay
-                return
-            self._after_connect()
-
-    def _on_gateway_event(self, ev: GatewayEvent) -> None:
-        """Gateway health changes re-evaluate at once (gateway-down rules must not wait for a timer)."""
-        if ev.kind is EventKind.CLIENT_ID_IN_USE:
-            # every retry (backoff capped at reconnect_max) meets 326 again: tell people once per outage
-            if not self._id_in_use_notified:
-                self._id_in_use_notified = True
-                self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
-        elif ev.kind is EventKind.DEGRADED:
-            self.c.notifier.notify_text("warning", f"Gateway lost IB's servers ({ev.code})", ev.message)
-        elif ev.kind is EventKind.RESTORED:
-            self.resume_pending(f"restored, code {ev.code}")
-        if ev.kind is not EventKind.CONNECTED and self.state is RunState.RUNNING:
-            self._request_evaluation()
-
-    def _notify_if_down_long(self) -> None:
-        down_since = self.c.gateway.status().down_since
-        limit = self.config.notifications.gateway_down_after
-        if down_since is None or self._down_notified or self.c.clock() - down_since < limit:
-            return
-        self._down_notified = True
-        self.c.notifier.notify_gateway_down(self.endpoint, down_since, self.c.gateway.status().last_error)
-
-    async def poll(self, name: str) -> bool:
-        """One named poll under its hard timeout; failures are contained and counted."""
-        c = self.c
-        fn: Callable[[], Any] = getattr(c.gateway, f"poll_{name}")
-        try:
-            async with asyncio.timeout(self.config.polling.timeout):  # same task: nothing left unawaited
-                await fn()
-        except (GatewayError, OSError, TimeoutError) as exc:
-            c.metrics.observe_poll(name, False, c.clock())
-            log.debug("poll %s failed: %s", name, exc)
-            return False
-        except Exception:  # a bug in one poll must not stop the others
-            c.metrics.observe_poll(name, False, c.clock())
-            log.exception("poll %s raised", name)
-            return False
-        c.metrics.observe_poll(name, True, c.clock())
-        self._polls_ok.add(name)
-        if name in READS:
-            self._reads_ok_at[name] = c.monotonic()
-            self.resume_pending("read")
-        return True
-
-    async def poll_once(self) -> CycleResult:
-        """Heartbeat, every poll once, then one evaluation: the whole watch cycle as one step."""
-        await self.heartbeat_job()
-        for name in POLLS:
-            await self.poll(name)
-        return await self.evaluate_once()
-
-    # ------------------------------------------------------------------ evaluation
-    def _request_evaluation(self) -> None:
-        """Coalesce evaluation requests (data events, timer) into at most one running evaluation."""
-        if self._eval_task is not None and not self._eval_task.done():
-            self._eval_again = True
-            return
-        self._eval_task = asyncio.ensure_future(self._evaluate_loop())
-
-    async def run_job(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """A scheduled job; one cancelled by the scheduler's shutdown is expected, not an error."""
-        try:
-            await fn(*args)
-        except asyncio.CancelledError:
-            if self.state in (RunState.STOPPING, RunState.STOPPED):
-                return
-            raise
-
-    async def evaluate_job(self) -> None:
-        # a coroutine job: APScheduler runs plain functions in a thread pool, away from the loop
-        self._request_evaluation()
-
-    async def _evaluate_loop(self) -> CycleResult:
-        while True:
-            self._eval_again = False
-            result = await self.evaluate_once()
-            if not self._eval_again:
-                return result
-
-    async def evaluate_once(self) -> CycleResult:
-        c = self.c
-        now = c.clock()
-        snap = c.gateway.snapshot()
-        if c.bots is not None:
-            snap = dataclasses.replace(snap, bots=c.bots.statuses(snap.gateway))
-        self._last_snapshot = snap
-        suspended = c.schedule.suspended(self.config.quiet_windows, now)
-        breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
-        started: list[str] = []
-        for b in breaches:
-            self._announce(b)  # queued log line and notification: microseconds, never a wait
-            if b.kind is BreachKind.BREACH and b.action.is_kill and self.should_fire(b.action):
-                started.append(b.rule)
-                accounts = None if b.account is None else [b.account]
-                reason = b.message
-                if c.bots is not None and (bot_kill := c.bots.kill_scope(b)) is not None:
-                    accounts, reason = bot_kill  # a silent bot's kill covers the accounts it trades
-                self.start_kill(b.action, f"rule:{b.rule}", reason=reason, accounts=accounts)
-        if started:
-            # let the kill task put its global cancel on the wire before this cycle's bookkeeping
-            # (metrics, status file) takes its turn on the loop
-            await asyncio.sleep(0)
-        cancelled = 0
-        tripped = c.store.trading_state() is TradingState.TRIPPED
-        if tripped and not started and not self.kills.tasks and snap.gateway.connected:
-            lockout = c.killswitch.enforce_lockout(snap.open_orders, snap.positions)
-            if self.config.kill.lockout_flatten:
-                # flattening runs a whole close (orders, fills, verification): never inside a cycle
-                self.kills.track(asyncio.ensure_future(lockout))
-            else:  # one global cancel: quick, and the count belongs to this cycle
-                cancelled = await lockout
-        c.metrics.observe_snapshot(snap)
-        c.metrics.observe_rule_status(c.memory.status())
-        if c.bots is not None:
-            c.bots.observe()
-        healthy = snap.gateway.connected and snap.gateway.health.value == "healthy"
-        self._after_cycle(snap, healthy)
-        result = CycleResult(
-            at=now,
-            breaches=tuple(breaches),
-            kills_started=tuple(started),
-            lockout_cancelled=cancelled,
-            healthy=healthy,
-        )
-        self.last_cycle = result
-        return result
-
-    def should_fire(self, action: Action) -> bool:
-        """An armed watchdog fires; a tripped one only escalates cancel-only to close-all."""
-        latch = self.c.store.latch()
-        if latch.state is TradingState.ARMED:
-            return True
-        return action is Action.CLOSE_ALL and latch.action is Action.CANCEL_ALL
-
-    def _announce(self, breach: Breach) -> None:
-        level = logging.WARNING if breach.kind in (BreachKind.BREACH, BreachKind.UNKNOWN) else logging.INFO
-        log.log(level, "rule %s %s: %s", breach.rule, breach.kind.value, breach.message)
-        self.c.notifier.notify_breach(breach)
-
-    def _after_cycle(self, snap: Snapshot, healthy: bool) -> None:
-        c = self.c
-        state = c.store.trading_state()
-        c.metrics.set_tripped(state is TradingState.TRIPPED)
-        c.metrics.set_kill_state(running=c.killswitch.busy, pending=c.store.pending_kill() is not None)
-        summary = (
-            f"{state.value}; gateway {snap.gateway.health.value}; "
-            f"{len(snap.positions)} positions, {len(snap.open_orders)} working orders"
-        )
-        c.sd.status(summary)
-        # READY means "watching": a snapshot built from every poll, not just a fresh connection
-        if healthy and not self._ready_sent and self._polls_ok.issuperset(POLLS):
-            c.sd.ready()
-            self._ready_sent = True
-        # WATCHDOG=1 says "this process's loop is alive", not "the gateway is up": with the gateway
-        # down the daemon must keep running (alerts, the pending kill), not be restarted by systemd.
-        c.sd.watchdog()
-        # status.json is for `ibkr-watchdog status`: once a second is plenty, except when the
-        # latch changed (evaluations run on every streamed value; each rewrite costs a rename)
-        now = c.clock()
-        if now - self._status_written < STATUS_EVERY and state is self._status_state:
-            return
-        self._status_written, self._status_state = now, state
-        self._save_day_highs()
-        extra = {"pid": os.getpid(), "version": __version__, "trading_state": state.value}
-        with contextlib.suppress(StateError, OSError):
-            c.store.write_status(status_from_snapshot(snap, now) | extra)
-
-    def _save_day_highs(self) -> None:
-        """Persist the day highs when they moved: a restart must not reset a drawdown's peak."""
-        highs = self.c.memory.export_highs()
-        if highs == self._saved_highs:
-            return
-        with contextlib.suppress(StateError):  # reported by the store; the next change retries
-            self.c.store.save_baseline({"day_highs": highs})
-            self._saved_highs = highs
-
     # ------------------------------------------------------------------ kills
-    def start_kill(
-        self, action: Action, trigger: str, *, reason: str = "", accounts: list[str] | None = None
-    ) -> asyncio.Task[KillReport | None]:
-        return self.kills.start(action, trigger, reason=reason, accounts=accounts)
-
     @property
     def kill_reports(self) -> list[KillReport]:
         return self.kills.reports
