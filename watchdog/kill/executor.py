@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from watchdog.config.schema import KillConfig
 from watchdog.errors import GatewayError, GatewayUnavailable
 from watchdog.kill.broker import Broker
+from watchdog.kill.cancel import cancel_phase
 from watchdog.kill.closing import ClosingOrders
 from watchdog.kill.plan import (
     EPS,
@@ -94,43 +94,7 @@ class KillExecutor:
     # ------------------------------------------------------------------ cancel
     async def cancel_phase(self, run: Run, *, include_ours: bool) -> list[OpenOrder]:
         """Global cancel, confirmed by fresh reads; again (plus cancels of our own) up to max_attempts."""
-
-        def targets(orders: Sequence[OpenOrder]) -> list[OpenOrder]:
-            return self.targets(run, orders, include_ours=include_ours)
-
-        remaining: list[OpenOrder] = []
-        for attempt in range(1, self.config.max_attempts + 1):
-            run.attempts = max(run.attempts, attempt)
-            labels = [order_label(o) for o in remaining]
-            if attempt > 1:
-                msg = f"{len(remaining)} order(s) still working; cancelling again (attempt {attempt})"
-                self._r.step(run, "cancel.retry", KillEventKind.RETRY, WARNING, msg, {"orders": labels})
-            if attempt > 1 or not run.cancel_sent:  # the kill switch may have sent the first already
-                await self.global_cancel(run, f"attempt {attempt}")
-            for o in remaining:
-                if self.owns(o):
-                    await self.cancel_order(run, o, "still working after a global cancel")
-            if run.dry:
-                would = targets(await self.call("open_orders", self.broker.open_orders))
-                run.seen.update((order_key(o), o) for o in would)
-                labels = [order_label(o) for o in would]
-                msg = f"dry run: {len(would)} working order(s) would be cancelled"
-                self._r.step(run, "cancel.dry_run", KillEventKind.VERIFIED, INFO, msg, {"orders": labels})
-                return []
-            remaining = await self.poll_orders(run, targets)
-            states = Counter(o.state_label for o in remaining)
-            msg = f"cancel attempt {attempt}: {len(remaining)} order(s) still working" + (
-                " (" + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) + ")"
-                if states
-                else ""
-            )
-            details = {"attempt": attempt, "still_working": [order_label(o) for o in remaining]}
-            self._r.step(
-                run, "cancel.verify", KillEventKind.VERIFIED, WARNING if remaining else INFO, msg, details
-            )
-            if not remaining:
-                return []
-        return remaining
+        return await cancel_phase(self, run, include_ours=include_ours)
 
     async def poll_orders(
         self, run: Run, targets: Callable[[Sequence[OpenOrder]], list[OpenOrder]]

@@ -18,6 +18,7 @@ from watchdog.errors import ControlError, GatewayError, GatewayUnavailable, Stat
 from watchdog.kill.broker import Broker
 from watchdog.kill.executor import KillExecutor
 from watchdog.kill.handoff import hand_off
+from watchdog.kill.latch import STRENGTH, pending_record, reset_latch, tripped_latch
 from watchdog.kill.lockout import Lockout
 from watchdog.kill.plan import order_label
 from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run
@@ -32,12 +33,12 @@ from watchdog.model import (
     order_key,
 )
 from watchdog.state.audit import AuditLog
-from watchdog.state.store import Latch, PendingKill, StateStore, position_key
+from watchdog.state.store import StateStore, position_key
 
 __all__ = ["KillEvent", "KillEventKind", "KillSwitch", "reset_latch"]
 
 log = logging.getLogger("watchdog.kill.switch")
-_STRENGTH = {Action.ALERT: 0, Action.CANCEL_ALL: 1, Action.CLOSE_ALL: 2}
+_STRENGTH = STRENGTH
 
 
 class KillSwitch:
@@ -377,29 +378,7 @@ class KillSwitch:
 
     # ------------------------------------------------------------------ state
     def _trip(self, run: Run, *, durable: bool = True) -> None:
-        old = self.store.latch()
-        tripped = old.state is TradingState.TRIPPED
-        action = run.action
-        if tripped and old.action is not None and _STRENGTH[old.action] > _STRENGTH[action]:
-            action = old.action
-        if not run.scope or (tripped and not old.accounts):
-            accounts: tuple[str, ...] = ()  # every watched account
-        else:
-            accounts = tuple(sorted({*run.scope, *(old.accounts if tripped else ())}))
-        now = self._clock()
-        latch = Latch(
-            state=TradingState.TRIPPED,
-            action=action,
-            trigger=run.trigger,
-            reason=run.reason,
-            kill_id=run.kill_id,
-            tripped_at=old.tripped_at if tripped else now,
-            accounts=accounts,
-            baseline=old.baseline if tripped else {},
-            baseline_known=old.baseline_known and tripped,
-            changed_at=now,
-            changed_by=run.trigger,
-        )
+        latch = tripped_latch(self.store.latch(), run, self._clock())
         self._state_call(run, lambda: self.store.save_latch(latch, durable=durable))
 
     def _update_baseline(self, run: Run) -> None:
@@ -414,16 +393,7 @@ class KillSwitch:
         self._state_call(run, lambda: self.store.save_latch(new))
 
     def _save_pending(self, run: Run, *, durable: bool = True, interrupted: str = "") -> None:
-        p = PendingKill(
-            kill_id=run.kill_id,
-            action=run.action,
-            trigger=run.trigger,
-            reason=run.reason,
-            accounts=run.scope,
-            created_at=run.started,
-            dry_run=run.dry,
-            interrupted=interrupted,
-        )
+        p = pending_record(run, interrupted)
         self._state_call(run, lambda: self.store.save_pending(p, durable=durable))
 
     def _state_call(self, run: Run, fn: Callable[[], None]) -> None:
@@ -435,34 +405,3 @@ class KillSwitch:
             self._r.step(
                 run, "state.error", KillEventKind.STATE_PROBLEM, Severity.CRITICAL, str(exc), details
             )
-
-
-def reset_latch(
-    store: StateStore,
-    audit: AuditLog,
-    *,
-    reason: str,
-    who: str,
-    clock: Callable[[], float],
-    discard_pending: bool = False,
-    request_id: str = "",
-) -> Latch:
-    """Re-arm on disk (also `ibkr-watchdog reset` with no daemon running). StateError if not persisted;
-    ControlError when a kill is pending and `discard_pending` is not set (a reset must never silently
-    drop a kill that has not run: the positions would stay open)."""
-    old = store.latch()
-    pending = store.pending_kill()
-    if pending is not None:
-        if not discard_pending:
-            raise ControlError(
-                f"kill {pending.kill_id} ({pending.action.value} from {pending.trigger}) is pending and has "
-                "not run; restore the gateway so it runs, or reset with --discard-pending"
-            )
-        details = {"by": who, "reason": reason, "pending": pending, "request_id": request_id}
-        audit.record("pending.discarded", details, kill_id=pending.kill_id)
-        store.clear_pending()
-    latch = Latch(state=TradingState.ARMED, reason=reason, changed_at=clock(), changed_by=who)
-    store.save_latch(latch)
-    details = {"who": who, "reason": reason, "was": old.state.value, "trigger": old.trigger}
-    audit.record("reset", details | {"request_id": request_id}, kill_id=old.kill_id or None)
-    return latch

@@ -16,16 +16,20 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from watchdog.errors import StateError
-from watchdog.model import EMPTY_MAP, Action, KillReport, OpenOrder, Snapshot, TradingState
+from watchdog.model import Action, KillReport, TradingState
 from watchdog.state.audit import to_jsonable
 from watchdog.state.files import StateDirectory, check_file, why
+from watchdog.state.records import Latch, PendingKill, position_key
 from watchdog.state.schemas import BaselineFile, LatchFile, PendingKillFile, StateDamage, validate
+from watchdog.state.summaries import report_summary, status_from_snapshot
+
+__all__ = ["Latch", "PendingKill", "StateStore", "position_key", "report_summary", "status_from_snapshot"]
 
 log = logging.getLogger("watchdog.state.store")
 
@@ -38,45 +42,6 @@ PID_FILE = "watchdog.pid"
 AUDIT_FILE = "audit.jsonl"
 REQUESTS_DIR = "requests"
 _MISSING = object()  # a file that does not exist (JSON `null` is damage, not absence)
-
-
-def position_key(account: str, con_id: int) -> str:
-    """How a (account, conId) pair is spelled in state files."""
-    return f"{account}|{con_id}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Latch:
-    """The persisted risk posture. TRIPPED holds the lockout until a reset."""
-
-    state: TradingState = TradingState.ARMED
-    action: Action | None = None  # the strongest kill action since the trip
-    trigger: str = ""
-    reason: str = ""
-    kill_id: str = ""
-    tripped_at: float | None = None
-    accounts: tuple[str, ...] = ()  # accounts under lockout; empty = every watched account
-    # positions the lockout keeps (the book at the end of the last kill), position_key → quantity
-    baseline: Mapping[str, float] = field(default_factory=lambda: EMPTY_MAP)
-    baseline_known: bool = False  # False: lockout_flatten adopts the current book instead of closing it
-    changed_at: float | None = None
-    changed_by: str = ""
-    corrupted: bool = False  # read from a damaged file: TRIPPED by fail-safe
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PendingKill:
-    """A kill that must still run (gateway down, or interrupted by a restart)."""
-
-    kill_id: str
-    action: Action
-    trigger: str
-    reason: str = ""
-    accounts: tuple[str, ...] = ()  # empty = every watched account
-    created_at: float = 0.0
-    dry_run: bool = False
-    interrupted: str = ""  # "" = waits for the gateway; "stop" = a stop interrupted it while it ran
-    corrupted: bool = False  # read from a damaged file: a close-all by fail-safe
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -421,49 +386,3 @@ def _latch_from(f: LatchFile) -> Latch:
         changed_at=f.changed_at,
         changed_by=f.changed_by,
     )
-
-
-def report_summary(report: KillReport) -> dict[str, Any]:
-    """The last-kill record: what `status` shows and the notifier can quote."""
-    return {
-        "kill_id": report.kill_id,
-        "trigger": report.trigger,
-        "action": report.action.value,
-        "accounts": list(report.accounts),
-        "started": report.started,
-        "finished": report.finished,
-        "outcome": report.outcome.value,
-        "dry_run": report.dry_run,
-        "attempts": report.attempts,
-        "cancelled_orders": len(report.cancelled_orders),
-        "close_orders": len(report.close_orders),
-        "remaining_orders": [_order_text(o) for o in report.remaining_orders],
-        "remaining_positions": [
-            f"{p.account} {p.quantity:g} {p.contract.label}" for p in report.remaining_positions
-        ],
-        "reason": report.reason,
-    }
-
-
-def _order_text(o: OpenOrder) -> str:
-    who = f"client {o.client_id}, order {o.order_id}"
-    return f"{o.account} {o.action} {o.remaining:g} {o.contract.label} [{o.state_label}] ({who})"
-
-
-def status_from_snapshot(snapshot: Snapshot, now: float) -> dict[str, Any]:
-    """A ready-made `status.json` body for the daemon (it may add keys; `status` prints known ones)."""
-    gw = snapshot.gateway
-    return {
-        "updated": now,
-        "snapshot_taken_at": snapshot.taken_at,
-        "gateway": {
-            "health": gw.health.value,
-            "connected": gw.connected,
-            "last_heartbeat": gw.last_heartbeat,
-            "heartbeat_rtt": gw.heartbeat_rtt,
-            "down_since": gw.down_since,
-        },
-        "accounts": sorted(snapshot.accounts),
-        "positions": len(snapshot.positions),
-        "open_orders": len(snapshot.open_orders),
-    }
