@@ -77,6 +77,10 @@ class BookOrder:
     status: str = "Submitted"
     ignore_cancels: int = 0  # cancels (global or single) to ignore before honouring one
     placed_at: float = 0.0
+    late_fill_after: float | None = None  # a cancel leaves it PendingCancel; it fills this much later
+    fill_at: float | None = None  # when a PendingCancel order's late fill lands
+    why_held: str = ""
+    held_until: float | None = None  # a held order does not fill before this time
 
     @property
     def remaining(self) -> float:
@@ -84,7 +88,8 @@ class BookOrder:
 
     @property
     def working(self) -> bool:
-        return self.status in ("Submitted", "PreSubmitted")
+        """Not terminal: the gateway lists it, and it can still fill (PendingCancel, held, …)."""
+        return self.status in ("Submitted", "PreSubmitted", "PendingCancel")
 
     def view(self) -> OpenOrder:
         return OpenOrder(
@@ -102,6 +107,7 @@ class BookOrder:
             status=self.status,
             order_ref=self.order_ref,
             outside_rth=self.outside_rth,
+            why_held=self.why_held,
         )
 
 
@@ -124,10 +130,12 @@ class FakeBook:
     fill_chunk: dict[int, float] = field(default_factory=dict)  # conId → quantity per tick (default: all)
     fill_foreign: bool = False  # fill non-watchdog orders too
     refuse_market: bool = False  # market orders rejected (201), as outside regular hours
+    hold_market_until: float | None = None  # watchdog market orders held (whyHeld) until then: a holiday
     reject_next: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # conId → next rejects
     errors: dict[tuple[int, int], tuple[int, str]] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    crossings: list[str] = field(default_factory=list)  # any fill (whoever's) that crossed zero
     connected: bool = True
     read_only: bool | None = None  # what the write-access probe found (None: not proven)
     details: dict[int, ContractDetails] = field(default_factory=dict)
@@ -191,8 +199,14 @@ class FakeBook:
             raise GatewayUnavailable("fake gateway disconnected")
 
     def _cancel(self, order: BookOrder) -> None:
+        if order.status == "PendingCancel":
+            return  # not cancellable now: the destination decides (IB answers 161)
         if order.ignore_cancels > 0:
             order.ignore_cancels -= 1
+            return
+        if order.late_fill_after is not None:
+            order.status = "PendingCancel"  # the cancel is not final: it fills instead
+            order.fill_at = self.clock.now + order.late_fill_after
             return
         order.status = "Cancelled"
 
@@ -222,6 +236,9 @@ class FakeBook:
             order_ref=req.order_ref,
         )
         order.outside_rth, order.exchange = req.outside_rth, req.exchange
+        hold = self.hold_market_until
+        if req.order_type == "MKT" and hold is not None and self.clock.now < hold:
+            order.status, order.why_held, order.held_until = "PreSubmitted", "trading hours", hold
         rejects = self.reject_next.get(req.contract.con_id)
         if rejects:
             self._reject(order, *rejects.pop(0))
@@ -236,6 +253,14 @@ class FakeBook:
     def tick(self, now: float) -> None:
         """Time moved: marketable working orders fill (a chunk each tick when partial fills are set)."""
         for o in self.orders:
+            if o.status == "PendingCancel":
+                if o.fill_at is not None and now >= o.fill_at:
+                    self.fill(o, o.remaining)  # the late fill IB warns about
+                continue
+            if o.held_until is not None:
+                if now < o.held_until:
+                    continue
+                o.held_until, o.why_held, o.status = None, "", "Submitted"
             if not o.working or (not self.fill_foreign and not o.order_ref.startswith(WATCHDOG_REF)):
                 continue
             mark = self.marks.get(o.contract.con_id)
@@ -252,6 +277,9 @@ class FakeBook:
         key = (order.account, order.contract.con_id)
         before = self.positions.get(key, 0.0)
         after = before + (qty if order.action == "BUY" else -qty)
+        if (before > EPS and after < -EPS) or (before < -EPS and after > EPS):
+            who = f"client {order.client_id} {order.action} {qty}"
+            self.crossings.append(f"{who} of {key}: {before} to {after}")
         if order.order_ref.startswith(WATCHDOG_REF):
             crossed = (order.action == "SELL" and after < -EPS) or (order.action == "BUY" and after > EPS)
             if crossed:
