@@ -11,13 +11,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bench import alert, deadman, flatten, halfopen, idle, scale, trigger
+from tests.bench import alert, deadman, flatten, halfopen, idle, resume, scale, trigger
 from tests.bench.harness import Section, fmt_ms, machine, median, percentile, quiet_logs, restore_logs, table
 from tests.bench.soak import RESULT as SOAK_RESULT
 from watchdog.state.store import atomic_write
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ("halfopen", "trigger", "flatten", "idle", "scale", "alert", "deadman")
+NAMES = ("halfopen", "trigger", "flatten", "idle", "scale", "alert", "deadman", "resume")
 
 
 def disk_latency(root: Path, n: int = 50) -> tuple[float, float]:
@@ -67,6 +67,10 @@ async def run_all(args: argparse.Namespace, root: Path) -> list[Section]:
     if "deadman" in only:
         say("· bot silent to wire …")
         sections.append(await deadman.run(root / "deadman", trials=1 if tiny else 3 if quick else 20))
+    if "resume" in only:
+        say("· pending kill resume …")
+        trials, outage = (1, 1.5) if tiny else (3, 3.0) if quick else (10, 4.0)
+        sections.append(await resume.run(root / "resume", trials=trials, outage=outage))
     return sections
 
 

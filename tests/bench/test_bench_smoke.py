@@ -16,11 +16,11 @@ def test_the_bench_smoke_run_writes_every_table(tmp_path: Path, capsys: pytest.C
     assert run.main(["--tiny", "--output", str(out)]) == 0
     text = out.read_text()
     for title in ("Half-open detection", "Trigger to wire", "Flatten throughput", "Idle cost", "Scale",
-                  "Alert latency", "Bot silent"):  # fmt: skip
+                  "Alert latency", "Bot silent", "Pending kill"):  # fmt: skip
         assert f"{title}" in text
     assert "| CPU |" in text and "ib_async" in text
     # every table has its header separator and at least one data row
-    assert text.count("|---|") >= 7
+    assert text.count("|---|") >= 9
     assert "ib_async `Watchdog`" in text
     assert "n/a" not in text.split("## 1.")[1].split("## 2.")[0]  # every half-open trial produced a figure
     assert "verified flat" in text and "| yes |" in text  # the flatten run ended flat
