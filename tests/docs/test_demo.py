@@ -132,7 +132,7 @@ def test_the_runaway_demo_cancels_all_and_the_lockout_cancels_the_next_order(
         r"kill cancel_all from rule:runaway-orders",
         r"global cancel sent",
         r"the bot tries once more while the watchdog is tripped",
-        r"lockout: 1 new working order",
+        r"lockout: 1 new risk-increasing order",
         r"lockout cancelled the new order",
     )
     assert "close attempt" not in r.stdout  # cancel_all never sends a closing order

@@ -164,7 +164,7 @@ class KillConfig(FrozenModel):
     max_order_quantity: float | None = Field(default=None, gt=0)  # per closing order, shares/contracts
     order_ref: str = Field(default="ibkr-watchdog", min_length=1, max_length=40)
     pacing: float = Field(default=40.0, gt=0, le=50)  # order messages per second, under IB's 50/s
-    lockout: bool = True  # while TRIPPED, cancel any new working order
+    lockout: bool = True  # while TRIPPED, cancel new risk-increasing orders (docs/killswitch.md)
     lockout_flatten: bool = False  # while TRIPPED, also flatten any new position
     rearm_cron: str | None = None  # automatic re-arm at a session boundary, e.g. "0 18 * * sun-thu"
     timezone: str = "America/New_York"
