@@ -257,7 +257,7 @@ class FakeBook:
                 if o.fill_at is not None and now >= o.fill_at:
                     self.fill(o, o.remaining)  # the late fill IB warns about
                 continue
-            if o.held_until is not None:
+            if o.held_until is not None and o.working:  # a held order that was cancelled stays cancelled
                 if now < o.held_until:
                     continue
                 o.held_until, o.why_held, o.status = None, "", "Submitted"

@@ -160,9 +160,39 @@ async def play(s: Scenario, root: Path) -> tuple[FakeBook, list[KillReport], tup
             continue
         assert isinstance(res, KillReport | None), res
         assert ks is not None
-        reports.append(await until_done(ks, book, res))
+        report = await until_done(ks, book, res)
+        if report.outcome is KillOutcome.ESCALATED and standby is None:
+            # the hand-off: a known book — every order still alive in scope is listed, by id and state
+            scope = set(report.accounts)  # empty: every account
+            alive = {
+                (o.client_id, o.order_id)
+                for o in book.orders
+                if o.working and (not scope or o.account in scope)
+            }
+            listed = {(o.client_id, o.order_id) for o in report.remaining_orders}
+            assert alive <= listed, f"alive but not handed over: {alive - listed}"
+        reports.append(report)
+    for r in reports:  # an escalation hands over: the person flattens by hand what the report says is left
+        if r.outcome is KillOutcome.ESCALATED:
+            by_hand(book, r)
     await clock.sleep(120)  # long after the kill: every late fill and every held order has had its turn
     return book, reports, accounts
+
+
+def by_hand(book: FakeBook, report: KillReport) -> None:
+    """The person sells (buys) the position at once, minus what the report lists as still alive on it."""
+    for p in report.remaining_positions:
+        qty = book.positions.get(p.key, 0.0)
+        side = "SELL" if qty > 0 else "BUY"
+        alive = sum(
+            o.remaining
+            for o in report.remaining_orders
+            if (o.account, o.contract.con_id) == p.key and o.action == side
+        )
+        size = abs(qty) - alive
+        if size > 0:
+            manual = book.add_order(0, p.account, p.contract, side, size, order_type="MKT", lmt_price=None)
+            book.fill(manual, size)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
