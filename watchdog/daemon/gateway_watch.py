@@ -74,8 +74,14 @@ class GatewayWatch:
             return False
         if not c.gateway.is_connected():
             return False
-        if why == "read" and any(self._reads_ok_at.get(n, -1e18) <= self.kills.parked_at for n in READS):
-            return False  # both reads the kill needs must have worked since it was parked
+        if why == "read":
+            parked = self.kills.parked_at
+            if any(self._reads_ok_at.get(n, -1e18) <= parked for n in READS):
+                return False  # both reads the kill needs must have worked since it was parked
+            # reads that work while the kill's own reads keep failing must not retry it every poll
+            # (each retry is a global cancel and a critical notice): 2 s, 4 s, … up to 60 s apart
+            if c.monotonic() - parked < min(60.0, 2.0 * 2 ** max(0, self.kills.parked_in_a_row - 1)):
+                return False
         if not self.kills.start_pending():
             return False
         log.warning("gateway usable again (%s): running the pending kill", why)

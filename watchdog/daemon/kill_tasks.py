@@ -37,6 +37,7 @@ class KillTasks:
         self.tasks: set[asyncio.Future[Any]] = set()
         self.reports: list[KillReport] = []  # every kill this process ran, in order
         self.parked_at = float("-inf")  # monotonic time a kill last went pending (gateway unusable)
+        self.parked_in_a_row = 0  # consecutive runs that ended pending (reset by one that did not)
         self._resuming: asyncio.Future[KillReport | None] | None = None
 
     @property
@@ -88,8 +89,11 @@ class KillTasks:
 
     def _record(self, report: KillReport) -> None:
         self.reports.append(report)
-        if report.outcome is KillOutcome.PENDING:
+        if report.outcome is not KillOutcome.PENDING:
+            self.parked_in_a_row = 0
+        else:
             self.parked_at = self._monotonic()
+            self.parked_in_a_row += 1
             if self._on_parked is not None:
                 self._on_parked()
 
