@@ -118,6 +118,35 @@ async def test_ignored_cancel_survives_a_global_cancel(sim: Simulator, connect: 
     await sim.wait_until(lambda: len(sim.open_orders()) == 1, 2)
 
 
+async def test_a_pending_cancel_fills_late_instead_of_cancelling_and_a_second_cancel_gets_161(
+    sim: Simulator, connect: Connect
+) -> None:
+    ib = await connect(5)
+    codes = error_codes(ib)
+    trade = ib.placeOrder(AAPL, LimitOrder("SELL", 3, 900.0, account=ACCOUNT))  # resting
+    await sim.wait_until(lambda: trade.orderStatus.status == "Submitted", 2)
+    sim.faults.cancel_pending(1, after=0.3, then="fill")
+    ib.reqGlobalCancel()
+    await sim.wait_until(lambda: sim.open_orders()[0].status == "PendingCancel", 2)
+    ib.cancelOrder(trade.order)  # not cancellable now: the destination decides
+    await sim.wait_until(lambda: 161 in codes, 2)
+    await sim.wait_until(lambda: trade.orderStatus.status == "Filled", 2)
+    assert trade.orderStatus.filled == 3 and sim.open_orders() == []
+    assert [e.shares for e in sim.executions()] == [3.0]
+
+
+async def test_a_pending_cancel_can_also_end_cancelled(sim: Simulator, connect: Connect) -> None:
+    sim.place_order_as(7, ACCOUNT, "MSFT", "SELL", 1, "LMT", 500.0)
+    order_id = sim.place_order_as(7, ACCOUNT, "AAPL", "SELL", 1, "LMT", 500.0)
+    ib = await connect(5)
+    sim.faults.cancel_pending(1, after=0.2, then="cancel", order=(7, order_id))  # only that order
+    ib.reqGlobalCancel()
+    await sim.wait_until(lambda: [o.order_id for o in sim.open_orders()] == [order_id], 2)
+    assert sim.open_orders()[0].status == "PendingCancel"
+    await sim.wait_until(lambda: sim.open_orders() == [], 2)
+    assert sim.executions() == []
+
+
 async def test_injected_errors_reach_the_chosen_clients(sim: Simulator, connect: Connect) -> None:
     a, b = await connect(5), await connect(6)
     codes_a, codes_b = error_codes(a), error_codes(b)
