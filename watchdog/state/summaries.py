@@ -30,7 +30,7 @@ def report_summary(report: KillReport) -> dict[str, Any]:
 
 
 def _order_text(o: OpenOrder) -> str:
-    who = f"client {o.client_id}, order {o.order_id}"
+    who = f"client {o.client_id}, order {o.order_id}" + (f", ref {o.order_ref}" if o.order_ref else "")
     return f"{o.account} {o.action} {o.remaining:g} {o.contract.label} [{o.state_label}] ({who})"
 
 
