@@ -15,7 +15,7 @@ from watchdog.config.schema import Config
 from watchdog.daemon.cycle import READS, Requests, RunState
 from watchdog.daemon.kill_tasks import KillTasks
 from watchdog.daemon.wiring import Components
-from watchdog.errors import GatewayError
+from watchdog.errors import ClientIdInUse, GatewayError, GatewayUnavailable, SafetyValveError
 from watchdog.gateway.client import EventKind, GatewayEvent
 
 log = logging.getLogger("watchdog.daemon.lifecycle")
@@ -93,13 +93,28 @@ class GatewayWatch:
             self._fast_reconnect = asyncio.ensure_future(self._reconnect_loop())
 
     async def _reconnect_loop(self) -> None:
+        """Connect attempts every PENDING_RECONNECT seconds while a kill waits and the socket is down.
+
+        Plain `connect()` calls: the backoff is not advanced, and a refused attempt is logged at
+        DEBUG (the outage itself is already announced; four WARNING lines a second would bury it)."""
         c = self.c
+        failed = 0
         while not self._requests.stop and c.store.pending_kill() is not None:
             if not c.gateway.status().connected and not self._reconnecting.locked():
                 async with self._reconnecting:
-                    if await c.gateway.ensure_connected() == 0.0:
-                        self._next_connect_at = 0.0
-                        self._after_connect()
+                    try:
+                        await c.gateway.connect()
+                    except (ClientIdInUse, GatewayUnavailable) as exc:
+                        failed += 1
+                        log.debug("pending kill: connect attempt %d failed: %s", failed, exc)
+                    except SafetyValveError as exc:  # never retried: the heartbeat job reports it
+                        log.error("pending kill: the gateway fails the safety valve: %s", exc)
+                        return
+                    else:
+                        if c.gateway.status().connected:
+                            log.info("pending kill: connected after %d failed attempt(s)", failed)
+                            self._next_connect_at = 0.0
+                            self._after_connect()
             await asyncio.sleep(PENDING_RECONNECT)
 
     async def heartbeat_job(self) -> None:
