@@ -127,7 +127,8 @@ class Lockout:
             if not offenders and not stubborn and not grown:
                 return 0
             spared = [o for o in others if order_key(o) in reducing]
-            if stubborn and not offenders and not grown:  # a cancel that did not take: again, quietly
+            mine = [o for o in ours if x.owns(o)]
+            if stubborn and not offenders and not grown and not mine:  # a cancel that did not take: again
                 ks.audit.record("lockout.recancel", {"orders": [order_label(o) for o in stubborn]})
                 with contextlib.suppress(GatewayError, OSError, TimeoutError):
                     await ks.broker.global_cancel()
@@ -160,7 +161,7 @@ class Lockout:
                     await x.execute(run, base)
                 else:  # no verification loop: the next poll looks again, the daemon must not stall here
                     await x.global_cancel(run, "lockout")
-                    await self._replace_ours(run, [o for o in ours if x.owns(o)], positions)
+                    await self._replace_ours(run, mine, positions)
             except (GatewayError, OSError, TimeoutError) as exc:
                 msg = f"lockout could not act: {exc}"
                 failed = {"error": str(exc)}
