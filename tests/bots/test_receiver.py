@@ -199,3 +199,61 @@ async def test_no_malformed_or_unauthorized_request_ever_changes_anything(served
     assert {400, 401, 404} <= codes, codes  # the mangling reached the parser, the router and the token check
     assert dict(served.registry.statuses()) == before
     assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204  # still serving
+
+
+async def test_a_flood_evicts_connections_that_sent_nothing_before_one_that_is_mid_request(
+    tmp_path: Path,
+) -> None:
+    """Fairness under a connection flood: the bot that has started its request keeps its slot while
+    connect-only clients evict each other, and every eviction is recorded as pressure."""
+    s = await serve(tmp_path, max_connections=4, read_timeout=30.0)
+    pressure: list[float] = []
+    s.receiver._on_pressure = lambda: pressure.append(1.0)
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)  # the bot, oldest
+        writer.write(b"POST /v1/heartbeat/alpha HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        await until(lambda: len(s.receiver._partial) == 1, 5, "the bot's first bytes", every=0.01)
+        for _ in range(12):  # the flood: connect and send nothing
+            idle.append((await asyncio.open_connection("127.0.0.1", s.port))[1])
+        await until(lambda: s.receiver.evicted == 9, 5, "nine evictions", every=0.01)
+        writer.write(f"Authorization: Bearer {ALPHA_TOKEN}\r\nContent-Length: 0\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert raw.startswith(b"HTTP/1.1 204"), raw
+        assert s.registry.get("alpha").last_seen is not None  # type: ignore[union-attr]
+        assert len(pressure) == 9 and s.receiver.last_pressure is not None
+        assert s.rejected == ["overloaded"] * 9
+    finally:
+        for w in idle:
+            w.close()
+        await asyncio.wait_for(s.receiver.stop(), 5)
+
+
+async def test_a_deeply_nested_body_is_a_400_and_the_receiver_serves_on(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"note": ' + b"[" * 2040 + b"]" * 2040 + b"}"  # within MAX_BODY; json.loads would recurse
+    assert len(body) < 4096
+    code, _ = await request(served.port, BEAT, token=ALPHA_TOKEN, body=body)
+    assert code == 400 and served.rejected == ["bad_request"]
+    assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204
+    assert "exception" not in caplog.text.lower()
+
+
+async def test_a_fault_inside_the_receiver_is_answered_500_counted_and_logged_in_one_line(
+    served: Served, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(name: str, **_: object) -> None:
+        raise RuntimeError(f"disk on fire {ALPHA_TOKEN}")
+
+    monkeypatch.setattr(served.registry, "beat", broken)
+    code, _ = await request(served.port, BEAT, token=ALPHA_TOKEN)
+    assert code == 500 and served.rejected == ["internal_error"]
+    (line,) = [r for r in caplog.records if "receiver fault" in r.getMessage()]
+    assert "RuntimeError" in line.getMessage() and line.exc_info is None
+    assert ALPHA_TOKEN not in caplog.text
+    monkeypatch.undo()
+    assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204  # serves on
+    assert served.receiver.open_connections == 0

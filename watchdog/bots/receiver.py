@@ -5,39 +5,40 @@
     optional JSON body {"status": "ok" | "degraded", "note": "..."} (at most MAX_BODY bytes)
 
 Anything else is refused without effect: 401 wrong or missing token, 404 unknown bot or path,
-405 not POST, 413 body too large, 400 malformed, 408 too slow. A request can only postpone a kill
-(or disarm it on a clean stop), never cause one. Tokens are compared in constant time
-(`hmac.compare_digest`) and never logged.
+405 not POST, 413 body too large, 400 malformed, 408 too slow, 500 a fault of the receiver itself
+(logged, counted, the connection closed: nothing escapes into the event loop). A request can only
+postpone a kill (or disarm it on a clean stop), never cause one. Tokens are compared in constant
+time (`hmac.compare_digest`) and never logged.
 
-Bounded, so that a flood cannot slow the kill path that shares this event loop: at most
-`max_connections` connections are open at once — a new one evicts the oldest (closed at once), so
-idle connections cannot lock a bot out: its request arrives milliseconds after its connect — a
-request must arrive whole within READ_TIMEOUT, and headers and body are size-capped. One request
-per connection (`Connection: close`).
+Bounded, so that a flood cannot slow the kill path that shares this event loop: each connection is
+a plain `asyncio.Protocol` (no task, no coroutine) whose bytes are parsed as they arrive, so an
+accept costs a constant amount of work, and the accept loop takes at most ACCEPT_BATCH connections
+per turn of the event loop. At most `max_connections` are open at once; a new one evicts a
+connection that has sent nothing yet (oldest first), else the oldest one still mid-request. A
+connection whose request is complete is answered at once and is never evicted. A flood can still
+make heartbeats fail, so every eviction is reported (`on_pressure`): the daemon then holds the bots'
+silence kills (`watchdog/daemon/bot_watch.py`), because a missed heartbeat proves nothing while the
+listener is flooded. A request must arrive whole within READ_TIMEOUT; one request per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from watchdog.bots.http_request import MAX_BODY, MAX_HEADER, PREFIX, Head, Response, parse_body, reject
 from watchdog.bots.registry import BotRegistry
 from watchdog.config.bots import BotsConfig
 
-__all__ = ["MAX_BODY", "READ_TIMEOUT", "REJECT_REASONS", "HeartbeatReceiver", "Response"]
+__all__ = ["ACCEPT_BATCH", "MAX_BODY", "READ_TIMEOUT", "REJECT_REASONS", "HeartbeatReceiver", "Response"]
 
 log = logging.getLogger("watchdog.bots.receiver")
 
 READ_TIMEOUT = 5.0  # seconds for a whole request (line, headers, body) to arrive
-MAX_HEADER = 8192  # bytes of request line + headers
-MAX_BODY = 4096
-PREFIX = "/v1/heartbeat/"
+ACCEPT_BATCH = 64  # connections accepted per turn of the event loop (and the listen backlog)
 # every value of bot_heartbeat_rejected_total{reason}: a fixed set, so the label stays bounded
 REJECT_REASONS = (
     "unauthorized",
@@ -48,40 +49,39 @@ REJECT_REASONS = (
     "bad_request",
     "timeout",
     "overloaded",
+    "internal_error",
 )
-STATUSES = ("ok", "degraded")
-_REASON_TEXT = {
-    200: "OK",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-}
 LOG_EVERY = 60.0  # seconds between log lines for the same kind of refusal
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    code: int
-    reason: str = ""  # the rejection reason (REJECT_REASONS), "" when accepted
-    extra: tuple[tuple[str, str], ...] = ()
+class _Connection(asyncio.Protocol):
+    """One client connection: its bytes so far, and where its request stands."""
 
-    def encode(self) -> bytes:
-        head = f"HTTP/1.1 {self.code} {_REASON_TEXT.get(self.code, 'Error')}\r\nConnection: close\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in self.extra)
-        if self.code == 204:
-            return (head + "\r\n").encode()
-        body = (self.reason or _REASON_TEXT.get(self.code, "error")).encode() + b"\n"
-        head += f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
-        return head.encode() + body
+    __slots__ = ("buffer", "closed", "head", "receiver", "scanned", "timer", "transport")
 
+    def __init__(self, receiver: HeartbeatReceiver) -> None:
+        self.receiver = receiver
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.scanned = 0  # bytes already searched for the end of the head
+        self.head: tuple[Head, int] | None = None  # the parsed head and where its body starts
+        self.timer: asyncio.TimerHandle | None = None
+        self.closed = False  # answered, evicted or timed out: nothing more is read
 
-def _reject(code: int, reason: str, *extra: tuple[str, str]) -> Response:
-    return Response(code, reason, extra)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.receiver._admit(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.receiver._received(self, data)
+
+    def eof_received(self) -> bool:
+        self.receiver._ended(self)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.receiver._lost(self)
 
 
 class HeartbeatReceiver:
@@ -93,28 +93,47 @@ class HeartbeatReceiver:
         registry: BotRegistry,
         *,
         on_rejected: Callable[[str], None] | None = None,
+        on_pressure: Callable[[], None] | None = None,
         read_timeout: float = READ_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._tokens = {b.name: b.token.get_secret_value().encode() for b in config.heartbeats}
         self._registry = registry
         self._on_rejected = on_rejected
-        self._max_connections = config.max_connections
+        self._on_pressure = on_pressure
         self._read_timeout = read_timeout
+        self._monotonic = monotonic
+        self._tokens: dict[str, bytes] = {}
+        self._max_connections = config.max_connections
+        self.reconfigure(config)
         self._address = config.address
         self._server: asyncio.Server | None = None
-        # open connections, oldest first: the one to evict when a new connection needs a slot
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # open connections by what they have sent, oldest first: the silent ones are evicted first
+        self._silent: dict[_Connection, None] = {}
+        self._partial: dict[_Connection, None] = {}
         self._logged: dict[str, float] = {}
+        self.evicted = 0  # connections closed unanswered to make room, since start
+        self.last_pressure: float | None = None  # monotonic time of the last eviction
         self.port = 0
+
+    def reconfigure(self, config: BotsConfig) -> None:
+        """New bots, tokens and limits apply to the next request (a rotated token is refused at once).
+        The listener address is kept: moving it needs a restart."""
+        self._tokens = {b.name: b.token.get_secret_value().encode() for b in config.heartbeats}
+        self._max_connections = config.max_connections
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
 
     @property
     def open_connections(self) -> int:
-        return len(self._connections)
+        return len(self._silent) + len(self._partial)
 
     async def start(self) -> int:
         """Bind the listener; returns the bound port (0 in the config = any free port). Raises OSError."""
         host, port = self._address
-        self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEADER, backlog=512)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=ACCEPT_BATCH)
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.debug("bot heartbeats on http://%s:%d%sNAME", host, self.port, PREFIX)
         return self.port
@@ -124,98 +143,127 @@ class HeartbeatReceiver:
         if server is None:
             return
         server.close()
-        tasks = list(self._connections)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
+        for conn in [*self._silent, *self._partial]:
+            self._close(conn, abort=True)
+        try:
             await asyncio.wait_for(server.wait_closed(), 2.0)
+        except TimeoutError:
+            log.debug("heartbeat listener: connections still closing at stop")
 
     # ------------------------------------------------------------------ connections
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # A plain callback (not a coroutine): an eviction is one abort and one cancel, at once.
-        while len(self._connections) >= self._max_connections:
-            oldest, oldest_writer = next(iter(self._connections.items()))
-            del self._connections[oldest]
-            oldest_writer.transport.abort()
-            oldest.cancel()
+    def _admit(self, conn: _Connection) -> None:
+        # Constant work per accept: at most one eviction (an abort), one timer.
+        if self.open_connections >= self._max_connections:
+            table = self._silent or self._partial
+            victim = next(iter(table))
+            self._close(victim, abort=True)
+            self.evicted += 1
+            self.last_pressure = self._monotonic()
             self._count("overloaded")
-        task = asyncio.ensure_future(self._serve(reader, writer))
-        self._connections[task] = writer
-        task.add_done_callback(lambda t: self._connections.pop(t, None))
+            if self._on_pressure is not None:
+                try:
+                    self._on_pressure()
+                except Exception as exc:  # noqa: BLE001 (a broken reporter must not stop the accept)
+                    self._fault(exc)
+        self._silent[conn] = None
+        conn.timer = asyncio.get_running_loop().call_later(self._read_timeout, self._timed_out, conn)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _received(self, conn: _Connection, data: bytes) -> None:
+        if conn.closed:
+            return
+        if not conn.buffer:
+            self._silent.pop(conn, None)
+            self._partial[conn] = None
+        conn.buffer += data
         try:
-            try:
-                async with asyncio.timeout(self._read_timeout):
-                    response = await self._respond(reader)
-            except TimeoutError:
-                response = _reject(408, "timeout")
-            except asyncio.LimitOverrunError:
-                response = _reject(431, "too_large")
-            except asyncio.IncompleteReadError as exc:
-                response = None  # the client went away mid-request: nobody to answer
-                if exc.partial:  # (a bare connect-and-close, e.g. a port probe, is not a request)
-                    self._count("bad_request")
-            except ConnectionError:
-                response = None
-                self._count("bad_request")
-            if response is None:
-                return
-            if response.reason:
-                self._count(response.reason)
-            writer.write(response.encode())
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await writer.drain()
-        finally:
-            writer.close()
+            response = self._progress(conn)
+        except Exception as exc:  # noqa: BLE001 (a receiver fault must never escape into the loop)
+            self._fault(exc)
+            response = reject(500, "internal_error")
+        if response is not None:
+            self._answer(conn, response)
 
-    async def _respond(self, reader: asyncio.StreamReader) -> Response:
-        head = await reader.readuntil(b"\r\n\r\n")
-        try:
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, version = lines[0].split(" ")
-        except ValueError:
-            return _reject(400, "bad_request")
-        if not version.startswith("HTTP/1."):
-            return _reject(400, "bad_request")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep:
-                return _reject(400, "bad_request")
-            headers[name.strip().lower()] = value.strip()
-        path = target.split("?", 1)[0]
-        if not path.startswith(PREFIX):
-            return _reject(404, "not_found")
-        name, _, action = path[len(PREFIX) :].partition("/")
-        if action not in ("", "stop"):
-            return _reject(404, "not_found")
-        if method != "POST":
-            return _reject(405, "method", ("Allow", "POST"))
-        token = self._tokens.get(name)
+    def _ended(self, conn: _Connection) -> None:
+        """The client closed its side: a request cut off midway is counted, a bare probe is not."""
+        if not conn.closed and conn.buffer:
+            self._count("bad_request")
+        self._close(conn)
+
+    def _lost(self, conn: _Connection) -> None:
+        if not conn.closed and conn.buffer:
+            self._count("bad_request")
+        self._close(conn)
+
+    def _timed_out(self, conn: _Connection) -> None:
+        conn.timer = None
+        if not conn.closed:
+            self._answer(conn, reject(408, "timeout"))
+
+    def _answer(self, conn: _Connection, response: Response) -> None:
+        if response.reason:
+            self._count(response.reason)
+        if conn.transport is not None and not conn.closed:
+            conn.transport.write(response.encode())
+        self._close(conn)  # close() sends what is buffered first
+
+    def _close(self, conn: _Connection, *, abort: bool = False) -> None:
+        self._silent.pop(conn, None)
+        self._partial.pop(conn, None)
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.buffer.clear()
+        if conn.transport is not None:
+            if abort:
+                conn.transport.abort()
+            else:
+                conn.transport.close()
+
+    # ------------------------------------------------------------------ requests
+    def _progress(self, conn: _Connection) -> Response | None:
+        """The answer once the request is complete (or refused as it stands); None: wait for more."""
+        if conn.head is None:
+            end = conn.buffer.find(b"\r\n\r\n", max(0, conn.scanned - 3))
+            if end < 0:
+                conn.scanned = len(conn.buffer)
+                return reject(431, "too_large") if len(conn.buffer) > MAX_HEADER else None
+            if end > MAX_HEADER:
+                return reject(431, "too_large")
+            head = Head.parse(bytes(conn.buffer[:end]))
+            if isinstance(head, Response):
+                return head
+            refused = self._check(head)
+            if refused is not None:
+                return refused
+            conn.head = (head, end + 4)
+        head, start = conn.head
+        if len(conn.buffer) - start < head.length:
+            return None
+        return self._apply(head, bytes(conn.buffer[start : start + head.length]))
+
+    def _check(self, head: Head) -> Response | None:
+        token = self._tokens.get(head.name)
         if token is None:
-            return _reject(404, "unknown_bot")
-        if not self._authorized(headers.get("authorization", ""), token):
-            return _reject(401, "unauthorized", ("WWW-Authenticate", 'Bearer realm="ibkr-watchdog"'))
-        if "transfer-encoding" in headers:
-            return _reject(400, "bad_request")  # only Content-Length bodies (no chunked uploads)
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            return _reject(400, "bad_request")
-        if length < 0:
-            return _reject(400, "bad_request")
-        if length > MAX_BODY:
-            return _reject(413, "too_large")
-        body = await reader.readexactly(length) if length else b""
-        parsed = _parse_body(body)
+            return reject(404, "unknown_bot")
+        if not self._authorized(head.authorization, token):
+            return reject(401, "unauthorized", ("WWW-Authenticate", 'Bearer realm="ibkr-watchdog"'))
+        if head.length < 0:
+            return reject(400, "bad_request")
+        if head.length > MAX_BODY:
+            return reject(413, "too_large")
+        return None
+
+    def _apply(self, head: Head, body: bytes) -> Response:
+        parsed = parse_body(body)
         if parsed is None:
-            return _reject(400, "bad_request")
-        if action == "stop":
+            return reject(400, "bad_request")
+        name = head.name
+        if name not in self._registry.names:  # dropped by a reload between head and body
+            return reject(404, "unknown_bot")
+        if head.action == "stop":
             self._registry.stop(name)
             log.info("bot %s stopped cleanly: dead-man disarmed until its next heartbeat", name)
         else:
@@ -232,6 +280,17 @@ class HeartbeatReceiver:
         ok = hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
         return ok and scheme.lower() == "bearer"
 
+    def _fault(self, exc: BaseException) -> None:
+        # One line, rate-limited: the kind of fault and where, never the request (it holds the token).
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame is not None else "?"
+        now = time.monotonic()
+        if now - self._logged.get("fault", -LOG_EVERY) >= LOG_EVERY:
+            self._logged["fault"] = now
+            log.error("heartbeat receiver fault %s at %s; answered 500 and closed", type(exc).__name__, where)
+
     def _count(self, reason: str) -> None:
         if self._on_rejected is not None:
             self._on_rejected(reason)
@@ -240,19 +299,3 @@ class HeartbeatReceiver:
             self._logged[reason] = now
             # never the token or the request itself: only the kind of refusal
             log.warning("bot heartbeat refused (%s); further refusals of this kind counted quietly", reason)
-
-
-def _parse_body(body: bytes) -> tuple[str, str] | None:
-    """(status, note) from the optional JSON body; None when it is not what the API accepts."""
-    if not body.strip():
-        return "ok", ""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    status, note = data.get("status", "ok"), data.get("note", "")
-    if status not in STATUSES or not isinstance(note, str):
-        return None
-    return status, note
