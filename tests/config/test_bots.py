@@ -103,6 +103,22 @@ def test_a_short_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
     assert "abc123secret" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "token",
+    ["s3cret-h\u00e9artbeat-0123456789", "s3cret-heartbeat 0123456789", "s3cret-heartbeat\t0123456789"],
+)
+def test_a_token_must_be_printable_ascii_and_is_never_echoed(tmp_path: Path, token: str) -> None:
+    """The receiver reads the Authorization header as latin-1: a non-ASCII token is refused at load."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "${TOKEN}"), environ={"TOKEN": token})
+    (problem,) = e.value.problems
+    assert str(problem).endswith(
+        "rules.yaml:10: bots.heartbeats[0].token: must be printable ASCII without spaces (letters, digits, "
+        "punctuation; e.g. `openssl rand -hex 24`; value not shown: it is secret)"
+    )
+    assert "s3cret" not in str(e.value)
+
+
 def test_an_unknown_bot_is_named_with_its_line(tmp_path: Path) -> None:
     assert problems(write(tmp_path, bot="alfa")) == [
         "rules.yaml:15: rules[0].bot: no bot named 'alfa' in bots.heartbeats (alpha) (did you mean 'alpha'?)"
@@ -174,3 +190,22 @@ def test_the_commented_example_in_the_repos_rules_yaml_loads_once_uncommented(tm
     config = load_config(path, environ={}, credentials_dir=str(creds))
     assert config.bots.heartbeats[0].name == "alpha" and config.bots.address == ("127.0.0.1", 9110)
     assert [r.name for r in config.rules if r.bot == "alpha"] == ["alpha-silent"]
+
+
+@pytest.mark.parametrize(
+    "when", ["bot_silence < 15s", "bot_silence <= 15s", "bot_silence == 15s", "bot_silence != 15s"]
+)
+def test_bot_silence_compares_only_with_greater_than(tmp_path: Path, when: str) -> None:
+    """`bot_silence < 15s` would fire on every heartbeat: a request must never cause a kill."""
+    (problem,) = problems(write(tmp_path, when=when))
+    op = when.split()[1]
+    assert problem.startswith("rules.yaml:14: rules[0].when: ")
+    assert f"bot_silence compares only with > or >= (silent for longer than), not {op}" in problem
+
+
+@pytest.mark.parametrize(
+    "when", ["bot_silence > 0s", "bot_silence >= 0s", "daily_pnl < 0 or bot_silence >= 0s"]
+)
+def test_bot_silence_needs_a_limit_above_zero(tmp_path: Path, when: str) -> None:
+    (problem,) = problems(write(tmp_path, when=when))
+    assert problem.startswith("rules.yaml:14: rules[0].when: ") and "a limit above 0 s" in problem

@@ -56,8 +56,13 @@ class BotHeartbeat(FrozenModel):
                 f"must be at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 24`; "
                 "value not shown: it is secret)"
             )
-        if any(ch.isspace() or not ch.isprintable() for ch in secret):
-            raise ValueError("must not contain spaces or control characters (value not shown: it is secret)")
+        # printable ASCII only: the receiver reads the Authorization header as latin-1 bytes, and a
+        # bot's HTTP library may encode anything else differently (or refuse it)
+        if any(not "!" <= ch <= "~" for ch in secret):
+            raise ValueError(
+                "must be printable ASCII without spaces (letters, digits, punctuation; e.g. "
+                "`openssl rand -hex 24`; value not shown: it is secret)"
+            )
         return v
 
 

@@ -144,6 +144,25 @@ class Rule(FrozenModel):
             raise ValueError(f"must be printable without leading/trailing spaces, got: {v!r}")
         return v
 
+    @field_validator("when")
+    @classmethod
+    def _silence_only_longer_than(cls, v: Condition | None) -> Condition | None:
+        # A heartbeat only makes silence shorter: `bot_silence < X` would fire on every heartbeat,
+        # so a request could cause a kill. Only "silent for longer than" is a dead-man's condition.
+        leaves = [leaf for leaf in v.leaves() if leaf.metric == "bot_silence"] if v is not None else []
+        wrong = sorted({str(leaf.op) for leaf in leaves} - {">", ">="})
+        if wrong:
+            raise ValueError(
+                f"bot_silence compares only with > or >= (silent for longer than), not {', '.join(wrong)}: "
+                "a heartbeat makes silence shorter, so any other comparison would fire on heartbeats"
+            )
+        if any(leaf.value is None or leaf.value <= 0 for leaf in leaves):
+            raise ValueError(
+                "bot_silence needs a limit above 0 s (e.g. bot_silence > 15s): silence is 0 right "
+                "after a heartbeat, so a zero limit would fire on the heartbeat itself"
+            )
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
         if (self.when is None) == (self.schedule is None):
