@@ -230,11 +230,14 @@ class BotStatus:
     """What the dead-man's switch knows about one bot's heartbeats (`POST /v1/heartbeat/NAME`)."""
 
     name: str
-    last_seen: float | None = None  # epoch of its last accepted heartbeat; None = none since a clean stop
+    last_seen: float | None = None  # epoch of its last accepted heartbeat (display); None = not armed
+    # seconds since its last heartbeat on the monotonic clock, as of the snapshot (None = not measured):
+    # what bot_silence reads, so a step of the wall clock neither kills nor spares a bot
+    silence: float | None = None
     stopped_at: float | None = None  # epoch of its clean stop (`/stop`); disarmed until the next heartbeat
     status: str = ""  # "ok" / "degraded" as the bot last reported it
     note: str = ""  # the bot's last note (size-capped, printable)
-    unknown_reason: str = ""  # non-empty: the watchdog cannot hear this bot (listener down)
+    unknown_reason: str = ""  # non-empty: the watchdog cannot hear this bot (listener down, flooded)
 
 
 NO_BOTS: Mapping[str, BotStatus] = MappingProxyType({})

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
+
 from tests.bots.conftest import Clock, bots_config
-from watchdog.bots.registry import BOTS_FILE, BotRegistry
+from watchdog.bots.registry import BOTS_FILE, MAX_FILE, BotRegistry
 
 
 def registry(state: Path, clock: Clock, problems: list[str] | None = None) -> BotRegistry:
@@ -79,3 +82,46 @@ def test_a_deaf_listener_makes_every_bot_unknown(tmp_path: Path) -> None:
     reg.beat("alpha")
     reg.set_deaf("heartbeat listener not running")
     assert all(s.unknown_reason for s in reg.statuses().values())
+
+
+def good_record(tmp_path: Path, last_seen: float) -> bytes:
+    return json.dumps({"version": 1, "bots": {"alpha": {"last_seen": last_seen}}}).encode()
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "oversize"])
+def test_a_heartbeat_file_that_is_not_a_small_regular_file_is_set_aside_unread(
+    tmp_path: Path, kind: str
+) -> None:
+    """A link (to /dev/zero it would be read forever), a FIFO (would block) or a file over 1 MiB is
+    never read: moved aside, reported, every bot never heard from; even with valid records in it."""
+    clock = Clock()
+    path = tmp_path / BOTS_FILE
+    if kind == "link":
+        (tmp_path / "elsewhere.json").write_bytes(good_record(tmp_path, clock.now))
+        path.symlink_to(tmp_path / "elsewhere.json")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(good_record(tmp_path, clock.now) + b" " * MAX_FILE)
+    problems: list[str] = []
+    reg = registry(tmp_path, clock, problems)
+    assert reg.restore() == 0
+    assert reg.get("alpha").last_seen is None  # type: ignore[union-attr]
+    assert len(problems) == 1 and "not read" in problems[0] and "never a kill" in problems[0]
+    assert not path.exists() and os.path.lexists(tmp_path / (BOTS_FILE + ".damaged"))
+    if kind == "link":  # the link was moved, its target untouched
+        assert (tmp_path / "elsewhere.json").read_bytes() == good_record(tmp_path, clock.now)
+
+
+def test_a_restored_heartbeat_keeps_its_age_on_the_monotonic_clock_and_one_from_the_future_is_now(
+    tmp_path: Path,
+) -> None:
+    clock, mono = Clock(), Clock(500.0)
+    data = {"version": 1, "bots": {"alpha": {"last_seen": clock.now - 7.0}, "beta": {"last_seen": 9e18}}}
+    (tmp_path / BOTS_FILE).write_text(json.dumps(data))
+    reg = BotRegistry(bots_config(), tmp_path, clock, monotonic=mono)
+    assert reg.restore() == 2
+    assert reg.heard_at("alpha") == 493.0  # seven seconds before now, on the monotonic clock
+    assert reg.heard_at("beta") == 500.0 and reg.get("beta").last_seen == clock.now  # type: ignore[union-attr]
+    clock.now += 3600  # a wall-clock step moves neither
+    assert reg.heard_at("alpha") == 493.0

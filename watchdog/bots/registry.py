@@ -7,7 +7,13 @@ stop is written durably (fsync) so that a restart cannot re-arm a bot that stopp
 Heartbeats are written at most once a second and without fsync: a record lost to a crash is older,
 never newer.
 
-A damaged file never blocks the start: it is moved aside (`bots.json.damaged`), reported (log and
+Two clocks: the wall clock (`last_seen`, epoch seconds) is for the file and for display only;
+silence is measured on the monotonic clock (`heard_at`), so an NTP step of the wall clock neither
+kills a healthy bot nor spares a dead one. A restored `last_seen` later than now (written under a
+clock that was ahead, or absurd) counts as "heard just now".
+
+A damaged file never blocks the start (it is read without following links, only a regular file of
+at most MAX_FILE bytes): it is moved aside (`bots.json.damaged`), reported (log and
 the `on_problem` callback, which alerts), and every bot reads as never heard from — unknown, which
 alerts after the rule's `unknown_after` but never kills.
 """
@@ -15,10 +21,13 @@ alerts after the rule's `unknown_after` but never kills.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,13 +38,43 @@ from watchdog.config.bots import BotsConfig
 from watchdog.model import BotStatus
 from watchdog.state.store import atomic_write
 
-__all__ = ["BOTS_FILE", "PERSIST_EVERY", "BotRegistry"]
+__all__ = ["BOTS_FILE", "MAX_FILE", "PERSIST_EVERY", "BotRegistry"]
 
 log = logging.getLogger("watchdog.bots.registry")
 
 BOTS_FILE = "bots.json"
 PERSIST_EVERY = 1.0  # seconds between non-durable heartbeat writes
 NOTE_CHARS = 200
+MAX_FILE = 1 << 20  # bytes: a few bots' records take a few hundred; anything larger is not ours
+
+
+class _Unusable(Exception):
+    """The file is there but must not be read: a link, not a regular file, or too large."""
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, opened without following a link, only a regular file of at most MAX_FILE
+    bytes (a link to /dev/zero would otherwise be read forever). Raises _Unusable or OSError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Unusable("a symbolic link, not read") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Unusable("not a regular file, not read")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 65536):
+            size += len(chunk)
+            if size > MAX_FILE:
+                raise _Unusable(f"over {MAX_FILE} bytes, not read")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _time(value: Any) -> float | None:
@@ -55,14 +94,17 @@ class BotRegistry:
         state_dir: Path,
         clock: Callable[[], float],
         *,
+        monotonic: Callable[[], float] = time.monotonic,
         on_beat: Callable[[BotStatus], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
     ) -> None:
         self._path = Path(state_dir) / BOTS_FILE
         self._clock = clock
+        self._monotonic = monotonic
         self._on_beat = on_beat
         self._on_problem = on_problem
         self._bots: dict[str, BotStatus] = {b.name: BotStatus(name=b.name) for b in config.heartbeats}
+        self._heard: dict[str, float] = {}  # monotonic time of each armed bot's last heartbeat
         self._persisted_at = -math.inf
         self._dirty = False
         self._deaf = ""  # why the watchdog cannot hear any bot (listener not running)
@@ -73,6 +115,18 @@ class BotRegistry:
 
     def get(self, name: str) -> BotStatus | None:
         return self._bots.get(name)
+
+    def heard_at(self, name: str) -> float | None:
+        """Monotonic time (seconds) of the bot's last heartbeat; None while it is not armed."""
+        return self._heard.get(name)
+
+    def reconfigure(self, config: BotsConfig) -> None:
+        """A reload: new bots start never heard from, removed ones are forgotten, kept ones keep
+        their last heartbeat (a reload never re-arms, disarms or kills anything)."""
+        names = [b.name for b in config.heartbeats]
+        self._bots = {n: self._bots.get(n, BotStatus(name=n)) for n in names}
+        self._heard = {n: t for n, t in self._heard.items() if n in self._bots}
+        self._dirty = True
 
     # ------------------------------------------------------------------ state
     def statuses(self) -> Mapping[str, BotStatus]:
@@ -89,10 +143,11 @@ class BotRegistry:
         """An accepted heartbeat: arms (or re-arms) the bot's dead-man; KeyError for an unknown bot."""
         now = self._clock()
         current = self._bots[name]
+        self._heard[name] = self._monotonic()
         clean = "".join(ch for ch in note if ch.isprintable())[:NOTE_CHARS]
         self._bots[name] = replace(current, last_seen=now, stopped_at=None, status=status, note=clean)
         self._dirty = True
-        if now - self._persisted_at >= PERSIST_EVERY or current.stopped_at is not None:
+        if self._monotonic() - self._persisted_at >= PERSIST_EVERY or current.stopped_at is not None:
             self.persist(durable=False)
         if self._on_beat is not None:
             self._on_beat(self._bots[name])
@@ -101,6 +156,7 @@ class BotRegistry:
     def stop(self, name: str) -> BotStatus:
         """A clean stop: disarmed until the next heartbeat, written durably before the answer."""
         now = self._clock()
+        self._heard.pop(name, None)
         self._bots[name] = replace(self._bots[name], last_seen=None, stopped_at=now, status="stopped")
         self._dirty = True
         self.persist(durable=True)
@@ -125,23 +181,28 @@ class BotRegistry:
             # the dead-man keeps working from memory; only a restart would forget
             self._report(f"cannot write {self._path}: {exc.strerror or exc}")
             return False
-        self._persisted_at = self._clock()
+        self._persisted_at = self._monotonic()
         self._dirty = False
         return True
 
     def restore(self) -> int:
         """Read the last heartbeats written before a restart; returns how many bots were restored.
 
-        A missing file is a first start (every bot unknown until it heartbeats). A damaged one is
-        moved aside and reported; every bot then reads as never heard from.
+        A missing file is a first start (every bot unknown until it heartbeats). A damaged one, or one
+        that is not a plain file (a link, a device, a FIFO) or is over MAX_FILE bytes, is moved aside
+        and reported, unread; every bot then reads as never heard from.
         """
         try:
-            raw = self._path.read_bytes()
+            raw = _read_bounded(self._path)
         except FileNotFoundError:
             return 0
+        except _Unusable as exc:
+            return self._damaged(str(exc))
         except OSError as exc:
             self._report(f"cannot read {self._path} ({exc.strerror or exc}); {self._unknown_until_heard()}")
             return 0
+        wall, mono = self._clock(), self._monotonic()
+        future: list[str] = []
         try:
             data = json.loads(raw)
             records = data["bots"]
@@ -151,23 +212,37 @@ class BotRegistry:
             for name, rec in records.items():
                 if name not in self._bots:
                     continue  # a bot no longer configured
+                last_seen = _time(rec["last_seen"])
+                if last_seen is not None and last_seen > wall:
+                    future.append(name)  # written under a clock that was ahead: heard "now", not later
+                    last_seen = wall
                 restored[name] = replace(
                     self._bots[name],
-                    last_seen=_time(rec["last_seen"]),
+                    last_seen=last_seen,
                     stopped_at=_time(rec.get("stopped_at")),
                     status=str(rec.get("status", ""))[:16],
                     note=str(rec.get("note", ""))[:NOTE_CHARS],
                 )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            aside = self._path.with_name(BOTS_FILE + ".damaged")
-            with contextlib.suppress(OSError):
-                os.replace(self._path, aside)
-            self._report(
-                f"{self._path} is damaged ({exc}; kept as {aside.name}); {self._unknown_until_heard()}"
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            return self._damaged(str(exc))
+        if future:
+            log.warning(
+                "%s: the last heartbeat of %s is later than this host's clock; counted as heard now",
+                self._path,
+                ", ".join(future),
             )
-            return 0
         self._bots.update(restored)
+        for name, status in restored.items():
+            if status.last_seen is not None:  # the same age on the monotonic clock
+                self._heard[name] = mono - (wall - status.last_seen)
         return len(restored)
+
+    def _damaged(self, why: str) -> int:
+        aside = self._path.with_name(BOTS_FILE + ".damaged")
+        with contextlib.suppress(OSError):
+            os.replace(self._path, aside)  # a link is moved itself, never followed
+        self._report(f"{self._path} is damaged ({why}; kept as {aside.name}); {self._unknown_until_heard()}")
+        return 0
 
     def _unknown_until_heard(self) -> str:
         names = ", ".join(self._bots) or "none"

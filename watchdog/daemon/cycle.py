@@ -119,6 +119,10 @@ class Cycle:
             await self.poll(name)
         return await self.evaluate_once()
 
+    def request_evaluation(self) -> None:
+        """Evaluate as soon as the loop is free (a bot's deadline passed, a flood's hold ended)."""
+        self._request_evaluation()
+
     def _request_evaluation(self) -> None:
         """Coalesce evaluation requests (data events, timer) into at most one running evaluation."""
         if self._eval_task is not None and not self._eval_task.done():

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from watchdog.config.schema import Config
+from watchdog.daemon.bot_watch import BotWatch
 from watchdog.daemon.kill_tasks import KillTasks
 from watchdog.daemon.wiring import Components
 from watchdog.errors import ConfigError
@@ -33,6 +34,8 @@ class Daemon(Protocol):
 
     @property
     def running(self) -> bool: ...
+
+    def request_evaluation(self) -> None: ...
 
     async def run_job(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
     async def heartbeat_job(self) -> None: ...
@@ -147,19 +150,57 @@ def _finish_reload(d: Daemon, new: Config | BaseException) -> bool:
         return False
     if new.gateway != d.config.gateway or new.metrics != d.config.metrics:
         log.warning("gateway/metrics settings changed: restart the daemon to apply them")
-    if new.bots != d.config.bots:
-        log.warning("bots settings changed: restart the daemon to apply them (listener, names, tokens)")
     d.config = new
     c.memory.retain(new.rules)
     c.notifier.retain_rules(r.name for r in new.rules)
     c.killswitch.config = new.kill
-    if c.bots is not None:
-        c.bots.config = new  # new bot_silence limits and scopes apply at once
+    restart_needed = _reload_bots(d, new)
     c.notifier.reconfigure(new.notifications)
     if d.running and c.scheduler.running:
         schedule_jobs(d)
     c.metrics.observe_reload(True, c.clock())
-    c.audit.record("reload", {"ok": True, "rules": [r.name for r in new.rules]})
+    c.audit.record(
+        "reload",
+        {
+            "ok": True,
+            "rules": [r.name for r in new.rules],
+            "bots": [b.name for b in new.bots.heartbeats],
+            **({"restart_needed": restart_needed} if restart_needed else {}),
+        },
+    )
     log.info("config reloaded: %d rules", len(new.rules))
     c.sd.ready()
     return True
+
+
+def _reload_bots(d: Daemon, new: Config) -> list[str]:
+    """Bots, tokens, accounts and silence limits apply at once (a leaked token rotated in rules.yaml
+    stops working at the reload); the first bot added starts the listener. Returns what needs a
+    restart (a new listen address), already logged and notified."""
+    c = d.c
+    old = d.config.bots
+    if c.bots is None:
+        if not new.bots.heartbeats:
+            return []
+        c.bots = BotWatch(new, metrics=c.metrics, notifier=c.notifier, clock=c.clock, monotonic=c.monotonic)
+        if c.scheduler.running:
+            c.bots.on_due = d.request_evaluation
+        c.bots.start_soon()
+        log.info("dead-man's switch started by the reload: %s", ", ".join(c.bots.registry.names))
+        return []
+    notes = c.bots.reconfigure(new)
+    if new.bots != old:
+        before = {b.name: b for b in old.heartbeats}
+        after = {b.name: b for b in new.bots.heartbeats}
+        rotated = [n for n in after if n in before and after[n].token != before[n].token]
+        log.info(
+            "bots reloaded: %s (added: %s; removed: %s; new token: %s)",
+            ", ".join(after) or "none",
+            ", ".join(sorted(set(after) - set(before))) or "none",
+            ", ".join(sorted(set(before) - set(after))) or "none",
+            ", ".join(rotated) or "none",
+        )
+    for note in notes:
+        log.warning("%s", note)
+        c.notifier.notify_text("warning", "Restart needed", note)
+    return notes

@@ -212,7 +212,7 @@ def build_components(
         memory=memory,
         rules=RulesPort(lambda: gateway.watched_accounts),
         bots=(
-            BotWatch(config, metrics=metrics, notifier=notifier, clock=clock)
+            BotWatch(config, metrics=metrics, notifier=notifier, clock=clock, monotonic=monotonic)
             if config.bots.heartbeats
             else None
         ),

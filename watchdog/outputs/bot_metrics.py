@@ -39,6 +39,11 @@ class BotMetrics:
             ["reason"],
             registry=r,
         )
+        self.flooded = Gauge(
+            p + "bot_listener_flooded",
+            "1 while the heartbeat listener evicts connections (bot_silence kills held), else 0",
+            registry=r,
+        )
         self._bots: set[str] = set()
 
     def declare(self, bots: Iterable[str], reasons: Iterable[str]) -> None:
@@ -58,6 +63,9 @@ class BotMetrics:
     def observe_heartbeat(self, bot: str, at: float) -> None:
         self.heartbeats.labels(bot).inc()
         self.last_heartbeat.labels(bot).set(at)
+
+    def set_flooded(self, flooded: bool) -> None:
+        self.flooded.set(1 if flooded else 0)
 
     def observe_rejected(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

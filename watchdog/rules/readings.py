@@ -53,7 +53,10 @@ class Readings:
 
     def bot_silence(self, bot: str | None) -> Reading:
         """Seconds since the bot's last heartbeat. Unknown (never a kill) until its first heartbeat
-        after a start or a clean stop; a clean stop rests the rule until the next heartbeat."""
+        after a start or a clean stop; a clean stop rests the rule until the next heartbeat.
+
+        The daemon measures it on the monotonic clock (`BotStatus.silence`); only a snapshot built
+        without that measure (a replay, a test) falls back to the wall clock's `now - last_seen`."""
         status = self.snapshot.bots.get(bot or "")
         if status is None:
             return _unknown(f"no heartbeat record for bot {bot!r}")
@@ -63,6 +66,8 @@ class Readings:
             if status.stopped_at is not None:
                 return Reading(None, f"bot {bot} stopped cleanly; disarmed until its next heartbeat", True)
             return _unknown(f"no heartbeat from bot {bot} yet")
+        if status.silence is not None:
+            return Reading(max(0.0, status.silence))
         return Reading(max(0.0, self.now - status.last_seen))
 
     # -- building blocks ------------------------------------------------------------------------
