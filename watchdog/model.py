@@ -275,6 +275,9 @@ class Breach:
     threshold: float | None
     since: float  # epoch when the condition started holding
     message: str = ""
+    # what the breach covers when that is not one account nor all of them (e.g. "bot alpha's
+    # accounts (DU111111)"): the notification names it, so it says what the kill will touch
+    where: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ from watchdog.config.load import load_config
 from watchdog.daemon.lifecycle import Daemon
 from watchdog.daemon.wiring import build_components
 from watchdog.model import GatewayStatus
+from watchdog.outputs.messages import format_breach
 from watchdog.outputs.systemd_notify import SdNotifier
 from watchdog.sim import Simulator
 
@@ -66,9 +67,15 @@ async def test_a_bot_that_died_while_the_watchdog_was_down_is_caught_one_limit_a
     assert (await d.poll_once()).kills_started == ()
     assert alpha_status(d)[0] == "ok"
     await until(lambda: time.time() - started > 1.1, 5, "the silence limit to pass")
-    assert (await d.poll_once()).kills_started == ("alpha-silent",)
+    result = await d.poll_once()
+    assert result.kills_started == ("alpha-silent",)
     (report,) = await d.wait_for_kills(timeout=15)
     assert report.accounts == ("DU111111",) and report.trigger == "rule:alpha-silent"
+    # the notification names what the kill touches: the bot's accounts, not "all accounts"
+    (breach,) = result.breaches
+    note = format_breach(breach, now=time.time())
+    assert note.title == "[BREACH] alpha-silent on bot alpha's accounts (DU111111)"
+    assert "all accounts" not in note.title + note.body
 
 
 async def test_silence_is_unknown_while_the_gateway_is_down_and_counts_again_from_the_reconnect(

@@ -263,6 +263,15 @@ class BotWatch:
         if self.on_due is not None:
             self.on_due()
 
+    def labelled(self, breach: Breach) -> Breach:
+        """A bot rule's breach names the bot's accounts (what its kill touches), not "all accounts"."""
+        rule = next((r for r in self.config.rules if r.name == breach.rule), None)
+        bot = self.config.bots.bot(rule.bot) if rule is not None and rule.bot is not None else None
+        if bot is None:
+            return breach
+        accounts = ", ".join(bot.accounts) if bot.accounts else "every watched account"
+        return replace(breach, where=f"bot {bot.name}'s accounts ({accounts})")
+
     def kill_scope(self, breach: Breach) -> tuple[list[str] | None, str] | None:
         """(accounts, reason) for a kill of a bot rule, None for other rules. The bot's accounts
         scope the kill (empty = every watched account); the reason carries its last report."""

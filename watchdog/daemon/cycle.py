@@ -159,6 +159,8 @@ class Cycle:
         self._last_snapshot = snap
         suspended = c.schedule.suspended(self.config.quiet_windows, now)
         breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
+        if c.bots is not None:
+            breaches = [c.bots.labelled(b) for b in breaches]
         started: list[str] = []
         for b in breaches:
             self._announce(b)  # queued log line and notification: microseconds, never a wait

@@ -79,8 +79,10 @@ def fmt_value(v: float | None) -> str:
     return f"{v:g}"
 
 
-def _account(account: str | None) -> str:
-    return account if account is not None else "all accounts"
+def _where(b: Breach) -> str:
+    if b.where:
+        return b.where
+    return b.account if b.account is not None else "all accounts"
 
 
 def _what_happens(b: Breach) -> str:
@@ -97,9 +99,9 @@ def format_breach(b: Breach, *, now: float, reminder: bool = False) -> Notificat
     kind = {BreachKind.WARNING: Kind.WARNING, BreachKind.UNKNOWN: Kind.UNKNOWN}.get(b.kind, Kind.BREACH)
     label = {Kind.BREACH: "BREACH", Kind.WARNING: "WARNING", Kind.UNKNOWN: "UNKNOWN"}[kind]
     prefix = "Reminder: " if reminder else ""
-    title = f"{prefix}[{label}] {b.rule} on {_account(b.account)}"
+    title = f"{prefix}[{label}] {b.rule} on {_where(b)}"
     lines = [
-        f"Rule {b.rule} ({b.metric}) on {_account(b.account)}: "
+        f"Rule {b.rule} ({b.metric}) on {_where(b)}: "
         f"value {fmt_value(b.value)} vs threshold {fmt_value(b.threshold)}.",
     ]
     if b.message:
@@ -112,9 +114,9 @@ def format_breach(b: Breach, *, now: float, reminder: bool = False) -> Notificat
 
 
 def format_recovered(b: Breach, *, since: float, now: float) -> Notification:
-    title = f"[RECOVERED] {b.rule} on {_account(b.account)}"
+    title = f"[RECOVERED] {b.rule} on {_where(b)}"
     lines = [
-        f"Rule {b.rule} ({b.metric}) on {_account(b.account)}: "
+        f"Rule {b.rule} ({b.metric}) on {_where(b)}: "
         f"value {fmt_value(b.value)} vs threshold {fmt_value(b.threshold)}.",
         *([b.message] if b.message else []),  # the rules engine says what cleared (e.g. "data is back")
         f"The alert lasted {fmt_duration(now - since)} (since {fmt_time(since)}).",
