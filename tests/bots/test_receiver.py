@@ -12,6 +12,7 @@ import pytest
 
 from tests.bots.conftest import ALPHA_TOKEN, BETA_TOKEN, Served, request, serve
 from tests.daemon.conftest import until
+from watchdog.bots.listener import ACCEPT_RATE, WINDOW
 
 BEAT = "/v1/heartbeat/alpha"
 
@@ -257,3 +258,28 @@ async def test_a_fault_inside_the_receiver_is_answered_500_counted_and_logged_in
     monkeypatch.undo()
     assert (await request(served.port, BEAT, token=ALPHA_TOKEN))[0] == 204  # serves on
     assert served.receiver.open_connections == 0
+
+
+async def test_a_burst_of_connections_over_the_accept_budget_pauses_accepting_and_is_pressure(
+    tmp_path: Path,
+) -> None:
+    """Over ACCEPT_RATE a second the listener stops reading its socket until the next window (the
+    kernel's backlog waits, the loop does not work for the flood), records it as pressure, and then
+    serves again."""
+    s = await serve(tmp_path, max_connections=1000, read_timeout=30.0)
+    burst = int(ACCEPT_RATE * WINDOW) * 3
+    opened: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(burst):
+            opened.append((await asyncio.wait_for(asyncio.open_connection("127.0.0.1", s.port), 5))[1])
+        await until(lambda: s.receiver.paused >= 1, 5, "accepting to pause")
+        assert s.receiver.last_pressure is not None and s.receiver.evicted == 0
+        await until(lambda: s.receiver.open_connections == burst, 5, "the waiting connections accepted")
+    finally:
+        for w in opened:
+            w.close()
+    await until(lambda: s.receiver.open_connections == 0, 5, "the burst closed")
+    try:
+        assert (await request(s.port, BEAT, token=ALPHA_TOKEN))[0] == 204
+    finally:
+        await asyncio.wait_for(s.receiver.stop(), 5)

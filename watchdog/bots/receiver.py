@@ -10,15 +10,16 @@ Anything else is refused without effect: 401 wrong or missing token, 404 unknown
 postpone a kill (or disarm it on a clean stop), never cause one. Tokens are compared in constant
 time (`hmac.compare_digest`) and never logged.
 
-Bounded, so that a flood cannot slow the kill path that shares this event loop: each connection is
-a plain `asyncio.Protocol` (no task, no coroutine) whose bytes are parsed as they arrive, so an
-accept costs a constant amount of work, and the accept loop takes at most ACCEPT_BATCH connections
-per turn of the event loop. At most `max_connections` are open at once; a new one evicts a
-connection that has sent nothing yet (oldest first), else the oldest one still mid-request. A
-connection whose request is complete is answered at once and is never evicted. A flood can still
-make heartbeats fail, so every eviction is reported (`on_pressure`): the daemon then holds the bots'
-silence kills (`watchdog/daemon/bot_watch.py`), because a missed heartbeat proves nothing while the
-listener is flooded. A request must arrive whole within READ_TIMEOUT; one request per connection.
+Bounded, so that a flood cannot slow the kill path that shares this event loop: the listening
+socket accepts within a budget per turn and per second (`listener.py`: over it, accepting pauses
+and the kernel's backlog takes the rest), each connection is a plain `asyncio.Protocol` whose bytes
+are parsed as they arrive (constant work per connection, no coroutine per request), and at most
+`max_connections` are open at once; a new one evicts a connection that has sent nothing yet
+(oldest first), else the oldest one still mid-request. A connection whose request is complete is
+answered at once and is never evicted. A flood can still make heartbeats fail, so every eviction
+and every accept pause is reported (`on_pressure`): the daemon then holds the bots' silence kills
+(`watchdog/daemon/bot_watch.py`), because a missed heartbeat proves nothing while the listener is
+flooded. A request must arrive whole within READ_TIMEOUT; one request per connection.
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import time
 from collections.abc import Callable
 
 from watchdog.bots.http_request import MAX_BODY, MAX_HEADER, PREFIX, Head, Response, parse_body, reject
+from watchdog.bots.listener import Listener
 from watchdog.bots.registry import BotRegistry
 from watchdog.config.bots import BotsConfig
 
-__all__ = ["ACCEPT_BATCH", "MAX_BODY", "READ_TIMEOUT", "REJECT_REASONS", "HeartbeatReceiver", "Response"]
+__all__ = ["MAX_BODY", "READ_TIMEOUT", "REJECT_REASONS", "HeartbeatReceiver", "Response"]
 
 log = logging.getLogger("watchdog.bots.receiver")
 
 READ_TIMEOUT = 5.0  # seconds for a whole request (line, headers, body) to arrive
-ACCEPT_BATCH = 64  # connections accepted per turn of the event loop (and the listen backlog)
 # every value of bot_heartbeat_rejected_total{reason}: a fixed set, so the label stays bounded
 REJECT_REASONS = (
     "unauthorized",
@@ -106,13 +108,14 @@ class HeartbeatReceiver:
         self._max_connections = config.max_connections
         self.reconfigure(config)
         self._address = config.address
-        self._server: asyncio.Server | None = None
+        self._listener = Listener(self._address, self._connect, self._pressure, monotonic=monotonic)
+        self._handshakes: set[asyncio.Task[object]] = set()
         # open connections by what they have sent, oldest first: the silent ones are evicted first
         self._silent: dict[_Connection, None] = {}
         self._partial: dict[_Connection, None] = {}
         self._logged: dict[str, float] = {}
         self.evicted = 0  # connections closed unanswered to make room, since start
-        self.last_pressure: float | None = None  # monotonic time of the last eviction
+        self.last_pressure: float | None = None  # monotonic time of the last eviction or accept pause
         self.port = 0
 
     def reconfigure(self, config: BotsConfig) -> None:
@@ -123,7 +126,12 @@ class HeartbeatReceiver:
 
     @property
     def listening(self) -> bool:
-        return self._server is not None
+        return self._listener.listening
+
+    @property
+    def paused(self) -> int:
+        """Times accepting paused (accept budget spent, or no descriptor left) since start."""
+        return self._listener.paused
 
     @property
     def open_connections(self) -> int:
@@ -131,42 +139,55 @@ class HeartbeatReceiver:
 
     async def start(self) -> int:
         """Bind the listener; returns the bound port (0 in the config = any free port). Raises OSError."""
-        host, port = self._address
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=ACCEPT_BATCH)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        log.debug("bot heartbeats on http://%s:%d%sNAME", host, self.port, PREFIX)
+        self.port = await self._listener.start()
+        log.debug("bot heartbeats on http://%s:%d%sNAME", self._address[0], self.port, PREFIX)
         return self.port
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
+        if not self._listener.listening:
             return
-        server.close()
+        self._listener.stop()
         for conn in [*self._silent, *self._partial]:
             self._close(conn, abort=True)
-        try:
-            await asyncio.wait_for(server.wait_closed(), 2.0)
-        except TimeoutError:
-            log.debug("heartbeat listener: connections still closing at stop")
+        handshakes = list(self._handshakes)
+        for task in handshakes:
+            task.cancel()
+        await asyncio.gather(*handshakes, return_exceptions=True)
 
     # ------------------------------------------------------------------ connections
+    def _connect(self, sock: socket.socket) -> None:
+        """An accepted socket becomes a transport with a _Connection (within the accept budget)."""
+        loop = asyncio.get_running_loop()
+        task: asyncio.Task[object] = loop.create_task(
+            loop.connect_accepted_socket(lambda: _Connection(self), sock=sock)
+        )
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, task: asyncio.Task[object]) -> None:
+        self._handshakes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("heartbeat connection lost before it was set up")  # (reset by the client)
+
     def _admit(self, conn: _Connection) -> None:
-        # Constant work per accept: at most one eviction (an abort), one timer.
+        # Constant work per connection: at most one eviction (an abort), one timer.
         if self.open_connections >= self._max_connections:
             table = self._silent or self._partial
             victim = next(iter(table))
             self._close(victim, abort=True)
             self.evicted += 1
-            self.last_pressure = self._monotonic()
             self._count("overloaded")
-            if self._on_pressure is not None:
-                try:
-                    self._on_pressure()
-                except Exception as exc:  # noqa: BLE001 (a broken reporter must not stop the accept)
-                    self._fault(exc)
+            self._pressure("a connection evicted to make room")
         self._silent[conn] = None
         conn.timer = asyncio.get_running_loop().call_later(self._read_timeout, self._timed_out, conn)
+
+    def _pressure(self, why: str) -> None:
+        self.last_pressure = self._monotonic()
+        if self._on_pressure is not None:
+            try:
+                self._on_pressure()
+            except Exception as exc:  # noqa: BLE001 (a broken reporter must not stop the accepts)
+                self._fault(exc)
 
     def _received(self, conn: _Connection, data: bytes) -> None:
         if conn.closed:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
+from watchdog.bots.listener import ACCEPT_RATE
 from watchdog.bots.receiver import REJECT_REASONS, HeartbeatReceiver
 from watchdog.bots.registry import BotRegistry
 from watchdog.config.schema import Config, Rule
@@ -238,9 +239,9 @@ class BotWatch:
                 held[name] = replace(
                     status,
                     unknown_reason=(
-                        f"the heartbeat listener is flooded (connections evicted {age:.1f} s ago, "
-                        f"{self.receiver.evicted} in all): a missed heartbeat proves nothing, so bot "
-                        f"{name}'s silence kill is held until {window:g} s after the flood"
+                        f"the heartbeat listener is flooded (last connection evicted or refused "
+                        f"{age:.1f} s ago): a missed heartbeat proves nothing, so bot {name}'s "
+                        f"silence kill is held until {window:g} s after the flood"
                     ),
                 )
         if held:
@@ -304,9 +305,10 @@ class BotWatch:
         self._flooded = True
         self._metrics.bots.set_flooded(True)
         message = (
-            f"the heartbeat listener on {self.config.bots.listen} is evicting connections (more than "
-            f"{self.config.bots.max_connections} open at once): bot heartbeats may be lost, so silence "
-            "kills are held until each bot's silence limit has passed without a flood"
+            f"the heartbeat listener on {self.config.bots.listen} is evicting or refusing connections "
+            f"(more than {self.config.bots.max_connections} open at once, or over {ACCEPT_RATE} new "
+            "ones a second): bot heartbeats may be lost, so silence kills are held until each bot's "
+            "silence limit has passed without a flood"
         )
         log.warning("%s", message)
         self._notifier.notify_text(Severity.WARNING, "Dead-man's switch listener flooded", message)
