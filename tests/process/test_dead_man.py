@@ -225,7 +225,7 @@ async def test_2000_idle_connections_delay_neither_a_manual_kill_nor_the_gateway
             1.5,
             "three gateway heartbeats",
         )
-        # the bot's heartbeats still get through (a new connection evicts the oldest idle one)
+        # the bot's heartbeats still get through (a new connection evicts an idle one)
         beats = alpha.beats
         await until(lambda: alpha.beats >= beats + 2, 2, "alpha's heartbeats through the flood")
         # and a manual kill goes on the wire at once

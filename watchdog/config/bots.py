@@ -71,7 +71,7 @@ class BotsConfig(FrozenModel):
 
     listen: str = "127.0.0.1:9110"
     heartbeats: tuple[BotHeartbeat, ...] = ()
-    max_connections: int = Field(default=64, ge=1, le=10_000)  # beyond it a connection is closed at once
+    max_connections: int = Field(default=64, ge=1, le=10_000)  # beyond it one that sent nothing is evicted
 
     @field_validator("listen")
     @classmethod
