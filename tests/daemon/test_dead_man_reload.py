@@ -107,3 +107,23 @@ async def test_a_listener_that_could_not_bind_is_retried_alerted_once_and_counts
     assert (await d.poll_once()).kills_started == ()  # silence counts from the bind, not 45 s ago
     assert alpha_status(d)[0] == "ok"
     assert (await request(port, "/v1/heartbeat/alpha", token=TOKEN))[0] == 204
+
+
+async def test_a_listener_that_could_not_bind_retries_on_the_address_a_reload_gives_it(
+    tmp_path: Path,
+    make_daemon: DaemonFactory,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bot_watch, "BIND_RETRY", 0.05)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        d = await make_daemon(RULES, bots_section(f"127.0.0.1:{taken.getsockname()[1]}"))
+        bots = d.c.bots
+        assert bots is not None and not bots.receiver.listening
+        write_config(tmp_path, sim.port, RULES, bots_section("127.0.0.1:0"))  # the operator moves it
+        assert d.reload()
+        await until(lambda: bots.receiver.listening, 5, "the listener on the new address")
+    assert bots.port != 0
+    assert (await request(bots.port, "/v1/heartbeat/alpha", token=TOKEN))[0] == 204

@@ -43,7 +43,7 @@ class Listener:
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._address = address
+        self.address = address  # may change until the listener is bound (a reload while deaf)
         self._on_socket = on_socket
         self._on_pressure = on_pressure
         self._monotonic = monotonic
@@ -62,7 +62,7 @@ class Listener:
     async def start(self) -> int:
         """Bind and start accepting; returns the bound port. Raises OSError (address in use, …)."""
         loop = asyncio.get_running_loop()
-        host, port = self._address
+        host, port = self.address
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)

@@ -106,9 +106,9 @@ class HeartbeatReceiver:
         self._monotonic = monotonic
         self._tokens: dict[str, bytes] = {}
         self._max_connections = config.max_connections
-        self.reconfigure(config)
         self._address = config.address
         self._listener = Listener(self._address, self._connect, self._pressure, monotonic=monotonic)
+        self.reconfigure(config)
         self._handshakes: set[asyncio.Task[object]] = set()
         # open connections by what they have sent, oldest first: the silent ones are evicted first
         self._silent: dict[_Connection, None] = {}
@@ -120,9 +120,12 @@ class HeartbeatReceiver:
 
     def reconfigure(self, config: BotsConfig) -> None:
         """New bots, tokens and limits apply to the next request (a rotated token is refused at once).
-        The listener address is kept: moving it needs a restart."""
+        A bound listener keeps its address (moving it needs a restart); one not bound yet (its port
+        was taken) retries on the new address."""
         self._tokens = {b.name: b.token.get_secret_value().encode() for b in config.heartbeats}
         self._max_connections = config.max_connections
+        if not self._listener.listening:
+            self._address = self._listener.address = config.address
 
     @property
     def listening(self) -> bool:
