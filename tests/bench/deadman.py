@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.bench.harness import (
 )
 from watchdog.bots.ping import ping
 from watchdog.daemon.lifecycle import Daemon
+from watchdog.model import Action
 from watchdog.sim import Simulator
 
 GLOBAL_CANCEL = 58  # reqGlobalCancel
@@ -28,6 +30,28 @@ LIMIT = 1.0  # seconds: the rule's silence limit
 EVERY = 0.25  # seconds between the bot's heartbeats
 TARGET = 1.0  # at most this long after the limit
 TOKEN = "bench-heartbeat-token-0123456789"
+FLOOD_TARGET = 0.050  # a manual kill's global cancel on the wire within this while the listener is flooded
+# A connect-only client as fast as it can (non-blocking connects, closed in batches): the review's
+# flood of plain TCP connections to the heartbeat listener. Prints connections attempted per second.
+FLOOD = """
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+end, n, open_ = time.monotonic() + seconds, 0, []
+while time.monotonic() < end:
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except OSError:
+        pass
+    open_.append(s)
+    n += 1
+    if len(open_) > 200:
+        for x in open_[:100]:
+            x.close()
+        del open_[:100]
+print(int(n / seconds))
+"""
 RULES = f"""
   - name: bot-silent
     when: "bot_silence > {LIMIT:g}s"
@@ -60,6 +84,48 @@ class Bot:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         return self.last
+
+
+async def manual_kill(sim: Simulator, daemon: Daemon, client_id: int) -> float:
+    """Seconds from start_kill() to reqGlobalCancel arriving at the simulator (then reset)."""
+    before = sum(1 for f in sim.received(client_id) if f.msg_id == GLOBAL_CANCEL)
+    frames: list[float] = []
+
+    def arrived() -> bool:
+        frames[:] = [f.time for f in sim.received(client_id) if f.msg_id == GLOBAL_CANCEL]
+        return len(frames) > before
+
+    started = time.time()
+    daemon.start_kill(Action.CANCEL_ALL, "manual:bench", reason="bench")
+    await wait_for(arrived, 5, "reqGlobalCancel", interval=0.001)
+    took = frames[before] - started
+    await daemon.wait_for_kills(timeout=15)
+    await wait_for(lambda: not daemon.kill_in_progress, 15, "the kill to finish")
+    daemon.c.killswitch.reset("bench: next trial", who="bench")
+    return took
+
+
+async def flooded_kills(
+    sim: Simulator, daemon: Daemon, client_id: int, port: int, trials: int
+) -> tuple[list[float], list[float], int]:
+    """Manual kills without, then during, a connect-only flood of the heartbeat listener."""
+    quiet = [await manual_kill(sim, daemon, client_id) for _ in range(trials)]
+    seconds = 2.0 + 0.2 * trials
+    flood = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FLOOD, str(port), f"{seconds:g}", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        await asyncio.sleep(1.0)  # let the flood build up (a pacing of the bench, not a sync point)
+        flooded = []
+        for _ in range(trials):
+            flooded.append(await manual_kill(sim, daemon, client_id))
+            await asyncio.sleep(0.05)
+        out, _ = await asyncio.wait_for(flood.communicate(), seconds + 10)
+    finally:
+        if flood.returncode is None:
+            flood.kill()
+            await flood.wait()
+    return quiet, flooded, int(out.decode().strip() or 0)
 
 
 def _state(daemon: Daemon) -> str:
@@ -112,6 +178,8 @@ bots:
         for _ in range(trials):
             got.append(await one_trial(sim, daemon, bot, spec.client_id))
         elapsed = time.monotonic() - started
+        await asyncio.to_thread(ping, bot.url, "bench", TOKEN, stop=True)  # the bot's rule rests meanwhile
+        quiet, flooded, rate = await flooded_kills(sim, daemon, spec.client_id, daemon.c.bots.port, trials)
     finally:
         if daemon is not None:
             await asyncio.wait_for(daemon.stop(), 20)
@@ -141,6 +209,30 @@ same process heartbeats over real HTTP (`ibkr-watchdog ping`'s client, urllib in
 the msg-58 frame minus the time the last accepted heartbeat was sent (both `time.time()`). The daemon
 wakes for the limit itself (a timer set by each heartbeat), not at its next evaluation tick. Between
 trials: the kill finishes, the latch is reset, the bot starts again and the rule reads ok.
+"""
+    rows += [
+        [
+            f"manual kill → reqGlobalCancel, listener idle ({len(quiet)} trials)",
+            fmt_ms(median(quiet)),
+            fmt_ms(percentile(quiet, 90)),
+            fmt_ms(max(quiet)),
+            "",
+        ],
+        [
+            f"manual kill → reqGlobalCancel, listener flooded ({len(flooded)} trials, ~{rate:,} conn/s)",
+            fmt_ms(median(flooded)),
+            fmt_ms(percentile(flooded, 90)),
+            fmt_ms(max(flooded)),
+            f"≤ {FLOOD_TARGET * 1000:.0f} ms: " + verdict(max(flooded) <= FLOOD_TARGET),
+        ],
+    ]
+    method += """
+Then the same daemon's manual kill (`start_kill(cancel_all)`, as SIGUSR1 starts it) from the call to the
+simulator's receive stamp of msg 58: first with the listener idle, then while another process floods the
+heartbeat listener with plain TCP connections as fast as it can (no request, non-blocking connects;
+its rate is in the row). The listener accepts at most 16 connections a loop turn and 1,000 a second
+(`watchdog/bots/listener.py`), so the flood costs the kill path's loop little; the bots' silence kills
+are held meanwhile (docs/rules.md). The flood shares the machine's CPUs with the daemon.
 """
     notes = [f"{len(got)} trials in {elapsed:.1f} s (each includes the silence limit and the reset)."]
     headers = ["", "p50", "p90", "max", "target"]
