@@ -12,8 +12,10 @@ silence is measured on the monotonic clock (`heard_at`), so an NTP step of the w
 kills a healthy bot nor spares a dead one. A restored `last_seen` later than now (written under a
 clock that was ahead, or absurd) counts as "heard just now".
 
-A damaged file never blocks the start (it is read without following links, only a regular file of
-at most MAX_FILE bytes): it is moved aside (`bots.json.damaged`), reported (log and
+The file is read and written through `watchdog.state.files.StateDirectory` (relative to the state
+directory's descriptor, never through a link, only a regular file that nobody else can write, at
+most MAX_FILE bytes: a link to /dev/zero is refused before a byte is read). A damaged or refused
+file never blocks the start: it is moved aside (`bots.json.damaged`), reported (log and
 the `on_problem` callback, which alerts), and every bot reads as never heard from — unknown, which
 alerts after the rule's `unknown_after` but never kills.
 """
@@ -26,7 +28,6 @@ import json
 import logging
 import math
 import os
-import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -36,7 +37,7 @@ from typing import Any
 
 from watchdog.config.bots import BotsConfig
 from watchdog.model import BotStatus
-from watchdog.state.store import atomic_write
+from watchdog.state.files import StateDirectory, why
 
 __all__ = ["BOTS_FILE", "MAX_FILE", "PERSIST_EVERY", "BotRegistry"]
 
@@ -48,33 +49,13 @@ NOTE_CHARS = 200
 MAX_FILE = 1 << 20  # bytes: a few bots' records take a few hundred; anything larger is not ours
 
 
-class _Unusable(Exception):
-    """The file is there but must not be read: a link, not a regular file, or too large."""
-
-
-def _read_bounded(path: Path) -> bytes:
-    """The file's bytes, opened without following a link, only a regular file of at most MAX_FILE
-    bytes (a link to /dev/zero would otherwise be read forever). Raises _Unusable or OSError."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _Unusable("a symbolic link, not read") from exc
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _Unusable("not a regular file, not read")
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, 65536):
-            size += len(chunk)
-            if size > MAX_FILE:
-                raise _Unusable(f"over {MAX_FILE} bytes, not read")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+# Why a bots.json is set aside unread (state/files.py refuses these before reading a byte).
+_UNREADABLE = {
+    errno.ELOOP: "a symbolic link",
+    errno.EINVAL: "not a regular file",
+    errno.EFBIG: f"over {MAX_FILE} bytes",
+    errno.EPERM: "",  # owned by another user or writable by others: files.check_file says which
+}
 
 
 def _time(value: Any) -> float | None:
@@ -95,10 +76,13 @@ class BotRegistry:
         clock: Callable[[], float],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        files: StateDirectory | None = None,
         on_beat: Callable[[BotStatus], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
     ) -> None:
         self._path = Path(state_dir) / BOTS_FILE
+        # opened relative to the directory, never through a link (shared with the StateStore)
+        self._files = files if files is not None else StateDirectory(Path(state_dir))
         self._clock = clock
         self._monotonic = monotonic
         self._on_beat = on_beat
@@ -175,11 +159,10 @@ class BotRegistry:
         }
         data = (json.dumps({"version": 1, "bots": records}, indent=2, sort_keys=True) + "\n").encode()
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            atomic_write(self._path, data, durable=durable)
+            self._files.replace(BOTS_FILE, data, durable=durable)
         except OSError as exc:
             # the dead-man keeps working from memory; only a restart would forget
-            self._report(f"cannot write {self._path}: {exc.strerror or exc}")
+            self._report(f"cannot write {self._path}: {why(exc)}")
             return False
         self._persisted_at = self._monotonic()
         self._dirty = False
@@ -189,17 +172,17 @@ class BotRegistry:
         """Read the last heartbeats written before a restart; returns how many bots were restored.
 
         A missing file is a first start (every bot unknown until it heartbeats). A damaged one, or one
-        that is not a plain file (a link, a device, a FIFO) or is over MAX_FILE bytes, is moved aside
-        and reported, unread; every bot then reads as never heard from.
+        that is not a plain file (a link, a device, a FIFO), is writable by others or is over MAX_FILE
+        bytes, is moved aside and reported, unread; every bot then reads as never heard from.
         """
         try:
-            raw = _read_bounded(self._path)
-        except FileNotFoundError:
-            return 0
-        except _Unusable as exc:
-            return self._damaged(str(exc))
+            raw = self._files.read(BOTS_FILE, limit=MAX_FILE)
         except OSError as exc:
-            self._report(f"cannot read {self._path} ({exc.strerror or exc}); {self._unknown_until_heard()}")
+            if exc.errno in _UNREADABLE:
+                return self._damaged(f"{_UNREADABLE[exc.errno] or why(exc)}, not read")
+            self._report(f"cannot read {self._path} ({why(exc)}); {self._unknown_until_heard()}")
+            return 0
+        if raw is None:
             return 0
         wall, mono = self._clock(), self._monotonic()
         future: list[str] = []
@@ -239,8 +222,8 @@ class BotRegistry:
 
     def _damaged(self, why: str) -> int:
         aside = self._path.with_name(BOTS_FILE + ".damaged")
-        with contextlib.suppress(OSError):
-            os.replace(self._path, aside)  # a link is moved itself, never followed
+        with contextlib.suppress(OSError):  # a link is moved itself, never followed
+            os.replace(BOTS_FILE, aside.name, src_dir_fd=self._files.fd, dst_dir_fd=self._files.fd)
         self._report(f"{self._path} is damaged ({why}; kept as {aside.name}); {self._unknown_until_heard()}")
         return 0
 

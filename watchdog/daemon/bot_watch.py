@@ -27,6 +27,7 @@ from watchdog.config.schema import Config, Rule
 from watchdog.model import BotStatus, Breach, GatewayStatus, Severity
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
+from watchdog.state.files import StateDirectory
 
 __all__ = ["BIND_RETRY", "BotWatch"]
 
@@ -59,6 +60,7 @@ class BotWatch:
         notifier: Notifier,
         clock: Callable[[], float],
         monotonic: Callable[[], float] = time.monotonic,
+        files: StateDirectory | None = None,
     ) -> None:
         self.config = config
         self._metrics = metrics
@@ -70,6 +72,7 @@ class BotWatch:
             Path(config.state_dir),
             clock,
             monotonic=monotonic,
+            files=files,
             on_beat=self._on_beat,
             on_problem=self._problem,
         )

@@ -182,7 +182,14 @@ def _reload_bots(d: Daemon, new: Config) -> list[str]:
     if c.bots is None:
         if not new.bots.heartbeats:
             return []
-        c.bots = BotWatch(new, metrics=c.metrics, notifier=c.notifier, clock=c.clock, monotonic=c.monotonic)
+        c.bots = BotWatch(
+            new,
+            metrics=c.metrics,
+            notifier=c.notifier,
+            clock=c.clock,
+            monotonic=c.monotonic,
+            files=c.store.files,
+        )
         if c.scheduler.running:
             c.bots.on_due = d.request_evaluation
         c.bots.start_soon()

@@ -212,7 +212,14 @@ def build_components(
         memory=memory,
         rules=RulesPort(lambda: gateway.watched_accounts),
         bots=(
-            BotWatch(config, metrics=metrics, notifier=notifier, clock=clock, monotonic=monotonic)
+            BotWatch(
+                config,
+                metrics=metrics,
+                notifier=notifier,
+                clock=clock,
+                monotonic=monotonic,
+                files=store.files,
+            )
             if config.bots.heartbeats
             else None
         ),
