@@ -39,6 +39,7 @@ bots:
 async def test_a_reload_applies_rotated_tokens_and_new_bots_and_a_new_listen_needs_a_restart(
     tmp_path: Path, make_daemon: DaemonFactory, sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     d = await make_daemon(RULES, bots_section())
     assert d.c.bots is not None
     port = d.c.bots.port
@@ -51,6 +52,7 @@ async def test_a_reload_applies_rotated_tokens_and_new_bots_and_a_new_listen_nee
     assert (await request(port, "/v1/heartbeat/alpha", token=NEW_TOKEN))[0] == 204
     assert (await request(port, "/v1/heartbeat/beta", token=BETA_TOKEN))[0] == 204
     assert "stays on 127.0.0.1:0 until the watchdog restarts" in caplog.text
+    assert "bots reloaded: alpha, beta (added: beta; removed: none; new token: alpha)" in caplog.text
     records = [json.loads(line) for line in d.c.store.audit_path.read_text().splitlines()]
     (reload,) = [r for r in records if r["event"] == "reload"]
     assert reload["details"]["bots"] == ["alpha", "beta"]

@@ -178,7 +178,6 @@ def _reload_bots(d: Daemon, new: Config) -> list[str]:
     stops working at the reload); the first bot added starts the listener. Returns what needs a
     restart (a new listen address), already logged and notified."""
     c = d.c
-    old = d.config.bots
     if c.bots is None:
         if not new.bots.heartbeats:
             return []
@@ -195,6 +194,7 @@ def _reload_bots(d: Daemon, new: Config) -> list[str]:
         c.bots.start_soon()
         log.info("dead-man's switch started by the reload: %s", ", ".join(c.bots.registry.names))
         return []
+    old = c.bots.config.bots  # (d.config is already the new one)
     notes = c.bots.reconfigure(new)
     if new.bots != old:
         before = {b.name: b for b in old.heartbeats}
