@@ -41,7 +41,7 @@ class BotMetrics:
         )
         self.flooded = Gauge(
             p + "bot_listener_flooded",
-            "1 while the heartbeat listener evicts connections (bot_silence kills held), else 0",
+            "1 while the heartbeat listener evicts or refuses connections (bot_silence kills held), else 0",
             registry=r,
         )
         self._bots: set[str] = set()
