@@ -238,7 +238,7 @@ class BotWatch:
         for name, status in view.items():
             window = self.window(name)
             longest = max(longest, window)
-            if age <= window and not status.unknown_reason:
+            if age <= window and status.silence is not None and not status.unknown_reason:
                 held[name] = replace(
                     status,
                     unknown_reason=(
