@@ -1,4 +1,4 @@
-"""Command line: run, check, kill, reset, status, sim, demo, ping.
+"""Command line: run, check, kill, reset, status, sim, demo, ping, drill.
 
 Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 anything else.
 """
@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--stop", action="store_true", help="clean stop: disarm until the next heartbeat")
     ping.add_argument("--status", choices=("ok", "degraded"), default="ok")
     ping.add_argument("--note", default="", help="short text kept for the notification")
+
+    drill = sub.add_parser("drill", help="rehearse the kill on your config and book; write a report")
+    drill.add_argument("--config", "-c", default="rules.yaml", help="the rules.yaml to rehearse")
+    drill.add_argument(
+        "--book", nargs="+", metavar="SOURCE", help="state (default when present) | demo | scenario FILE"
+    )
+    drill.add_argument("--report", default="drill-report", help="directory for drill.md/.json/.html")
+    drill.add_argument("--notify", action="store_true", help="also send notifications to your targets")
+    drill.add_argument("--only", action="append", metavar="ID", help="run only this scenario (repeatable)")
     return p
 
 
@@ -110,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ping_command(
             args.name, args.url, args.token_file, stop=args.stop, status=args.status, note=args.note
         )
+    if cmd == "drill":
+        from watchdog.drill.command import drill_command
+
+        return drill_command(args.config, args.book, args.report, args.notify, args.only)
     raise AssertionError(cmd)  # argparse enforces the choices
 
 

@@ -22,6 +22,7 @@ from watchdog.daemon.kill_tasks import KillTasks
 from watchdog.daemon.wiring import Components
 from watchdog.errors import GatewayError, StateError
 from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
+from watchdog.state.book import BookWriter
 from watchdog.state.store import status_from_snapshot
 
 log = logging.getLogger("watchdog.daemon.lifecycle")
@@ -78,6 +79,7 @@ class Cycle:
     _last_snapshot: Snapshot | None
     _status_written: float
     _saved_highs: list[dict[str, object]]
+    _book: BookWriter
     _status_state: TradingState | None
 
     if TYPE_CHECKING:  # provided by GatewayWatch (a stub here would shadow it in the MRO)
@@ -239,6 +241,9 @@ class Cycle:
         extra = {"pid": os.getpid(), "version": __version__, "trading_state": state.value}
         with contextlib.suppress(StateError, OSError):
             c.store.write_status(status_from_snapshot(snap, now) | extra)
+        complete = snap.positions_as_of is not None and snap.orders_as_of is not None
+        if complete and snap.gateway.connected and not self.kills.running:  # never in a kill's way
+            self._book.save(snap, now)  # only a complete book replaces the last one
 
     def _save_day_highs(self) -> None:
         """Persist the day highs when they moved: a restart must not reset a drawdown's peak."""

@@ -26,6 +26,7 @@ from watchdog.errors import (
     GatewayUnavailable,
 )
 from watchdog.model import Action, KillReport, Snapshot, TradingState
+from watchdog.state.book import BookWriter
 
 __all__ = ["POLLS", "CycleResult", "Daemon", "RunState"]
 
@@ -69,6 +70,7 @@ class Daemon(GatewayWatch, Cycle):
         self._status_written = 0.0
         self._saved_highs: list[dict[str, object]] = []
         self._status_state: TradingState | None = None  # the latch state status.json last showed
+        self._book = BookWriter(components.store.files)  # book.json: what `drill --book state` rehearses
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, require_gateway: bool = False, schedule: bool = True) -> None:

@@ -1,0 +1,169 @@
+"""Judging a rehearsal: did the kill (or the alert) do what the config promises, seen from the simulator?"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from watchdog.drill.result import ScenarioResult
+from watchdog.drill.runner import (
+    GLOBAL_CANCEL,
+    PLACE_ORDER,
+    WIRE_NAMES,
+    Event,
+    Rehearsal,
+    messages_of,
+    over_close,
+)
+from watchdog.model import Action, KillOutcome, KillReport
+from watchdog.sim import SimOpenOrder
+
+KILL_TIMEOUT = 30.0  # real seconds for a kill to end (max_attempts × verify rounds fit well inside)
+MESSAGE_TIMEOUT = 3.0  # real seconds for a notification to reach the drill's endpoint
+
+
+def final_report(r: Rehearsal) -> KillReport | None:
+    done = [k for k in r.reports() if k.outcome is not KillOutcome.PENDING]
+    return done[-1] if done else None
+
+
+async def watch_kill(
+    r: Rehearsal, is_done: Callable[[], bool], timeout: float = KILL_TIMEOUT
+) -> tuple[KillReport | None, float | None]:
+    """Wait for the kill's final report, noting when the simulator's book first read done (and stayed)."""
+    done_at: float | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done_at = (r.now() if done_at is None else done_at) if is_done() else None
+        report = final_report(r)
+        if report is not None and (done_at is not None or report.outcome is not KillOutcome.FLAT):
+            return report, done_at
+        await asyncio.sleep(0.02)
+    return final_report(r), done_at
+
+
+async def judge_kill(
+    r: Rehearsal, res: ScenarioResult, action: Action, accounts: list[str] | None, trigger_at: float | None
+) -> KillReport | None:
+    """The standard checks of a kill that must end FLAT: wire, simulator truth, netting, latch, message.
+
+    `accounts` None: the kill's own scope, read from its report (a rule scoped `each` kills one account)."""
+    everyone = list(r.daemon.c.gateway.watched_accounts) if hasattr(r, "daemon") else []
+
+    def scope() -> frozenset[str]:
+        if accounts is not None:
+            return frozenset(accounts)
+        first = next(iter(r.reports()), None)
+        return frozenset(first.accounts if first is not None and first.accounts else everyone)
+
+    def done() -> bool:
+        if not r.reports() or r.working(scope()):
+            return False
+        return action is not Action.CLOSE_ALL or not r.positions(scope())
+
+    report, flat_at = await watch_kill(r, done)
+    res.trigger_at = trigger_at
+    res.flat_at = flat_at
+    res.first_cancel_at = r.first_wire(GLOBAL_CANCEL, after=trigger_at or 0.0)
+    res.check("a kill ran", report is not None, "no kill report" if report is None else "")
+    res.check("global cancel on the wire after the trigger", res.first_cancel_at is not None)
+    if report is not None:
+        res.outcome = report.outcome.value
+        res.escalation = escalation(report)
+        res.check(
+            "the kill verified flat", report.outcome is KillOutcome.FLAT, f"outcome {report.outcome.value}"
+        )
+    left = r.positions(scope())
+    if action is Action.CLOSE_ALL:
+        res.check("simulator: no position left", not left, _positions_text(r, left))
+    else:
+        placed = [t for t, m, _ in r.wire() if m == PLACE_ORDER]
+        res.check("simulator: positions kept (cancel only, no closing order)", not placed)
+    working = r.working(scope())
+    res.check("simulator: no working order left", not working, ", ".join(_order_text(o) for o in working))
+    await judge_common(r, res, kill=True)
+    return report
+
+
+async def judge_common(r: Rehearsal, res: ScenarioResult, *, kill: bool) -> None:
+    """No over-close, latch state, and the message that must have gone out."""
+    res.over_close = over_close(r.sim, r.config.kill.order_ref, r.start_positions)
+    res.check("no over-close", not res.over_close, "; ".join(res.over_close))
+    if kill:
+        res.check("latch TRIPPED (persisted)", r.tripped())
+        announced = await r.plan.capture.wait(
+            lambda: any("KILL" in m.title for m in r.plan.capture.of(r.sid)), MESSAGE_TIMEOUT
+        )
+        res.check("the kill was announced (notification delivered)", announced)
+
+
+async def judge_alert(r: Rehearsal, res: ScenarioResult, rule: str, trigger_at: float | None) -> None:
+    res.trigger_at = trigger_at
+
+    def told() -> bool:
+        return any(rule in m.title or rule in m.body for m in r.plan.capture.of(r.sid))
+
+    res.check("alert delivered (notification)", await r.plan.capture.wait(told, MESSAGE_TIMEOUT))
+    mine = [k for k in r.reports() if k.trigger == f"rule:{rule}"]
+    res.check("no kill by this alert-only rule", not mine)
+    others = sorted({k.trigger for k in r.reports()} - {f"rule:{rule}"})
+    if others:  # e.g. excess liquidity driven low also empties the cushion: another rule's kill is right
+        r.add("note", f"the same condition also fired: {', '.join(others)}")
+    res.outcome = "alerted"
+    await judge_common(r, res, kill=False)
+
+
+def escalation(report: KillReport) -> list[str]:
+    lines = [f"position {p.account} {p.quantity:g} {p.contract.label}" for p in report.remaining_positions]
+    lines += [
+        f"order {o.account} {o.action} {o.remaining:g} {o.contract.label} "
+        f"(client {o.client_id}, id {o.order_id})"
+        for o in report.remaining_orders
+    ]
+    return lines
+
+
+def collect(r: Rehearsal, res: ScenarioResult) -> None:
+    """Timeline, orders sent and messages from the rehearsal into the result."""
+    events = list(r.events)
+    counts = dict.fromkeys(WIRE_NAMES.values(), 0)
+    for t, msg_id, fields in r.wire():
+        name = WIRE_NAMES[msg_id]
+        counts[name] += 1
+        events.append(Event(t, "wire", f"{name} {_wire_detail(r, msg_id, fields)}".strip()))
+    for ex in r.sim.executions():
+        if ex.time >= r.t0:
+            who = "watchdog" if ex.order_ref.startswith(r.config.kill.order_ref) else f"client {ex.client_id}"
+            label = ex.inst.local_symbol or ex.inst.symbol
+            events.append(
+                Event(ex.time - r.t0, "fill", f"{ex.account} {ex.side} {ex.shares:g} {label} ({who})")
+            )
+    res.messages = messages_of(r)
+    events += [Event(m["t"], "message", f"[{m['kind']}] {m['title']}") for m in res.messages]
+    if res.flat_at is not None:
+        events.append(Event(res.flat_at, "flat", "simulator: book in scope done (flat / no working order)"))
+    res.events = sorted(events, key=lambda e: e.t)
+    res.orders_sent = counts
+    res.warped = r.warped
+
+
+def _wire_detail(r: Rehearsal, msg_id: int, fields: list[str]) -> str:
+    if msg_id == PLACE_ORDER and len(fields) > 19:
+        inst = r.sim.universe.find(int(fields[2])) if fields[2].isdigit() else None
+        label = (inst.local_symbol or inst.symbol) if inst is not None else fields[3]
+        price = f" {fields[19]}" if fields[18] == "LMT" else ""
+        return f"id {fields[1]}: {fields[16]} {float(fields[17] or 0):g} {label} {fields[18]}{price}"
+    if msg_id == 4 and len(fields) > 2:
+        return f"id {fields[2]}"
+    return ""
+
+
+def _positions_text(r: Rehearsal, left: dict[tuple[str, int], float]) -> str:
+    return ", ".join(f"{a} {q:g} {r.sim.instrument(c).local_symbol}" for (a, c), q in left.items())
+
+
+def _order_text(o: SimOpenOrder) -> str:
+    return (
+        f"{o.account} {o.action} {o.quantity - o.filled:g} {o.symbol} (client {o.client_id}, id {o.order_id})"
+    )

@@ -1,0 +1,290 @@
+"""The standard drill: every rule driven across its threshold, a manual kill, a half-open gateway in the
+middle of a close, a rejected closing order, a market closed for part of the book (the restart under
+`kill -9` lives in restart.py). Each scenario runs on a fresh simulator, daemon and state dir.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from watchdog.config.describe import describe_rule
+from watchdog.config.schema import Rule
+from watchdog.drill.book import build_simulator
+from watchdog.drill.drive import Drive, plan_drive
+from watchdog.drill.judge import collect, escalation, judge_alert, judge_common, judge_kill, watch_kill
+from watchdog.drill.result import ScenarioResult, Verdict
+from watchdog.drill.runner import PLACE_ORDER, DrillClock, Plan, Rehearsal
+from watchdog.model import Action, Health, KillOutcome
+from watchdog.sim import Simulator
+
+FIRE_TIMEOUT = 20.0  # real seconds for a driven rule to fire
+HALF_OPEN_TIMEOUT = 10.0  # real seconds for the daemon to notice a mute gateway
+REJECT_TEXT = "Order rejected - reason: fire drill: the venue refuses the first closing order"
+# the simulator's extended session: futures and FX trade, stocks with outsideRth, options do not
+TRADES_EXTENDED = frozenset({"FUT", "CASH", "STK"})
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "rule"
+
+
+def watched(plan: Plan) -> list[str]:
+    return list(plan.config.gateway.accounts) or list(plan.book.accounts)
+
+
+async def _apply(sim: Simulator, fn: Callable[[Simulator], Awaitable[None] | None]) -> None:
+    out = fn(sim)
+    if inspect.isawaitable(out):
+        await out
+
+
+def _fired(r: Rehearsal, rule: str) -> float | None:
+    head = f"rule {rule} breach"
+    return next((e.t for e in r.events if e.kind == "breach" and e.text.startswith(head)), None)
+
+
+async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
+    """Drive the rule's metric past its threshold; an alert must be delivered, a kill must end flat."""
+    res = ScenarioResult(
+        f"rule-{slug(rule.name)}",
+        f"rule {rule.name}: {describe_rule(rule, currency=plan.config.gateway.base_currency)}",
+        "rule",
+        rule=rule.name,
+        action=rule.action.value,
+    )
+    probe, _ = build_simulator(plan.book, DrillClock(), watchdog_client_id=plan.config.gateway.client_id)
+    drive = plan_drive(rule, plan.config, probe, watched(plan))
+    if drive.cannot_fire or drive.not_driven:
+        res.verdict = Verdict.FINDING if drive.cannot_fire else Verdict.NOT_DRIVEN
+        res.summary = ("cannot fire: " + drive.cannot_fire) if drive.cannot_fire else drive.not_driven
+        return res
+    async with Rehearsal(plan, res.sid) as r:
+        await _drive(r, drive)
+        await r.warp_until(lambda: _fired(r, rule.name) is not None, drive.warp, FIRE_TIMEOUT)
+        trigger = _fired(r, rule.name)
+        if res.check(
+            "the rule fired", trigger is not None, "" if trigger else "no breach within the drill's limits"
+        ):
+            if rule.action.is_kill:
+                await judge_kill(r, res, rule.action, None, trigger)
+            else:
+                await judge_alert(r, res, rule.name, trigger)
+        for undo in drive.undo:
+            await _apply(r.sim, undo)
+        collect(r, res)
+    res.summary = res.summary or _summary(res)
+    return res
+
+
+async def _drive(r: Rehearsal, drive: Drive) -> None:
+    for text, fn in drive.steps:
+        r.add("drive", text)
+        await _apply(r.sim, fn)
+    if drive.needs_down:
+        down = await r.until(lambda: r.daemon.c.gateway.status().health is Health.DOWN, HALF_OPEN_TIMEOUT)
+        r.add(
+            "note",
+            "the daemon declared the gateway DOWN" if down else "the daemon did not see the gateway down",
+        )
+
+
+def _summary(res: ScenarioResult) -> str:
+    if res.verdict is Verdict.FAIL:
+        return res.summary
+    parts = []
+    if res.trigger_to_cancel_ms is not None:
+        parts.append(f"first cancel {res.trigger_to_cancel_ms:.0f} ms after the trigger")
+    if res.trigger_to_flat_s is not None:
+        parts.append(f"done {res.trigger_to_flat_s:.2f} s after it")
+    if res.outcome:
+        parts.append(f"outcome {res.outcome}")
+    return ", ".join(parts)
+
+
+async def _manual(r: Rehearsal, why: str) -> float:
+    """The SIGUSR1 path without the signal (the drill shares its process with the daemon)."""
+    r.add("drive", f"operator asks for a kill (close all): {why}")
+    at = r.now()
+    r.daemon.request_kill(Action.CLOSE_ALL, "manual:drill", why)
+    return at
+
+
+async def manual_kill(plan: Plan) -> ScenarioResult:
+    res = ScenarioResult(
+        "manual-kill",
+        "manual kill (the SIGUSR1 / `ibkr-watchdog kill` path) → close all",
+        "standard",
+        action="close_all",
+    )
+    async with Rehearsal(plan, res.sid) as r:
+        trigger = await _manual(r, "fire drill: manual kill")
+        await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), trigger)
+        collect(r, res)
+    res.summary = _summary(res)
+    return res
+
+
+async def half_open_close(plan: Plan) -> ScenarioResult:
+    """Mute the gateway right after the first closing order: the kill must park, then finish on reconnect."""
+    res = ScenarioResult(
+        "half-open-mid-close",
+        "gateway goes half-open in the middle of a close",
+        "standard",
+        action="close_all",
+    )
+
+    def slow_fills(sim: Simulator) -> None:
+        sim.fill.fill_delay = 0.5  # closing orders rest half a second: the mute lands mid-close
+
+    async with Rehearsal(plan, res.sid, prepare=slow_fills) as r:
+        trigger = await _manual(r, "fire drill: half-open gateway mid-close")
+        placed = await r.until(lambda: r.first_wire(PLACE_ORDER) is not None, 10.0)
+        r.sim.faults.mute()
+        r.add(
+            "fault",
+            "gateway half-open: socket open, nothing answered"
+            + ("" if placed else " (no closing order was needed)"),
+        )
+        parked = await r.until(
+            lambda: (
+                any(k.outcome is KillOutcome.PENDING for k in r.reports())
+                or r.daemon.c.gateway.status().health is Health.DOWN
+            ),
+            HALF_OPEN_TIMEOUT,
+        )
+        res.check("the daemon noticed the half-open gateway", parked)
+        r.sim.faults.unmute()
+        r.add("fault", "gateway answers again")
+        await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), trigger)
+        pending = any(e.event == "kill.pending" for e in r.daemon.c.audit.read())
+        res.check("the kill was kept pending and resumed (audit: kill.pending)", pending)
+        collect(r, res)
+    res.summary = _summary(res)
+    return res
+
+
+async def reject_retry(plan: Plan) -> ScenarioResult:
+    res = ScenarioResult(
+        "reject-retry", "a closing order rejected by the venue, then retried", "standard", action="close_all"
+    )
+    if not _has_positions(plan):
+        res.verdict, res.summary = (
+            Verdict.NOT_DRIVEN,
+            "the book holds no position: there is no closing order to reject",
+        )
+        return res
+
+    def rejecting(sim: Simulator) -> None:
+        sim.faults.reject_next(1, code=201, message=REJECT_TEXT)
+
+    async with Rehearsal(plan, res.sid, prepare=rejecting) as r:
+        r.add("fault", "the venue will reject the next order (error 201)")
+        trigger = await _manual(r, "fire drill: rejected closing order")
+        await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), trigger)
+        audit = r.daemon.c.audit.read()
+        res.check(
+            "the rejection was seen (audit: close.rejected)", any(e.event == "close.rejected" for e in audit)
+        )
+        collect(r, res)
+    res.summary = _summary(res)
+    return res
+
+
+async def market_closed(plan: Plan) -> ScenarioResult:
+    """Extended session: futures, FX and stocks (limit + outsideRth) close; options cannot: escalated."""
+    res = ScenarioResult(
+        "market-closed-part",
+        "market closed for part of the book (extended session)",
+        "standard",
+        action="close_all",
+    )
+
+    def extended(sim: Simulator) -> None:
+        sim.set_session("extended")
+
+    async with Rehearsal(plan, res.sid, prepare=extended) as r:
+        r.add(
+            "fault", "exchange in its extended session: options do not trade, stocks only outside-RTH limits"
+        )
+        scope = frozenset(watched(plan))
+        stuck = {
+            (p.account, p.con_id)
+            for p in r.sim.positions()
+            if p.account in scope and p.sec_type not in TRADES_EXTENDED
+        }
+        trigger = await _manual(r, "fire drill: market closed for part of the book")
+
+        def done() -> bool:
+            return set(r.positions(scope)) <= stuck
+
+        report, flat_at = await watch_kill(r, done)
+        res.trigger_at, res.flat_at = trigger, flat_at
+        res.first_cancel_at = r.first_wire(58, after=trigger)
+        res.check("global cancel on the wire after the trigger", res.first_cancel_at is not None)
+        res.check("a kill ran", report is not None)
+        if report is not None:
+            res.outcome = report.outcome.value
+            res.escalation = escalation(report)
+            expected = KillOutcome.ESCALATED if stuck else KillOutcome.FLAT
+            res.check(
+                f"kill outcome {expected.value}", report.outcome is expected, f"got {report.outcome.value}"
+            )
+            named = {(p.account, p.contract.con_id) for p in report.remaining_positions}
+            res.check(
+                "every position in a closed market escalated by name",
+                stuck <= named,
+                f"{len(stuck)} expected",
+            )
+        left = set(r.positions(scope))
+        res.check("every position in an open market closed", left <= stuck, f"{len(left - stuck)} still open")
+        await judge_common(r, res, kill=True)
+        if not stuck:
+            r.add(
+                "note",
+                "every position of this book trades in the extended session: "
+                "the limit-order path was rehearsed",
+            )
+        collect(r, res)
+    res.summary = _summary(res)
+    return res
+
+
+async def scheduled_rule(plan: Plan, rule: Rule) -> ScenarioResult:
+    from watchdog.daemon.jobs import scheduled_rule as fire
+
+    res = ScenarioResult(
+        f"schedule-{slug(rule.name)}",
+        f"scheduled rule {rule.name} fired at its time",
+        "rule",
+        rule=rule.name,
+        action=rule.action.value,
+    )
+    async with Rehearsal(plan, res.sid) as r:
+        r.add("drive", f"the cron time of {rule.name} is reached")
+        at = r.now()
+        await fire(r.daemon, rule.name)
+        r.add("breach", f"rule {rule.name} breach: scheduled")
+        if rule.action.is_kill:
+            accounts = watched(plan) if rule.scope in ("each", "all") else [rule.scope]
+            await judge_kill(r, res, rule.action, accounts, at)
+        else:
+            await judge_alert(r, res, rule.name, at)
+        collect(r, res)
+    res.summary = _summary(res)
+    return res
+
+
+def _has_positions(plan: Plan) -> bool:
+    scope = set(watched(plan))
+    return any(p.get("account") in scope and p.get("quantity") for p in plan.book.scenario.positions)
+
+
+async def timed(fn: Callable[[], Awaitable[ScenarioResult]]) -> ScenarioResult:
+    start = time.monotonic()
+    res = await fn()
+    res.duration = time.monotonic() - start
+    res.settle()
+    return res

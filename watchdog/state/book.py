@@ -1,0 +1,169 @@
+"""`book.json`: a bounded copy of the last snapshot's book (accounts, positions, working orders,
+contracts, marks) that `ibkr-watchdog drill --book state` rehearses on.
+
+The daemon rewrites it at the status cadence when the book changed (atomic, not fsynced: it is a
+convenience copy, never read back by the daemon). A reader gets `StateError` for a missing or
+damaged file, never a partial book: a drill on half a book would evidence nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from watchdog.errors import StateError
+from watchdog.model import ContractRef, OpenOrder, Position, Snapshot
+from watchdog.state.audit import to_jsonable
+from watchdog.state.store import atomic_write
+
+log = logging.getLogger("watchdog.state.store")
+
+BOOK_FILE = "book.json"
+BOOK_VERSION = 1
+MAX_ROWS = 2000  # positions and orders kept each; beyond that the file says how many were left out
+REFRESH_EVERY = 60.0  # seconds: an unchanged book is still rewritten this often, so `updated` stays fresh
+_ACCOUNT_FIELDS = (
+    "currency",
+    "net_liquidation",
+    "excess_liquidity",
+    "cushion",
+    "maint_margin_req",
+    "gross_position_value",
+    "previous_day_equity",
+)
+
+
+def _number(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _position(p: Position) -> dict[str, Any]:
+    return {
+        "account": p.account,
+        "contract": to_jsonable(p.contract),
+        "quantity": p.quantity,
+        "avg_cost": _number(p.avg_cost),
+        "market_price": _number(p.market_price),
+    }
+
+
+def _order(o: OpenOrder) -> dict[str, Any]:
+    return {
+        "client_id": o.client_id,
+        "order_id": o.order_id,
+        "perm_id": o.perm_id,
+        "account": o.account,
+        "contract": to_jsonable(o.contract),
+        "action": o.action,
+        "remaining": o.remaining or max(0.0, o.total_quantity - o.filled),
+        "order_type": o.order_type,
+        "lmt_price": _number(o.lmt_price),
+        "aux_price": _number(o.aux_price),
+        "outside_rth": o.outside_rth,
+        "order_ref": o.order_ref,
+        "status": o.status,
+    }
+
+
+def book_from_snapshot(snapshot: Snapshot, limit: int = MAX_ROWS) -> dict[str, Any]:
+    """The `book.json` body (without its `updated` stamp): plain JSON, at most `limit` rows of each list."""
+    positions = [p for p in snapshot.positions if p.quantity]
+    orders = [o for o in snapshot.open_orders if o.is_working]
+    accounts = {
+        name: {f: (a.currency if f == "currency" else _number(a.value(f))) for f in _ACCOUNT_FIELDS}
+        for name, a in sorted(snapshot.accounts.items())
+    }
+    return {
+        "version": BOOK_VERSION,
+        "snapshot_taken_at": snapshot.taken_at,
+        "accounts": accounts,
+        "positions": [_position(p) for p in positions[:limit]],
+        "orders": [_order(o) for o in orders[:limit]],
+        "left_out": {"positions": max(0, len(positions) - limit), "orders": max(0, len(orders) - limit)},
+    }
+
+
+class BookWriter:
+    """Writes `book.json` when the book changed (or every REFRESH_EVERY s); failures are logged once."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / BOOK_FILE
+        self._last: dict[str, Any] | None = None
+        self._written_at = -math.inf
+        self._failing = False
+
+    def save(self, snapshot: Snapshot, now: float) -> bool:
+        """True when the file was rewritten. Never raises: the watch loop must not stop for a copy."""
+        body = book_from_snapshot(snapshot)
+        same = self._last is not None and {**body, "snapshot_taken_at": 0} == {
+            **self._last,
+            "snapshot_taken_at": 0,
+        }
+        if same and now - self._written_at < REFRESH_EVERY:
+            return False
+        try:
+            data = json.dumps({**body, "updated": now}, indent=1, sort_keys=True, allow_nan=False)
+            atomic_write(self.path, (data + "\n").encode(), durable=False)
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                log.error(
+                    "cannot write %s: %s (the drill's --book state will be out of date)", self.path, exc
+                )
+            self._failing = True
+            return False
+        self._failing = False
+        self._last, self._written_at = body, now
+        return True
+
+
+def load_book(state_dir: str | Path) -> dict[str, Any]:
+    """The parsed `book.json` of a state directory.
+
+    Raises StateError naming the file when it is missing, unreadable, not JSON, or not a book
+    (wrong version, a list that is not a list): the caller must refuse it, never guess.
+    """
+    path = Path(state_dir) / BOOK_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StateError(
+            f"{path}: no book snapshot (a daemon of this version writes it while it runs)"
+        ) from None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise StateError(f"{path} is damaged (not JSON: {exc})") from None
+    if not isinstance(data, dict) or data.get("version") != BOOK_VERSION:
+        raise StateError(f"{path} is damaged or from another version (version: expected {BOOK_VERSION})")
+    for key, kind in (("accounts", dict), ("positions", list), ("orders", list)):
+        if not isinstance(data.get(key), kind):
+            raise StateError(f"{path}: {key} is missing or not a {kind.__name__}")
+    return data
+
+
+def contract_from(data: Mapping[str, Any], where: str) -> ContractRef:
+    """A ContractRef from its `book.json` form; StateError naming `where` when a field is wrong."""
+    try:
+        return ContractRef(
+            con_id=int(data["con_id"]),
+            symbol=str(data["symbol"]),
+            sec_type=str(data["sec_type"]),
+            currency=str(data.get("currency", "USD")),
+            exchange=str(data.get("exchange", "")),
+            primary_exchange=str(data.get("primary_exchange", "")),
+            local_symbol=str(data.get("local_symbol", "")),
+            trading_class=str(data.get("trading_class", "")),
+            last_trade_date=str(data.get("last_trade_date", "")),
+            strike=float(data.get("strike", 0.0)),
+            right=str(data.get("right", "")),
+            multiplier=float(data.get("multiplier", 1.0) or 1.0),
+            min_tick=float(data.get("min_tick", 0.0) or 0.0),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"{where}: contract unusable ({exc!r})") from None
