@@ -26,6 +26,8 @@ Kinds, and how each is verified:
 * `INSTALL`: `deploy/install.sh ...` (with sudo, or DESTDIR=). `bash -n`; every flag appears in
   `install.sh --help`.
 * `EDIT`: `sudoedit /etc/ibkr-watchdog/...`. `bash -n`; a file install.sh creates.
+* `DRILL`: `ibkr-watchdog drill ...`. Its arguments must parse; the drill itself (about 40 s) runs as a real
+  process in `tests/drill/test_drill_command.py` on the example config.
 
 `ibkr-watchdog` may be spelled `.venv/bin/ibkr-watchdog` or `/opt/ibkr-watchdog/venv/bin/ibkr-watchdog` and
 be wrapped in `sudo [-u USER]` and `env VAR=VALUE`: the test runs it as the current user with
@@ -66,9 +68,10 @@ class Kind(enum.Enum):
     SYSTEMD = "systemd"
     INSTALL = "install"
     EDIT = "edit"
+    DRILL = "drill"
 
 
-EXEMPT = frozenset({Kind.MAKE, Kind.SYSTEMD, Kind.INSTALL, Kind.EDIT})
+EXEMPT = frozenset({Kind.MAKE, Kind.SYSTEMD, Kind.INSTALL, Kind.EDIT, Kind.DRILL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,8 @@ def classify(cmd: Command) -> Kind | None:
             return Kind.DAEMON
         if sub in CONTROL_SUBCOMMANDS:
             return Kind.CONTROL
+        if sub == "drill":
+            return Kind.DRILL
     return None
 
 

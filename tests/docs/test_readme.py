@@ -78,6 +78,17 @@ def test_exempt_commands_are_valid_shell() -> None:
         assert r.returncode == 0, f"{c.where()}: {r.stderr}"
 
 
+def test_drill_commands_parse_and_the_drill_tests_run_the_example() -> None:
+    from watchdog.cli import _parser
+
+    drills = of(Kind.DRILL)
+    assert drills, "the README shows how to run the fire drill"
+    for c in drills:
+        args = _parser().parse_args(list(unwrap(c.tokens).argv[1:]))
+        assert args.command == "drill", c.where()
+    assert (REPO / "tests" / "drill" / "test_drill_command.py").is_file()
+
+
 def _handled_signals() -> set[str]:
     source = (REPO / "watchdog" / "daemon" / "lifecycle.py").read_text(encoding="utf-8")
     return set(re.findall(r"add_signal_handler\(signal\.(SIG\w+)", source))

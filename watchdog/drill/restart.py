@@ -40,6 +40,7 @@ class ProcessRehearsal(Rehearsal):
         self.sim.fill.fill_delay = 1.0  # each closing order's first piece fills a second after placing ...
         self.sim.fill.partial_fills = 3  # ... in three pieces: the process dies with part-filled orders
         await self.sim.start(LOOPBACK, 0)
+        self.plan.capture.clock = self.clock
         self.config, _ = drill_config(
             cfg,
             port=self.sim.port,

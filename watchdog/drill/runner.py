@@ -82,8 +82,10 @@ class _LogTap(logging.Handler):
         if not record.name.startswith(_SHOWN_LOGGERS):
             return
         text = record.getMessage()
-        kind = "kill" if record.name.startswith("watchdog.kill") else "note"
-        if text.startswith("rule ") and " breach: " in text:
+        kind = "note"
+        if record.name.startswith("watchdog.kill"):
+            kind = "kill"
+        elif text.startswith("rule ") and " breach: " in text:
             kind = "breach"
         elif text.startswith("rule ") and " warning: " in text:
             kind = "warning"
@@ -132,6 +134,7 @@ class Rehearsal:
             notify=self.plan.notify,
         )
         logging.getLogger("watchdog").addHandler(self._tap)
+        self.plan.capture.clock = self.clock  # messages on the same (warped) clock as everything else
         components = build_components(self.config, clock=self.clock, registry=CollectorRegistry())
         self.daemon = Daemon(self.config, None, components)
         try:
