@@ -256,9 +256,15 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
             "account data stops (nightly-reset style: socket and heartbeat alive)",
             lambda s: s.faults.nightly_reset(3600.0),
         )
+        drive.undo.append(_data_back)
         drive.warp += target + 2.0
     else:  # a metric added to the catalogue after the drill was written
         drive.not_driven = f"the drill does not know how to drive {metric}"
+
+
+def _data_back(sim: Simulator) -> None:
+    sim.faults.clear()  # the data flows again ...
+    sim.faults.inject_error(1102)  # ... and the gateway says so, as after IB's nightly reset
 
 
 def _pnl(account: str, name: str, value: float) -> Step:

@@ -69,14 +69,22 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
             "the rule fired", trigger is not None, "" if trigger else "no breach within the drill's limits"
         ):
             if rule.action.is_kill:
+                # a gateway or data fault must end for the (pending) kill to act: undo it first
+                await _undo(r, drive)
                 await judge_kill(r, res, rule.action, None, trigger)
             else:
                 await judge_alert(r, res, rule.name, trigger)
-        for undo in drive.undo:
-            await _apply(r.sim, undo)
+        await _undo(r, drive)
         collect(r, res)
     res.summary = res.summary or _summary(res)
     return res
+
+
+async def _undo(r: Rehearsal, drive: Drive) -> None:
+    while drive.undo:
+        fn = drive.undo.pop(0)
+        r.add("fault", "the drill ends the fault")
+        await _apply(r.sim, fn)
 
 
 async def _drive(r: Rehearsal, drive: Drive) -> None:
