@@ -12,7 +12,7 @@ WIDTH, LEFT, RIGHT, LANE = 900, 110, 20, 22
 LANES = (
     ("drive", ("drive", "fault"), "#6b7280"),
     ("rule", ("breach", "warning"), "#d97706"),
-    ("kill", ("kill", "error"), "#7c3aed"),
+    ("daemon", ("kill", "note", "error"), "#7c3aed"),
     ("wire", ("wire",), "#dc2626"),
     ("fills", ("fill",), "#2563eb"),
     ("messages", ("message",), "#059669"),
@@ -46,16 +46,27 @@ def _badge(v: Verdict) -> str:
     return f'<span class="v" style="background:{_VERDICT_COLOR[v]}">{escape(v.value.upper())}</span>'
 
 
-def timeline_svg(r: ScenarioResult) -> str:
-    """Events on one lane per kind; x is seconds since the scenario started (drill clock)."""
+def timelines(r: ScenarioResult) -> str:
+    """The whole scenario, and a zoom on trigger → done when the kill is a small part of it."""
     if not r.events:
         return ""
-    span = max(max(e.t for e in r.events), 0.001) * 1.05
+    end = max(e.t for e in r.events)
+    out = timeline_svg(r, 0.0, end)
+    if r.trigger_at is not None and r.flat_at is not None and r.flat_at - r.trigger_at < 0.25 * end:
+        start, stop = max(0.0, r.trigger_at - 0.02), r.flat_at + 0.05
+        out += f"<p>Zoom: trigger → done ({stop - start:.2f} s)</p>" + timeline_svg(r, start, stop)
+    return out
+
+
+def timeline_svg(r: ScenarioResult, start: float, end: float) -> str:
+    """Events from `start` to `end` on one lane per kind; x is seconds since the scenario started."""
+    events = [e for e in r.events if start <= e.t <= end]
+    span = max(end - start, 0.001) * 1.05
     height = LANE * len(LANES) + 34
     usable = WIDTH - LEFT - RIGHT
 
     def x(t: float) -> float:
-        return LEFT + max(0.0, t) / span * usable
+        return LEFT + max(0.0, t - start) / span * usable
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
@@ -66,12 +77,12 @@ def timeline_svg(r: ScenarioResult) -> str:
         parts.append(f'<text x="4" y="{y + 4}">{name}</text>')
         parts.append(f'<line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" stroke="#e5e7eb"/>')
     for marker, colour in ((r.trigger_at, "#d97706"), (r.flat_at, "#111827")):
-        if marker is not None:
+        if marker is not None and start <= marker <= end:
             parts.append(
                 f'<line x1="{x(marker):.1f}" y1="4" x2="{x(marker):.1f}" y2="{height - 26}" '
                 f'stroke="{colour}" stroke-dasharray="3,3"/>'
             )
-    for e in r.events:
+    for e in events:
         lane = next((i for i, (_, kinds, _) in enumerate(LANES) if e.kind in kinds), 2)
         color = LANES[lane][2] if e.kind != "error" else "#b91c1c"
         y = 12 + lane * LANE
@@ -82,7 +93,7 @@ def timeline_svg(r: ScenarioResult) -> str:
     axis = height - 18
     parts.append(f'<line x1="{LEFT}" y1="{axis}" x2="{WIDTH - RIGHT}" y2="{axis}" stroke="#9ca3af"/>')
     for k in range(6):
-        t = span * k / 5
+        t = start + span * k / 5
         parts.append(f'<text x="{x(t):.1f}" y="{axis + 13}" text-anchor="middle">{t:.2f}s</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -120,7 +131,7 @@ def _scenario(r: ScenarioResult) -> str:
     warp = f"<p>Time advanced by {r.warped:.1f} s of drill clock.</p>" if r.warped else ""
     return (
         f'<h3 id="{escape(r.sid)}">{escape(r.title)} {_badge(r.verdict)}</h3>'
-        f"<p>{escape(r.summary)}</p>{timeline_svg(r)}<ul>{checks}</ul>"
+        f"<p>{escape(r.summary)}</p>{timelines(r)}<ul>{checks}</ul>"
         + (f"<p>Escalated:</p><ul>{esc}</ul>" if esc else "")
         + warp
         + (

@@ -115,6 +115,9 @@ async def judge_alert(r: Rehearsal, res: ScenarioResult, rule: str, trigger_at: 
 
 
 def escalation(report: KillReport) -> list[str]:
+    """What stayed open and why: an escalated report's reason names each problem (kill/switch.py)."""
+    if report.outcome is KillOutcome.ESCALATED and report.reason:
+        return report.reason.split("; ")
     lines = [f"position {p.account} {p.quantity:g} {p.contract.label}" for p in report.remaining_positions]
     lines += [
         f"order {o.account} {o.action} {o.remaining:g} {o.contract.label} "
