@@ -224,7 +224,7 @@ def test_the_operators_targets_hear_the_drill_only_with_notify(
     assert run.returncode == 0, run.stdout + run.stderr
     titles = [str(b.get("title", "")) for b in bodies]
     if notify:
-        assert any(t.startswith("[KILL] close_all by manual:drill") for t in titles), titles
+        assert any(t.startswith("[KILL] close_all by manual:SIGUSR1") for t in titles), titles
     else:
         assert titles == []
     assert any("KILL" in m["title"] for m in run.scenario("manual-kill")["messages"])  # the drill's own copy

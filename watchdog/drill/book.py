@@ -36,6 +36,7 @@ class DrillBook:
     instruments: tuple[Instrument, ...] = ()
     net_liquidation: Mapping[str, float] = field(default_factory=dict)  # per account, from the snapshot
     notes: tuple[str, ...] = ()
+    labels: Mapping[int, str] = field(default_factory=dict)  # conId → local symbol (a state book's keys)
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -47,7 +48,9 @@ class DrillBook:
             "source": self.source,
             "origin": self.origin,
             "accounts": list(self.accounts),
-            "positions": [dict(p) for p in self.scenario.positions],
+            "positions": [
+                {**p, "symbol": self.labels.get(p["symbol"], p["symbol"])} for p in self.scenario.positions
+            ],
             "orders": [dict(o) for o in self.scenario.orders],
             "notes": list(self.notes),
         }
@@ -201,7 +204,8 @@ def _from_state(data: Mapping[str, Any], where: str) -> DrillBook:
         positions=tuple(positions),
         orders=tuple(orders),
     )
-    return DrillBook("state", where, spec, tuple(instruments.values()), nlv, tuple(notes))
+    labels = {c: i.local_symbol or i.symbol for c, i in instruments.items()}
+    return DrillBook("state", where, spec, tuple(instruments.values()), nlv, tuple(notes), labels)
 
 
 def build_simulator(book: DrillBook, clock: Any, *, watchdog_client_id: int) -> tuple[Simulator, list[str]]:

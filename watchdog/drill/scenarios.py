@@ -5,8 +5,10 @@ middle of a close, a rejected closing order, a market closed for part of the boo
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,11 +19,13 @@ from watchdog.drill.drive import Drive, plan_drive
 from watchdog.drill.judge import collect, escalation, judge_alert, judge_common, judge_kill, watch_kill
 from watchdog.drill.result import ScenarioResult, Verdict
 from watchdog.drill.runner import PLACE_ORDER, DrillClock, Plan, Rehearsal
+from watchdog.drill.setup import config_yaml
 from watchdog.model import Action, Health, KillOutcome
 from watchdog.sim import Simulator
 
 FIRE_TIMEOUT = 20.0  # real seconds for a driven rule to fire
 HALF_OPEN_TIMEOUT = 10.0  # real seconds for the daemon to notice a mute gateway
+CLI_TIMEOUT = 20.0  # real seconds for the operator's `ibkr-watchdog kill` process
 REJECT_TEXT = "Order rejected - reason: fire drill: the venue refuses the first closing order"
 # the simulator's extended session: futures and FX trade, stocks with outsideRth, options do not
 TRADES_EXTENDED = frozenset({"FUT", "CASH", "STK"})
@@ -121,18 +125,60 @@ async def _manual(r: Rehearsal, why: str) -> float:
 
 
 async def manual_kill(plan: Plan) -> ScenarioResult:
+    """The operator's own command: `ibkr-watchdog kill --reason` (a real process) finds the daemon through
+    its pid file and signals it (SIGUSR1, the reason in a control request), as in production."""
     res = ScenarioResult(
         "manual-kill",
-        "manual kill (the SIGUSR1 / `ibkr-watchdog kill` path) → close all",
+        "manual kill: `ibkr-watchdog kill --reason …` → close all",
         "standard",
         action="close_all",
     )
+    reason = "fire drill: manual kill"
     async with Rehearsal(plan, res.sid) as r:
-        trigger = await _manual(r, "fire drill: manual kill")
-        await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), trigger)
+        config_file = r.state_dir / "rules.yaml"
+        config_file.write_text(config_yaml(r.config), encoding="utf-8")
+        config_file.chmod(0o600)  # it may hold the user's notification URLs (--notify)
+        r.daemon.install_signal_handlers()  # the daemon shares this process: the signal comes here
+        try:
+            r.add("drive", f'operator runs: ibkr-watchdog kill --reason "{reason}"')
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "watchdog",
+                "kill",
+                "--config",
+                str(config_file),
+                "--reason",
+                reason,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+            ok = proc.returncode == 0
+            detail = (
+                "" if ok else f"exit {proc.returncode}: {(err or out).decode(errors='replace').strip()[:200]}"
+            )
+            res.check("`ibkr-watchdog kill` signalled the daemon (exit 0)", ok, detail)
+            await r.until(lambda: _kill_started(r) is not None, 10.0)
+            report = await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), _kill_started(r))
+            if report is not None:
+                res.check(
+                    "the operator's reason is on the kill", report.reason.startswith(reason), report.reason
+                )
+        finally:
+            r.daemon.remove_signal_handlers()
         collect(r, res)
     res.summary = _summary(res)
     return res
+
+
+def _kill_started(r: Rehearsal) -> float | None:
+    """The daemon's own "kill close_all from manual:SIGUSR1" line: where the signal became a kill."""
+    return next(
+        (e.t for e in r.events if e.kind == "kill" and e.text.startswith("kill ") and " from " in e.text),
+        None,
+    )
 
 
 async def half_open_close(plan: Plan) -> ScenarioResult:
