@@ -150,3 +150,20 @@ def test_a_reachable_threshold_is_driven_past_it(tmp_path: Path) -> None:
     for _, step in drive.steps:
         step(sim)
     assert sim.pnl("DU111111")[0] == -3000.0  # 20 % past the limit
+
+
+def test_without_a_snapshot_the_demo_book_stands_in_and_says_so(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, 4002)).model_copy(
+        update={"state_dir": str(tmp_path / "none")}
+    )
+    book = load_drill_book(config, "auto", None)
+    assert book.source == "demo" and "no daemon snapshot" in book.notes[0]
+    with pytest.raises(BookError, match="no book snapshot"):
+        load_drill_book(config, "state", None)
+
+
+def test_a_damaged_snapshot_is_never_replaced_by_the_demo_book(tmp_path: Path) -> None:
+    (tmp_path / BOOK_FILE).write_text("[1, 2")
+    config = load_config(write_config(tmp_path, 4002)).model_copy(update={"state_dir": str(tmp_path)})
+    with pytest.raises(BookError, match="damaged"):
+        load_drill_book(config, "auto", None)

@@ -16,7 +16,7 @@ from watchdog.config.schema import Config
 from watchdog.errors import StateError
 from watchdog.model import ContractRef
 from watchdog.sim import Instrument, Scenario, ScenarioError, Simulator, SimulatorError, load_scenario
-from watchdog.state.book import contract_from, load_book
+from watchdog.state.book import BOOK_FILE, contract_from, load_book
 
 DEMO_ACCOUNTS = ("DU111111", "DU222222")
 LIVE_STAND_INS = ("U1111111", "U2222222")  # demo book accounts for a live (paper: false) config
@@ -67,18 +67,31 @@ def load_drill_book(config: Config, source: str, path: str | None) -> DrillBook:
             raise BookError(str(exc)) from None
         notes = ("the scenario's timeline is not played: the drill drives its own scenarios",)
         return _checked(config, DrillBook("scenario", path, replace(spec, timeline=()), notes=notes))
+    if source == "auto" and not _present(Path(config.state_dir) / BOOK_FILE):
+        note = (
+            f"no daemon snapshot in {config.state_dir} to rehearse on; the built-in demo book is used "
+            "instead (--book state insists on the snapshot)"
+        )
+        return _demo(config, note)
     if source in ("state", "auto"):
-        try:
+        try:  # present but unreadable or damaged: refused, never silently replaced by the demo book
             data = load_book(config.state_dir)
         except StateError as exc:
-            if source == "state":
-                raise BookError(str(exc)) from None
-            note = f"no daemon snapshot to rehearse on ({exc}); the built-in demo book is used instead"
-            return _demo(config, note)
-        return _checked(config, _from_state(data, str(Path(config.state_dir) / "book.json")))
+            raise BookError(str(exc)) from None
+        return _checked(config, _from_state(data, str(Path(config.state_dir) / BOOK_FILE)))
     if source == "demo":
         return _demo(config, "the built-in demo book (ibkr-watchdog sim) is used")
     raise BookError(f"unknown book source {source!r}; use state, scenario FILE or demo")
+
+
+def _present(path: Path) -> bool:
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there, but not for us: load_book says why
+    return True
 
 
 def _checked(config: Config, book: DrillBook) -> DrillBook:
