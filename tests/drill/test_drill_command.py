@@ -228,3 +228,20 @@ def test_the_operators_targets_hear_the_drill_only_with_notify(
     else:
         assert titles == []
     assert any("KILL" in m["title"] for m in run.scenario("manual-kill")["messages"])  # the drill's own copy
+
+
+def test_notify_reaches_the_operators_targets_in_one_scenario_only(
+    tmp_path: Path, inbox: tuple[int, list[dict[str, object]]]
+) -> None:
+    port, bodies = inbox
+    config = example_with(
+        tmp_path, "  targets: []", f"  targets: [{{url: 'json://127.0.0.1:{port}/oncall'}}]"
+    )
+    config.chmod(0o600)
+    run = run_drill(
+        tmp_path, "--config", str(config), "--notify", "--only", "rule-daily-loss", "--only", "manual-kill"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    kills = [str(b["title"]) for b in bodies if str(b.get("title", "")).startswith("[KILL]")]
+    assert kills == ["[KILL] close_all by manual:SIGUSR1 on DU111111, DU222222"]  # not the rule's kill too
+    assert any("KILL" in m["title"] for m in run.scenario("rule-daily-loss")["messages"])  # captured anyway

@@ -97,8 +97,15 @@ async def run_drill(
     try:
         with tempfile.TemporaryDirectory(prefix="ibkr-watchdog-drill-") as work:
             plan = Plan(config, book, capture, notify, Path(work))
+            ids = [sid for sid, _ in scenario_list(plan) if not only or sid in only]
+            plan.notify_sid = "manual-kill" if "manual-kill" in ids else (ids[0] if ids else "")
             plan.overrides = drill_config(
-                config, port=1, state_dir=work, notify_url=capture.url("x"), notify=notify
+                config,
+                port=1,
+                state_dir=work,
+                notify_url=capture.url("x"),
+                notify=notify,
+                notify_label=plan.notify_sid,
             )[1]
             out.write(f"ibkr-watchdog drill of {config_path} (sha256 {digest[:12]}…) on the {book.origin}\n")
             for note in book.notes:
@@ -107,8 +114,8 @@ async def run_drill(
             chosen = [(sid, fn) for sid, fn in scenario_list(plan) if not only or sid in only]
             unknown = sorted(set(only or ()) - {sid for sid, _ in scenario_list(plan)})
             if unknown or not chosen:
-                ids = ", ".join(sid for sid, _ in scenario_list(plan))
-                print(f"drill: no scenario {', '.join(unknown)}; scenarios: {ids}", file=sys.stderr)
+                known = ", ".join(sid for sid, _ in scenario_list(plan))
+                print(f"drill: no scenario {', '.join(unknown)}; scenarios: {known}", file=sys.stderr)
                 return 2
             for name, fn in chosen:
                 try:

@@ -46,7 +46,7 @@ class ProcessRehearsal(Rehearsal):
             port=self.sim.port,
             state_dir=str(self.state_dir / "state"),
             notify_url=self.plan.capture.url(self.sid),
-            notify=self.plan.notify,
+            notify=self.plan.notifies(self.sid),
         )
         self.config_file = self.state_dir / "rules.yaml"
         self.config_file.write_text(config_yaml(self.config), encoding="utf-8")

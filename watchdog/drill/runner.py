@@ -68,9 +68,13 @@ class Plan:
     config: Config  # the user's, as loaded
     book: DrillBook
     capture: Capture
-    notify: bool
+    notify: bool  # --notify: the user's own targets hear the scenario `notify_sid` (one, not every one)
     workdir: Path
     overrides: list[str] = field(default_factory=list)
+    notify_sid: str = "manual-kill"
+
+    def notifies(self, sid: str) -> bool:
+        return self.notify and sid == self.notify_sid
 
 
 class _LogTap(logging.Handler):
@@ -131,7 +135,7 @@ class Rehearsal:
             port=self.sim.port,
             state_dir=str(self.state_dir),
             notify_url=self.plan.capture.url(self.sid),
-            notify=self.plan.notify,
+            notify=self.plan.notifies(self.sid),
         )
         logging.getLogger("watchdog").addHandler(self._tap)
         self.plan.capture.clock = self.clock  # messages on the same (warped) clock as everything else

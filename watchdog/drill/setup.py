@@ -28,7 +28,13 @@ FAST_GRACE = 1.0  # standby grace in seconds
 
 
 def drill_config(
-    config: Config, *, port: int, state_dir: str, notify_url: str, notify: bool
+    config: Config,
+    *,
+    port: int,
+    state_dir: str,
+    notify_url: str,
+    notify: bool,
+    notify_label: str = "manual-kill",
 ) -> tuple[Config, list[str]]:
     """The rehearsal's config and the list of overrides in words. `notify`: keep the user's targets too."""
     notes: list[str] = []
@@ -85,7 +91,10 @@ def drill_config(
     targets = [NotifyTarget(url=SecretStr(notify_url))]
     if notify:
         targets += list(config.notifications.targets)
-        notes.append("notifications: the config's targets (sent for real, --notify) plus the drill's capture")
+        notes.append(
+            f"notifications: the config's targets hear the {notify_label} scenario for real (--notify), "
+            "once; every scenario's messages are captured by the drill on loopback"
+        )
     else:
         notes.append("notifications: captured by the drill on loopback only (--notify also sends them)")
     notifications = config.notifications.model_copy(
