@@ -240,7 +240,7 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
                 f"heartbeat.timeout ({timeout:g}s) is a miss, not a round trip"
             )
         else:
-            delay = (threshold + timeout) / 2
+            delay = threshold + (timeout - threshold) / 4  # past the limit, well before a miss
             step(
                 f"gateway answers heartbeats after {delay:.2f}s",
                 lambda s: s.faults.delay({CURRENT_TIME}, delay),

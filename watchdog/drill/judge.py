@@ -20,7 +20,7 @@ from watchdog.model import Action, KillOutcome, KillReport
 from watchdog.sim import SimOpenOrder
 
 KILL_TIMEOUT = 30.0  # real seconds for a kill to end (max_attempts × verify rounds fit well inside)
-MESSAGE_TIMEOUT = 3.0  # real seconds for a notification to reach the drill's endpoint
+MESSAGE_TIMEOUT = 5.0  # real seconds for a notification to reach the drill's endpoint
 
 
 def final_report(r: Rehearsal) -> KillReport | None:
