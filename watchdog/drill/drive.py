@@ -81,6 +81,10 @@ def _drive_condition(
         _drive_leaf(cond, config, sim, accounts, drive)
         return
     if cond.all is not None:
+        clash = contradiction(cond.all)
+        if clash:
+            drive.cannot_fire = clash
+            return
         for part in cond.all:
             _drive_condition(part, rule, config, sim, accounts, drive)
         return
@@ -96,6 +100,27 @@ def _drive_condition(
             return
         reasons.append(trial.cannot_fire or trial.not_driven)
     drive.cannot_fire = "; ".join(reasons) if all(reasons) else drive.cannot_fire
+
+
+def contradiction(parts: tuple[Condition, ...]) -> str:
+    """'' unless two comparisons of one `all:` on the same metric exclude each other (x < 0 and x > 5)."""
+    low: dict[str, tuple[float, bool]] = {}  # metric → (bound, inclusive)
+    high: dict[str, tuple[float, bool]] = {}
+    for c in parts:
+        if c.metric is None or c.value is None:
+            continue
+        if c.op in (">", ">=", "==") and (c.metric not in low or c.value >= low[c.metric][0]):
+            low[c.metric] = (c.value, c.op != ">")
+        if c.op in ("<", "<=", "==") and (c.metric not in high or c.value <= high[c.metric][0]):
+            high[c.metric] = (c.value, c.op != "<")
+    for metric, (lo, lo_in) in low.items():
+        if metric in high:
+            hi, hi_in = high[metric]
+            if lo > hi or (lo == hi and not (lo_in and hi_in)):
+                return (
+                    f"{metric} above {lo:g} and below {hi:g} at once: the all: conditions exclude each other"
+                )
+    return ""
 
 
 def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str], drive: Drive) -> None:

@@ -150,6 +150,8 @@ class Rehearsal:
         # market orders are accepted (so a drill at night rehearses the same kill as one at noon).
         self.daemon.c.gateway.market_hours = lambda sec_type, now: self.sim.session == "regular"
         self._serving = asyncio.ensure_future(self.daemon.serve())
+        # the first evaluation sees the untouched book: day highs (drawdown) start from it
+        await self.until(lambda: self.daemon.last_cycle is not None, START_TIMEOUT)
         self.start_positions = self.positions()
         self.add("note", f"daemon up against the drill's simulator on {LOOPBACK}:{self.sim.port}")
         return self
