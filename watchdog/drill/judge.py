@@ -28,19 +28,36 @@ def final_report(r: Rehearsal) -> KillReport | None:
     return done[-1] if done else None
 
 
+Scope = frozenset[str]
+
+
 async def watch_kill(
-    r: Rehearsal, is_done: Callable[[], bool], timeout: float = KILL_TIMEOUT
+    r: Rehearsal,
+    is_done: Callable[[Scope], bool],
+    scopes: list[Scope],
+    scope_of: Callable[[KillReport], Scope],
+    timeout: float = KILL_TIMEOUT,
 ) -> tuple[KillReport | None, float | None]:
-    """Wait for the kill's final report, noting when the simulator's book first read done (and stayed)."""
-    done_at: float | None = None
+    """Wait for the kill's final report, noting when the simulator's book first read done (and stayed).
+
+    The kill's scope is known only from its report, at the end: every candidate scope is watched
+    from the start, and the report's is the one returned."""
+    done_at: dict[Scope, float | None] = dict.fromkeys(scopes)
     deadline = time.monotonic() + timeout
+    report: KillReport | None = None
     while time.monotonic() < deadline:
-        done_at = (r.now() if done_at is None else done_at) if is_done() else None
+        now = r.now()
+        for scope in done_at:
+            done_at[scope] = (now if done_at[scope] is None else done_at[scope]) if is_done(scope) else None
         report = final_report(r)
-        if report is not None and (done_at is not None or report.outcome is not KillOutcome.FLAT):
-            return report, done_at
+        if report is not None:
+            chosen = scope_of(report)
+            if chosen not in done_at:
+                done_at[chosen] = now if is_done(chosen) else None
+            if done_at[chosen] is not None or report.outcome is not KillOutcome.FLAT:
+                return report, done_at[chosen]
         await asyncio.sleep(0.02)
-    return final_report(r), done_at
+    return report, (done_at.get(scope_of(report)) if report is not None else None)
 
 
 async def judge_kill(
@@ -49,20 +66,23 @@ async def judge_kill(
     """The standard checks of a kill that must end FLAT: wire, simulator truth, netting, latch, message.
 
     `accounts` None: the kill's own scope, read from its report (a rule scoped `each` kills one account)."""
-    everyone = list(r.daemon.c.gateway.watched_accounts) if hasattr(r, "daemon") else []
+    everyone = frozenset(r.daemon.c.gateway.watched_accounts) if hasattr(r, "daemon") else frozenset()
+    candidates = (
+        [frozenset(accounts)] if accounts is not None else [everyone, *(frozenset({a}) for a in everyone)]
+    )
 
-    def scope() -> frozenset[str]:
+    def scope_of(report: KillReport) -> Scope:
         if accounts is not None:
             return frozenset(accounts)
-        first = next(iter(r.reports()), None)
-        return frozenset(first.accounts if first is not None and first.accounts else everyone)
+        return frozenset(report.accounts) or everyone
 
-    def done() -> bool:
-        if not r.reports() or r.working(scope()):
+    def done(scope: Scope) -> bool:
+        if r.working(scope):
             return False
-        return action is not Action.CLOSE_ALL or not r.positions(scope())
+        return action is not Action.CLOSE_ALL or not r.positions(scope)
 
-    report, flat_at = await watch_kill(r, done)
+    report, flat_at = await watch_kill(r, done, candidates, scope_of)
+    scope = scope_of(report) if report is not None else candidates[0]
     res.trigger_at = trigger_at
     res.flat_at = flat_at
     res.first_cancel_at = r.first_wire(GLOBAL_CANCEL, after=trigger_at or 0.0)
@@ -74,13 +94,13 @@ async def judge_kill(
         res.check(
             "the kill verified flat", report.outcome is KillOutcome.FLAT, f"outcome {report.outcome.value}"
         )
-    left = r.positions(scope())
+    left = r.positions(scope)
     if action is Action.CLOSE_ALL:
         res.check("simulator: no position left", not left, _positions_text(r, left))
     else:
         placed = [t for t, m, _ in r.wire() if m == PLACE_ORDER]
         res.check("simulator: positions kept (cancel only, no closing order)", not placed)
-    working = r.working(scope())
+    working = r.working(scope)
     res.check("simulator: no working order left", not working, ", ".join(_order_text(o) for o in working))
     await judge_common(r, res, kill=True)
     return report

@@ -274,7 +274,7 @@ async def market_closed(plan: Plan) -> ScenarioResult:
         def done() -> bool:
             return set(r.positions(scope)) <= stuck
 
-        report, flat_at = await watch_kill(r, done)
+        report, flat_at = await watch_kill(r, lambda _: done(), [scope], lambda _: scope)
         res.trigger_at, res.flat_at = trigger, flat_at
         res.first_cancel_at = r.first_wire(58, after=trigger)
         res.check("global cancel on the wire after the trigger", res.first_cancel_at is not None)
