@@ -195,6 +195,8 @@ async def half_open_close(plan: Plan) -> ScenarioResult:
 
     async with Rehearsal(plan, res.sid, prepare=slow_fills) as r:
         trigger = await _manual(r, "fire drill: half-open gateway mid-close")
+        # judged from the trigger on, while the fault plays: the book may go flat during the mute
+        judging = asyncio.ensure_future(judge_kill(r, res, Action.CLOSE_ALL, watched(plan), trigger))
         placed = await r.until(lambda: r.first_wire(PLACE_ORDER) is not None, 10.0)
         r.sim.faults.mute()
         r.add(
@@ -212,7 +214,7 @@ async def half_open_close(plan: Plan) -> ScenarioResult:
         res.check("the daemon noticed the half-open gateway", parked)
         r.sim.faults.unmute()
         r.add("fault", "gateway answers again")
-        await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), trigger)
+        await judging
         pending = any(e.event == "kill.pending" for e in r.daemon.c.audit.read())
         res.check("the kill was kept pending and resumed (audit: kill.pending)", pending)
         collect(r, res)
