@@ -140,7 +140,10 @@ def test_headless_chromium_renders_the_page_to_a_screenshot(example_drill: Drill
         timeout=60,
         check=False,
     )
-    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") == 1100  # IHDR width: the window we asked for
+    assert len(png) > 50_000  # tables, badges and charts drawn: a blank page compresses to a few kB
 
 
 def test_one_attempt_against_a_rejecting_venue_fails_the_drill(tmp_path: Path) -> None:
