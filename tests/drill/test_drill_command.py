@@ -248,3 +248,35 @@ def test_notify_reaches_the_operators_targets_in_one_scenario_only(
     kills = [str(b["title"]) for b in bodies if str(b.get("title", "")).startswith("[KILL]")]
     assert kills == ["[KILL] close_all by manual:SIGUSR1 on DU111111, DU222222"]  # not the rule's kill too
     assert any("KILL" in m["title"] for m in run.scenario("rule-daily-loss")["messages"])  # captured anyway
+
+
+BOT_TOKEN = "0123456789abcdef0123"
+
+
+def test_a_silent_bot_is_rehearsed_through_its_heartbeat_and_the_token_stays_out_of_the_report(
+    tmp_path: Path,
+) -> None:
+    config = example_with(
+        tmp_path,
+        "# and among the rules below:",
+        f"bots:\n  listen: 127.0.0.1:9110\n  heartbeats:\n    - name: alpha\n      token: {BOT_TOKEN}\n"
+        "      accounts: [DU111111]\n# and among the rules below:",
+    )
+    text = config.read_text().replace(
+        "rules:\n  - name: daily-loss",
+        'rules:\n  - name: alpha-silent\n    when: "bot_silence > 15s"\n    bot: alpha\n'
+        "    action: cancel_all\n\n  - name: daily-loss",
+    )
+    config.write_text(text)
+    config.chmod(0o600)
+    run = run_drill(
+        tmp_path, "--config", str(config), "--only", "rule-alpha-silent", "--only", "kill-9-restart"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    silent = run.scenario("rule-alpha-silent")
+    assert any(e["text"].startswith("bot alpha heartbeats once (HTTP 204)") for e in silent["events"])
+    assert silent["outcome"] == "flat" and silent["orders_sent"]["placeOrder"] == 0
+    assert any("[KILL] cancel_all by rule:alpha-silent on DU111111" in m["title"] for m in silent["messages"])
+    assert run.scenario("kill-9-restart")["verdict"] == "pass"  # the real processes load the bots' tokens
+    for name in ("drill.md", "drill.json", "drill.html"):
+        assert BOT_TOKEN not in (run.report_dir / name).read_text(encoding="utf-8")

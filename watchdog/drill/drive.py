@@ -32,6 +32,8 @@ class Drive:
     not_driven: str = ""  # the simulator cannot produce it (reported, not a finding)
     needs_down: bool = False  # warp only once the daemon sees the gateway down
     undo: list[Step] = field(default_factory=list)
+    bot: str = ""  # a bot_silence rule's bot: the drill heartbeats as it once, then falls silent
+    heartbeat: bool = False
 
 
 def scope_accounts(rule: Rule, watched: list[str], sim: Simulator) -> list[str]:
@@ -68,7 +70,7 @@ def _values(sim: Simulator, account: str, tag: str) -> float:
 
 
 def plan_drive(rule: Rule, config: Config, sim: Simulator, watched: list[str]) -> Drive:
-    drive = Drive(warp=(rule.for_ or 0.0) + (1.0 if rule.for_ else 0.0))
+    drive = Drive(warp=(rule.for_ or 0.0) + (1.0 if rule.for_ else 0.0), bot=rule.bot or "")
     assert rule.when is not None
     _drive_condition(rule.when, rule, config, sim, scope_accounts(rule, watched, sim), drive)
     return drive
@@ -90,13 +92,14 @@ def _drive_condition(
         return
     reasons = []
     for part in cond.any or ():
-        trial = Drive()
+        trial = Drive(bot=drive.bot)
         _drive_condition(part, rule, config, sim, accounts, trial)
         if not trial.cannot_fire and not trial.not_driven:
             drive.steps += trial.steps
             drive.undo += trial.undo
             drive.warp += trial.warp
             drive.needs_down = drive.needs_down or trial.needs_down
+            drive.heartbeat = drive.heartbeat or trial.heartbeat
             return
         reasons.append(trial.cannot_fire or trial.not_driven)
     drive.cannot_fire = "; ".join(reasons) if all(reasons) else drive.cannot_fire
@@ -276,6 +279,12 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
         drive.undo.append(lambda s: s.faults.unmute())
         drive.warp += target + 1.0
         drive.needs_down = True
+    elif metric == "bot_silence":
+        if below:
+            drive.not_driven = "bot_silence below a limit: the drill only lets a bot fall silent"
+            return
+        drive.heartbeat = True  # the heartbeat itself goes over HTTP once the daemon listens
+        drive.warp += target + 1.0
     elif metric == "data_age":
         step(
             "account data stops (nightly-reset style: socket and heartbeat alive)",

@@ -19,7 +19,7 @@ from watchdog.drill.drive import Drive, plan_drive
 from watchdog.drill.judge import collect, escalation, judge_alert, judge_common, judge_kill, watch_kill
 from watchdog.drill.result import ScenarioResult, Verdict
 from watchdog.drill.runner import PLACE_ORDER, DrillClock, Plan, Rehearsal
-from watchdog.drill.setup import config_yaml
+from watchdog.drill.setup import LOOPBACK, config_yaml
 from watchdog.model import Action, Health, KillOutcome
 from watchdog.sim import Simulator
 
@@ -95,12 +95,33 @@ async def _drive(r: Rehearsal, drive: Drive) -> None:
     for text, fn in drive.steps:
         r.add("drive", text)
         await _apply(r.sim, fn)
+    if drive.heartbeat:
+        await _heartbeat_once(r, drive.bot)
     if drive.needs_down:
         down = await r.until(lambda: r.daemon.c.gateway.status().health is Health.DOWN, HALF_OPEN_TIMEOUT)
         r.add(
             "note",
             "the daemon declared the gateway DOWN" if down else "the daemon did not see the gateway down",
         )
+
+
+async def _heartbeat_once(r: Rehearsal, name: str) -> None:
+    """The bot's own path: POST /v1/heartbeat/NAME with its token to the daemon's receiver, then silence."""
+    from watchdog.bots.ping import ping
+
+    bot, watch = r.config.bots.bot(name), r.daemon.c.bots
+    if bot is None or watch is None:
+        r.add("error", f"bot {name} is not configured: nothing to heartbeat")
+        return
+    url = f"http://{LOOPBACK}:{watch.receiver.port}"
+    try:
+        code = await asyncio.wait_for(
+            asyncio.to_thread(ping, url, name, bot.token.get_secret_value(), timeout=5.0), CLI_TIMEOUT
+        )
+    except (OSError, TimeoutError) as exc:
+        r.add("error", f"bot {name}: heartbeat not delivered ({exc})")
+        return
+    r.add("drive", f"bot {name} heartbeats once (HTTP {code}), then falls silent")
 
 
 def _summary(res: ScenarioResult) -> str:

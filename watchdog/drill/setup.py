@@ -101,6 +101,12 @@ def drill_config(
         update={"targets": tuple(targets), "urls_file": config.notifications.urls_file if notify else None}
     )
     metrics = config.metrics.model_copy(update={"host": LOOPBACK, "port": 0})
+    bots = config.bots.model_copy(update={"listen": f"{LOOPBACK}:0"})
+    if config.bots.heartbeats:
+        notes.append(
+            f"bot heartbeats: the receiver on an ephemeral loopback port instead of {config.bots.listen} "
+            "(your bots keep talking to the running daemon); the drill heartbeats as each bot"
+        )
     notes.append("metrics on an ephemeral loopback port; state dir: a fresh temporary directory per scenario")
     if config.quiet_windows:
         notes.append("quiet windows left out: every rule is rehearsed whatever the time of day")
@@ -115,6 +121,7 @@ def drill_config(
             "kill": kill,
             "notifications": notifications,
             "metrics": metrics,
+            "bots": bots,
             "state_dir": state_dir,
             "quiet_windows": (),
             "rules": rules,
@@ -132,6 +139,8 @@ def config_yaml(config: Config) -> str:
         {"url": t.url.get_secret_value(), "severities": [s.value for s in t.severities]}
         for t in config.notifications.targets
     ]
+    for bot, written in zip(config.bots.heartbeats, data.get("bots", {}).get("heartbeats", []), strict=True):
+        written["token"] = bot.token.get_secret_value()  # a dump masks secrets; the file needs them
     return json.dumps(_with_units(data), indent=1)  # JSON is YAML
 
 
