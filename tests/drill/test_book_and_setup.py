@@ -168,3 +168,16 @@ def test_a_damaged_snapshot_is_never_replaced_by_the_demo_book(tmp_path: Path) -
     config = load_config(write_config(tmp_path, 4002)).model_copy(update={"state_dir": str(tmp_path)})
     with pytest.raises(BookError, match="damaged"):
         load_drill_book(config, "auto", None)
+
+
+def test_a_dry_run_kill_is_rehearsed_for_real_and_reported_as_a_finding(tmp_path: Path) -> None:
+    from watchdog.drill.command import config_findings
+
+    user = load_config(write_config(tmp_path, 4002, kill="dry_run: true"))
+    drilled, notes = drill_config(
+        user, port=1, state_dir=str(tmp_path), notify_url="json://x:1/y", notify=False
+    )
+    assert drilled.kill.dry_run is False  # the kill the config would run when enabled
+    assert any("dry_run true → false" in n for n in notes)
+    assert config_findings(user) == ["kill.dry_run is true: in production the kill sends no order at all"]
+    assert config_findings(load_config(EXAMPLE)) == []
