@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from watchdog.config.describe import describe_rule
 from watchdog.config.schema import Rule
 from watchdog.drill.book import build_simulator
-from watchdog.drill.drive import Drive, plan_drive
+from watchdog.drill.drive import BOT_CLIENT, Drive, plan_drive
 from watchdog.drill.judge import collect, escalation, judge_alert, judge_common, judge_kill, watch_kill
 from watchdog.drill.result import ScenarioResult, Verdict
 from watchdog.drill.runner import PLACE_ORDER, DrillClock, Plan, Rehearsal
@@ -26,6 +26,7 @@ from watchdog.sim import Simulator
 FIRE_TIMEOUT = 20.0  # real seconds for a driven rule to fire
 HALF_OPEN_TIMEOUT = 10.0  # real seconds for the daemon to notice a mute gateway
 CLI_TIMEOUT = 20.0  # real seconds for the operator's `ibkr-watchdog kill` process
+LOCKOUT_TIMEOUT = 10.0  # real seconds for the lockout to cancel a new order (the next polls see it)
 REJECT_TEXT = "Order rejected - reason: fire drill: the venue refuses the first closing order"
 # the simulator's extended session: futures and FX trade, stocks with outsideRth, options do not
 TRADES_EXTENDED = frozenset({"FUT", "CASH", "STK"})
@@ -187,11 +188,30 @@ async def manual_kill(plan: Plan) -> ScenarioResult:
                 res.check(
                     "the operator's reason is on the kill", report.reason.startswith(reason), report.reason
                 )
+            if r.config.kill.lockout:
+                await _lockout(r, res, watched(plan)[0])
         finally:
             r.daemon.remove_signal_handlers()
         collect(r, res)
     res.summary = _summary(res)
     return res
+
+
+async def _lockout(r: Rehearsal, res: ScenarioResult, account: str) -> None:
+    """While TRIPPED, a new risk-increasing order must be cancelled again (kill.lockout)."""
+    symbol = next((p.symbol for p in r.sim.positions() if p.sec_type == "STK"), "AAPL")
+    price = round(r.sim.price(symbol) * 0.5, 2)
+    r.add(
+        "drive", f"a bot (client {BOT_CLIENT}) places a new order after the kill: BUY 1 {symbol} LMT {price}"
+    )
+    oid = r.sim.place_order_as(BOT_CLIENT, account, symbol, "BUY", 1, "LMT", lmt_price=price)
+
+    def gone() -> bool:
+        return not any(o.client_id == BOT_CLIENT and o.order_id == oid for o in r.sim.open_orders())
+
+    cancelled = await r.until(gone, LOCKOUT_TIMEOUT)
+    r.add("note", "the lockout cancelled it" if cancelled else "the new order is still working")
+    res.check("lockout: a new order after the kill is cancelled (kill.lockout)", cancelled)
 
 
 def _kill_started(r: Rehearsal) -> float | None:
