@@ -70,12 +70,13 @@ def test_the_book_is_bounded_and_says_how_much_it_left_out() -> None:
     assert body["left_out"] == {"positions": 7, "orders": 0}
 
 
-def test_the_writer_rewrites_only_a_changed_book(tmp_path: Path) -> None:
+def test_the_writer_rewrites_a_changed_book_at_once_and_marks_once_a_minute(tmp_path: Path) -> None:
     writer = BookWriter(tmp_path)
     assert writer.save(_snapshot(), now=1.0)
     assert not writer.save(_snapshot(), now=2.0)  # same book a second later: no rewrite
-    assert writer.save(_snapshot(price=191.0), now=3.0)  # a mark moved
-    assert writer.save(_snapshot(price=191.0), now=3.0 + 61)  # refreshed once a minute anyway
+    assert not writer.save(_snapshot(price=191.0), now=3.0)  # only a mark moved: waits for the refresh
+    assert writer.save(_snapshot(n_positions=3), now=4.0)  # a new position: at once
+    assert writer.save(_snapshot(n_positions=3, price=191.0), now=4.0 + 61)  # marks refreshed each minute
     assert load_book(tmp_path)["positions"][-1]["market_price"] == 191.0
 
 

@@ -1,8 +1,9 @@
 """`book.json`: a bounded copy of the last snapshot's book (accounts, positions, working orders,
 contracts, marks) that `ibkr-watchdog drill --book state` rehearses on.
 
-The daemon rewrites it at the status cadence when the book changed (atomic, not fsynced: it is a
-convenience copy, never read back by the daemon). A reader gets `StateError` for a missing or
+The daemon checks it at the status cadence and rewrites it when positions or working orders changed,
+and once a minute for marks and account values (atomic, not fsynced: a convenience copy, never read
+back by the daemon). A reader gets `StateError` for a missing or
 damaged file, never a partial book: a drill on half a book would evidence nothing.
 """
 
@@ -88,36 +89,44 @@ def book_from_snapshot(snapshot: Snapshot, limit: int = MAX_ROWS) -> dict[str, A
 
 
 class BookWriter:
-    """Writes `book.json` when the book changed (or every REFRESH_EVERY s); failures are logged once."""
+    """Writes `book.json` when positions or working orders changed, and every REFRESH_EVERY s for marks
+    and account values (they move every second; a full rewrite each time would cost CPU for nothing).
+    Failures are logged once."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / BOOK_FILE
-        self._last: dict[str, Any] | None = None
+        self._shape: tuple[Any, ...] | None = None
         self._written_at = -math.inf
         self._failing = False
 
     def save(self, snapshot: Snapshot, now: float) -> bool:
         """True when the file was rewritten. Never raises: the watch loop must not stop for a copy."""
-        body = book_from_snapshot(snapshot)
-        same = self._last is not None and {**body, "snapshot_taken_at": 0} == {
-            **self._last,
-            "snapshot_taken_at": 0,
-        }
-        if same and now - self._written_at < REFRESH_EVERY:
+        shape = _shape(snapshot)
+        if shape == self._shape and now - self._written_at < REFRESH_EVERY:
             return False
+        body = book_from_snapshot(snapshot)
         try:
             data = json.dumps({**body, "updated": now}, indent=1, sort_keys=True, allow_nan=False)
             atomic_write(self.path, (data + "\n").encode(), durable=False)
         except (OSError, ValueError) as exc:
             if not self._failing:
-                log.error(
-                    "cannot write %s: %s (the drill's --book state will be out of date)", self.path, exc
-                )
+                log.error("cannot write %s: %s (drill --book state would use an old book)", self.path, exc)
             self._failing = True
             return False
         self._failing = False
-        self._last, self._written_at = body, now
+        self._shape, self._written_at = shape, now
         return True
+
+
+def _shape(snapshot: Snapshot) -> tuple[Any, ...]:
+    """What makes a different book: positions' quantities and the working orders (cheap to compare)."""
+    positions = tuple((p.account, p.contract.con_id, p.quantity) for p in snapshot.positions if p.quantity)
+    orders = tuple(
+        (o.perm_id, o.client_id, o.order_id, o.remaining, o.lmt_price, o.aux_price, o.status)
+        for o in snapshot.open_orders
+        if o.is_working
+    )
+    return positions, orders, tuple(sorted(snapshot.accounts))
 
 
 def load_book(state_dir: str | Path) -> dict[str, Any]:
