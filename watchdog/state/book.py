@@ -9,6 +9,7 @@ damaged file, never a partial book: a drill on half a book would evidence nothin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -18,7 +19,6 @@ from typing import Any
 
 from watchdog.errors import StateError
 from watchdog.model import ContractRef, OpenOrder, Position, Snapshot
-from watchdog.state.audit import to_jsonable
 from watchdog.state.store import atomic_write
 
 log = logging.getLogger("watchdog.state.store")
@@ -38,6 +38,13 @@ _ACCOUNT_FIELDS = (
 )
 
 
+_CONTRACT_FIELDS = tuple(f.name for f in dataclasses.fields(ContractRef))
+
+
+def _contract(c: ContractRef) -> dict[str, Any]:
+    return {name: getattr(c, name) for name in _CONTRACT_FIELDS}  # to_jsonable, minus its generality
+
+
 def _number(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
@@ -45,7 +52,7 @@ def _number(v: float | None) -> float | None:
 def _position(p: Position) -> dict[str, Any]:
     return {
         "account": p.account,
-        "contract": to_jsonable(p.contract),
+        "contract": _contract(p.contract),
         "quantity": p.quantity,
         "avg_cost": _number(p.avg_cost),
         "market_price": _number(p.market_price),
@@ -58,7 +65,7 @@ def _order(o: OpenOrder) -> dict[str, Any]:
         "order_id": o.order_id,
         "perm_id": o.perm_id,
         "account": o.account,
-        "contract": to_jsonable(o.contract),
+        "contract": _contract(o.contract),
         "action": o.action,
         "remaining": o.remaining or max(0.0, o.total_quantity - o.filled),
         "order_type": o.order_type,
@@ -106,7 +113,7 @@ class BookWriter:
             return False
         body = book_from_snapshot(snapshot)
         try:
-            data = json.dumps({**body, "updated": now}, indent=1, sort_keys=True, allow_nan=False)
+            data = json.dumps({**body, "updated": now}, sort_keys=True, allow_nan=False)  # C encoder: fast
             atomic_write(self.path, (data + "\n").encode(), durable=False)
         except (OSError, ValueError) as exc:
             if not self._failing:
