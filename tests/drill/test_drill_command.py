@@ -273,3 +273,31 @@ def test_a_silent_bot_is_rehearsed_through_its_heartbeat_and_the_token_stays_out
     assert run.scenario("kill-9-restart")["verdict"] == "pass"  # the real processes load the bots' tokens
     for name in ("drill.md", "drill.json", "drill.html"):
         assert BOT_TOKEN not in (run.report_dir / name).read_text(encoding="utf-8")
+
+
+def test_a_scenario_file_is_the_book_rehearsed(tmp_path: Path) -> None:
+    book = tmp_path / "my-book.yaml"
+    book.write_text(
+        "name: my-book\naccounts: [DU111111, DU222222]\nprices: {MSFT: 410.0, ES: 5100.0}\n"
+        "positions:\n"
+        "  - {account: DU111111, symbol: MSFT, quantity: 300, avg_cost: 400.0}\n"
+        "  - {account: DU222222, symbol: ES, quantity: -4, avg_cost: 256000}\n"
+        "orders:\n"
+        "  - {client_id: 7, account: DU111111, symbol: MSFT, action: BUY, quantity: 10, order_type: LMT,"
+        " lmt_price: 300.0}\n"
+        "timeline:\n  - {at: 1s, set_price: {symbol: MSFT, price: 1.0}}\n"
+    )
+    run = run_drill(
+        tmp_path, "--config", str(EXAMPLE), "--book", "scenario", str(book), "--only", "manual-kill"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = run.json()
+    assert data["book"]["source"] == "scenario" and data["book"]["origin"] == str(book)
+    assert [(p["symbol"], p["quantity"]) for p in data["book"]["positions"]] == [("MSFT", 300), ("ES", -4)]
+    assert any("timeline is not played" in n for n in data["book"]["notes"])
+    placed = [
+        e["text"].split(": ", 1)[1]  # without the order id
+        for e in run.scenario("manual-kill")["events"]
+        if e["text"].startswith("placeOrder")
+    ]
+    assert sorted(placed) == ["BUY 4 ESZ6 MKT", "SELL 300 MSFT MKT"]  # exactly the file's book, closed
