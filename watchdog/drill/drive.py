@@ -34,6 +34,7 @@ class Drive:
     undo: list[Step] = field(default_factory=list)
     bot: str = ""  # a bot_silence rule's bot: the drill heartbeats as it once, then falls silent
     heartbeat: bool = False
+    time_based: bool = False  # the condition itself needs time to pass (down, stale, silent)
 
 
 def scope_accounts(rule: Rule, watched: list[str], sim: Simulator) -> list[str]:
@@ -100,6 +101,7 @@ def _drive_condition(
             drive.warp += trial.warp
             drive.needs_down = drive.needs_down or trial.needs_down
             drive.heartbeat = drive.heartbeat or trial.heartbeat
+            drive.time_based = drive.time_based or trial.time_based
             return
         reasons.append(trial.cannot_fire or trial.not_driven)
     drive.cannot_fire = "; ".join(reasons) if all(reasons) else drive.cannot_fire
@@ -279,11 +281,13 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
         drive.undo.append(lambda s: s.faults.unmute())
         drive.warp += target + 1.0
         drive.needs_down = True
+        drive.time_based = True
     elif metric == "bot_silence":
         if below:
             drive.not_driven = "bot_silence below a limit: the drill only lets a bot fall silent"
             return
         drive.heartbeat = True  # the heartbeat itself goes over HTTP once the daemon listens
+        drive.time_based = True
         drive.warp += target + 1.0
     elif metric == "data_age":
         step(
@@ -291,6 +295,7 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
             lambda s: s.faults.nightly_reset(3600.0),
         )
         drive.undo.append(_data_back)
+        drive.time_based = True
         drive.warp += target + 2.0
     else:  # a metric added to the catalogue after the drill was written
         drive.not_driven = f"the drill does not know how to drive {metric}"

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 START_TIMEOUT = 15.0  # seconds for the daemon to connect and take its first full snapshot
 STOP_TIMEOUT = 10.0
+QUIET_WINDOW = 0.3  # seconds; ib_async sends at most 45 requests/s, steady polls a handful
+QUIET_REQUESTS = 6
 WAIT_STEP = 0.02  # seconds between looks at the simulator's book (an in-process read: cheap)
 # TWS API message ids a client sends to act on orders (tws-api-notes.md)
 PLACE_ORDER, CANCEL_ORDER, GLOBAL_CANCEL = 3, 4, 58
@@ -152,8 +154,15 @@ class Rehearsal:
         self._serving = asyncio.ensure_future(self.daemon.serve())
         # the first evaluation sees the untouched book: day highs (drawdown) start from it
         await self.until(lambda: self.daemon.last_cycle is not None, START_TIMEOUT)
+        # A kill in production comes long after the start: let the start-up requests (contract details,
+        # P&L per position, throttled by ib_async to 45/s) drain, or the first cancel queues behind them.
+        settled = await self.until(self._quiet, START_TIMEOUT)
         self.start_positions = self.positions()
-        self.add("note", f"daemon up against the drill's simulator on {LOOPBACK}:{self.sim.port}")
+        self.add(
+            "note",
+            f"daemon up against the drill's simulator on {LOOPBACK}:{self.sim.port}; start-up requests "
+            + ("drained" if settled else f"still flowing after {START_TIMEOUT:g} s"),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -169,6 +178,13 @@ class Rehearsal:
         finally:
             logging.getLogger("watchdog").removeHandler(self._tap)
             await self.sim.stop()
+
+    def _quiet(self) -> bool:
+        """Fewer requests from the watchdog in the last QUIET_WINDOW than a throttled burst would send."""
+        now = self.clock()
+        cid = self.config.gateway.client_id
+        recent = sum(1 for f in self.sim.received(cid) if f.time > now - QUIET_WINDOW)
+        return now - self.t0 > QUIET_WINDOW and recent < QUIET_REQUESTS
 
     # ------------------------------------------------------------------ recording
     def now(self) -> float:
@@ -202,6 +218,11 @@ class Rehearsal:
     def reports(self) -> list[KillReport]:
         return list(self.daemon.kill_reports)
 
+    def holding(self, rule: str) -> bool:
+        """The daemon has seen the rule's condition hold (waiting for its `for:` / `consecutive:`)."""
+        states = ("pending", "breached")
+        return any(st.rule == rule and st.state in states for st in self.daemon.c.memory.status())
+
     def tripped(self) -> bool:
         return self.daemon.c.store.trading_state() is TradingState.TRIPPED
 
@@ -215,12 +236,20 @@ class Rehearsal:
             await asyncio.sleep(WAIT_STEP)
         return True
 
-    async def warp_until(self, predicate: Callable[[], bool], budget: float, timeout: float) -> bool:
+    async def warp_until(
+        self,
+        predicate: Callable[[], bool],
+        budget: float,
+        timeout: float,
+        ready: Callable[[], bool] = lambda: True,
+    ) -> bool:
         """Advance the drill clock up to `budget` seconds in small steps until `predicate` holds.
 
-        Steps of at least 0.25 s (budget / 20) of drill time every 50 ms of real time, so each
-        evaluation sees time move on a little: a `for: 10s` rule is judged on ten seconds of held
-        condition in about a second."""
+        Steps of at least 0.25 s (budget / 20) of drill time every 50 ms of real time, each followed by
+        an evaluation (as a streamed value would ask for), so every step is judged: a `for: 10s` rule is
+        judged on ten seconds of held condition in about a second, `consecutive: 5` on five evaluations.
+        Time moves only once `ready()` (the daemon has seen the condition hold): advancing it before the
+        driven data arrived would spend the budget on nothing."""
         deadline = time.monotonic() + timeout
         left = budget
         size = max(0.25, budget / 20)  # at most ~20 steps (one second) whatever the budget
@@ -228,10 +257,11 @@ class Rehearsal:
             if time.monotonic() > deadline:
                 return False
             step = min(size, left)
-            if step > 0 and not self.daemon.kill_in_progress:
+            if step > 0 and not self.daemon.kill_in_progress and ready():
                 self.clock.advance(step)
                 self.warped += step
                 left -= step
+            await self.daemon.evaluate_job()  # asks for one evaluation (coalesced with a running one)
             await asyncio.sleep(0.05)
         return True
 

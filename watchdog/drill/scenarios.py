@@ -68,7 +68,12 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
         return res
     async with Rehearsal(plan, res.sid) as r:
         await _drive(r, drive)
-        await r.warp_until(lambda: _fired(r, rule.name) is not None, drive.warp, FIRE_TIMEOUT)
+        await r.warp_until(
+            lambda: _fired(r, rule.name) is not None,
+            drive.warp,
+            FIRE_TIMEOUT,
+            ready=lambda: drive.time_based or r.holding(rule.name),
+        )
         trigger = _fired(r, rule.name)
         if res.check(
             "the rule fired", trigger is not None, "" if trigger else "no breach within the drill's limits"

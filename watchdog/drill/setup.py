@@ -20,7 +20,7 @@ from watchdog.config.schema import METRICS, Config, MetricKind, NotifyTarget
 
 LOOPBACK = "127.0.0.1"
 FAST_VERIFY = 2.0  # seconds per kill round: the simulator answers in milliseconds, longer only waits
-FAST_POLL = 0.2  # seconds between polls: detection sooner, same rules
+FAST_POLL = 1.0  # seconds between polls at most: detection sooner, same rules
 FAST_HEARTBEAT = 1.0  # seconds between heartbeats at most
 FAST_RECONNECT = (0.2, 1.0)  # first and longest reconnect delay
 FAST_CONNECT = 3.0  # seconds for one connection attempt
