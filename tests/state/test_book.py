@@ -10,6 +10,7 @@ import pytest
 from watchdog.errors import StateError
 from watchdog.model import AccountState, ContractRef, OpenOrder, Position, Snapshot
 from watchdog.state.book import BOOK_FILE, BookWriter, book_from_snapshot, contract_from, load_book
+from watchdog.state.files import StateDirectory
 
 AAPL = ContractRef(con_id=265598, symbol="AAPL", sec_type="STK", primary_exchange="NASDAQ")
 
@@ -71,7 +72,7 @@ def test_the_book_is_bounded_and_says_how_much_it_left_out() -> None:
 
 
 def test_the_writer_rewrites_a_changed_book_at_once_and_marks_once_a_minute(tmp_path: Path) -> None:
-    writer = BookWriter(tmp_path)
+    writer = BookWriter(StateDirectory(tmp_path))
     assert writer.save(_snapshot(), now=1.0)
     assert not writer.save(_snapshot(), now=2.0)  # same book a second later: no rewrite
     assert not writer.save(_snapshot(price=191.0), now=3.0)  # only a mark moved: waits for the refresh
@@ -81,8 +82,20 @@ def test_the_writer_rewrites_a_changed_book_at_once_and_marks_once_a_minute(tmp_
 
 
 def test_a_writer_that_cannot_write_reports_and_carries_on(tmp_path: Path) -> None:
-    missing = tmp_path / "not-there"
-    assert not BookWriter(missing).save(_snapshot(), now=1.0)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert not BookWriter(StateDirectory(blocked / "state")).save(_snapshot(), now=1.0)
+
+
+def test_a_link_in_place_of_the_book_is_replaced_never_followed(tmp_path: Path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / BOOK_FILE).symlink_to(target)
+    assert BookWriter(StateDirectory(state)).save(_snapshot(), now=1.0)
+    assert target.read_text() == "keep me"
+    assert not (state / BOOK_FILE).is_symlink() and load_book(state)["version"] == 1
 
 
 @pytest.mark.parametrize(
@@ -109,6 +122,6 @@ def test_a_missing_book_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_file_is_plain_json(tmp_path: Path) -> None:
-    BookWriter(tmp_path).save(_snapshot(), now=5.0)
+    BookWriter(StateDirectory(tmp_path)).save(_snapshot(), now=5.0)
     data = json.loads((tmp_path / BOOK_FILE).read_text())
     assert data["updated"] == 5.0 and data["version"] == 1

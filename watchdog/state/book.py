@@ -19,7 +19,7 @@ from typing import Any
 
 from watchdog.errors import StateError
 from watchdog.model import ContractRef, OpenOrder, Position, Snapshot
-from watchdog.state.store import atomic_write
+from watchdog.state.files import StateDirectory
 
 log = logging.getLogger("watchdog.state.store")
 
@@ -100,8 +100,9 @@ class BookWriter:
     and account values (they move every second; a full rewrite each time would cost CPU for nothing).
     Failures are logged once."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / BOOK_FILE
+    def __init__(self, files: StateDirectory) -> None:
+        self.files = files  # the store's: written relative to the held directory, never through a link
+        self.path = files.path / BOOK_FILE
         self._shape: tuple[Any, ...] | None = None
         self._written_at = -math.inf
         self._failing = False
@@ -114,8 +115,8 @@ class BookWriter:
         body = book_from_snapshot(snapshot)
         try:
             data = json.dumps({**body, "updated": now}, sort_keys=True, allow_nan=False)  # C encoder: fast
-            atomic_write(self.path, (data + "\n").encode(), durable=False)
-        except (OSError, ValueError) as exc:
+            self.files.replace(BOOK_FILE, (data + "\n").encode(), durable=False)
+        except (OSError, ValueError, StateError) as exc:
             if not self._failing:
                 log.error("cannot write %s: %s (drill --book state would use an old book)", self.path, exc)
             self._failing = True
