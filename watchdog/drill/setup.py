@@ -208,13 +208,21 @@ class Capture:
     port: int = 0
     _server: asyncio.Server | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _paths: dict[str, str] = field(default_factory=dict)  # scenario → its number in the URL
+
+    @property
+    def _names(self) -> dict[str, str]:
+        return {number: scenario for scenario, number in self._paths.items()}
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, LOOPBACK, 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     def url(self, scenario: str) -> str:
-        return f"json://{LOOPBACK}:{self.port}/drill/{scenario}"
+        """A short number in the path, not the scenario's name: the notifier scrubs words of its URLs
+        from every message (they may be tokens), and a rule's name must stay readable."""
+        number = self._paths.setdefault(scenario, str(len(self._paths) + 1))
+        return f"json://{LOOPBACK}:{self.port}/d/{number}"
 
     def of(self, scenario: str) -> list[Message]:
         return [m for m in self.messages if m.scenario == scenario]
@@ -257,7 +265,7 @@ class Capture:
         self.messages.append(
             Message(
                 at=self.clock(),
-                scenario=path.rstrip("/").rsplit("/", 1)[-1],
+                scenario=self._names.get(path.rstrip("/").rsplit("/", 1)[-1], "?"),
                 title=str(data.get("title", "")),
                 body=str(data.get("message", "")),
                 kind=str(data.get("type", "")),
