@@ -145,8 +145,12 @@ async def run_drill(
         finished=time.time(),
         notify=notify,
     )
-    paths = write_reports(report, report_dir)
     out.write(report.summary_line + "\n")
+    try:
+        paths = write_reports(report, report_dir)
+    except OSError as exc:  # the verdict is printed above; without its files it is not evidence
+        print(f"drill: cannot write the report in {report_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     out.write("report: " + ", ".join(str(p) for p in paths) + "\n")
     return 0 if report.passed else 1
 
