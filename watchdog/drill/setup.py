@@ -12,11 +12,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
-from watchdog.config.schema import METRICS, Config, MetricKind, NotifyTarget
+from watchdog.config.schema import METRICS, Condition, Config, MetricKind, NotifyTarget
 
 LOOPBACK = "127.0.0.1"
 FAST_VERIFY = 2.0  # seconds per kill round: the simulator answers in milliseconds, longer only waits
@@ -141,37 +141,52 @@ def config_yaml(config: Config) -> str:
     ]
     for bot, written in zip(config.bots.heartbeats, data.get("bots", {}).get("heartbeats", []), strict=True):
         written["token"] = bot.token.get_secret_value()  # a dump masks secrets; the file needs them
-    return json.dumps(_with_units(data), indent=1)  # JSON is YAML
+    _spell(Config, data)
+    return json.dumps(data, indent=1)  # JSON is YAML
 
 
-_DURATIONS = {
-    "gateway": ("connect_timeout",),
-    "heartbeat": ("interval", "timeout", "reconnect_initial", "reconnect_max"),
-    "polling": ("pnl", "account_summary", "positions", "orders", "executions", "timeout"),
-    "notifications": ("timeout", "reminder_interval", "burst_window", "gateway_down_after"),
-    "kill": ("verify_timeout", "standby_grace"),
-}
+def _unit(annotation: Any, metadata: list[Any]) -> str:
+    """'s' for a Duration field, '%' for a Percent field (told by their before-validators), else ''."""
+    inner = [m for a in (annotation, *get_args(annotation)) for m in getattr(a, "__metadata__", ())]
+    for item in [*metadata, *inner]:
+        name = getattr(getattr(item, "func", None), "__name__", "")
+        if name == "_duration_field":
+            return "s"
+        if name == "_percent_field":
+            return "%"
+    return ""
 
 
-def _with_units(data: dict[str, Any]) -> dict[str, Any]:
-    """Durations back in the file's spelling (`2.0s`), percentages with %; a dump holds plain floats."""
-    for section, keys in _DURATIONS.items():
-        for key in keys:
-            if isinstance(data.get(section, {}).get(key), int | float):
-                data[section][key] = f"{data[section][key]:g}s"
-    if isinstance(data.get("kill", {}).get("collar"), int | float):
-        data["kill"]["collar"] = f"{data['kill']['collar'] * 100:g}%"
-    for rule in data.get("rules", []):
-        if isinstance(rule.get("when"), dict):
-            _spell_condition(rule["when"])
-        for key in ("for", "unknown_after", "stale_after"):
-            if isinstance(rule.get(key), int | float):
-                rule[key] = f"{rule[key]:g}s"
-        if isinstance(rule.get("warn_at"), int | float):
-            rule["warn_at"] = f"{rule['warn_at'] * 100:g}%"
-    for w in data.get("quiet_windows", []):
-        w["duration"] = f"{w['duration']:g}s"
-    return data
+def _spell(model: type[BaseModel], data: Any) -> None:
+    """Every Duration back as `2s` and Percent as `3%` in a dump (which holds plain floats), walking the
+    schema itself, so a key added to it later is spelled right too; conditions by their metric."""
+    if not isinstance(data, dict):
+        return
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        value = data.get(key)
+        unit = _unit(info.annotation, info.metadata)
+        if unit and isinstance(value, int | float) and not isinstance(value, bool):
+            data[key] = f"{value:g}s" if unit == "s" else f"{value * 100:g}%"
+            continue
+        inner = _model_of(info.annotation)
+        if inner is Condition:
+            if isinstance(value, dict):
+                _spell_condition(value)
+        elif inner is not None:
+            for item in value if isinstance(value, list) else [value]:
+                _spell(inner, item)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (itself, in a tuple, or optional), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        for arg in get_args(candidate):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None
 
 
 def _spell_condition(cond: dict[str, Any]) -> None:
