@@ -185,6 +185,8 @@ def markdown(report: DrillReport) -> str:
         f"- sha256: `{d.digest}`",
         "- kill: " + ", ".join(f"{k} {v}" for k, v in d.kill_settings.items()),
         f"- notifications sent for real: {'yes (--notify)' if d.notify else 'no (captured on loopback)'}",
+        f"- the drill took {d.finished - d.started:.0f} s ({len(d.results)} scenarios, a fresh simulator and "
+        "daemon each)",
         "",
         "## Versions",
         "",
