@@ -339,12 +339,34 @@ class ContractDetails:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Quote:
-    """A price to close at and how fresh it is: from a market data snapshot, else the portfolio mark."""
+    """A price to close at and what is known of its age: a market data snapshot, else the portfolio mark.
+
+    A portfolio mark carries no time of its own (IB's updatePortfolio has none): its age is known only
+    from a change this process saw (`as_of` = when it changed); a mark that never changed while watched
+    may have stood still for hours, so its age is unknown (`as_of` None). Delayed data without a trade
+    time is about 15 minutes old (IB "Market Data Types"): `estimated` marks such an assumed `as_of`.
+    """
 
     price: float
-    as_of: float  # epoch of the price (last trade time, or when it was received)
+    as_of: float | None  # epoch of the price (last trade time, receipt, a mark's seen change); None = unknown
     source: str  # "bid", "ask", "last", "portfolio"
     delayed: bool = False  # delayed market data (reqMarketDataType 3): about 15 minutes old
+    estimated: bool = False  # as_of is assumed (delayed data's usual lag), not the price's own time
 
-    def age(self, now: float) -> float:
-        return max(0.0, now - self.as_of)
+    def age(self, now: float) -> float | None:
+        """Seconds since the price, None when unknown."""
+        return None if self.as_of is None else max(0.0, now - self.as_of)
+
+    def describe(self, now: float) -> str:
+        """E.g. "bid 170, 0s old", "delayed ask 170, delayed ~15 min", "portfolio mark 190, age unknown"."""
+        kind = ("delayed " if self.delayed else "") + (
+            "portfolio mark" if self.source == "portfolio" else self.source
+        )
+        age = self.age(now)
+        if age is None:
+            when = "age unknown"
+        elif self.estimated:
+            when = f"delayed ~{age / 60:.0f} min"
+        else:
+            when = f"{age:.0f}s old"
+        return f"{kind} {self.price:g}, {when}"

@@ -213,7 +213,29 @@ async def test_delayed_data_is_used_when_it_is_all_the_account_has_and_its_age_i
     report = await close_all(kill_switch(g, tmp_path, clock, events))
 
     assert report.outcome is KillOutcome.FLAT, report.reason
-    assert any("priced from delayed" in e.message and "900s old" in e.message for e in events)
+    assert any("priced from delayed bid 170, delayed ~15 min" in e.message for e in events)
+
+
+async def test_a_mark_frozen_before_the_start_never_beats_delayed_data(
+    sim: Simulator, harness: Harness, clock: Clock, tmp_path: Path
+) -> None:
+    """Review of issue 13: the mark froze at 190 hours before this daemon started; five minutes after
+    the start it must not pass for 300 s old and beat a delayed quote (~900 s) at 170."""
+    sim.rules.market_data = "delayed"
+    sim.set_position(DU1, "AAPL", 100, avg_price=180.0)
+    sim.set_price("AAPL", 190.0)
+    sim.set_session("extended")
+    sim.freeze_portfolio_price("AAPL", 190.0)  # frozen for hours before the daemon (re)started
+    sim.set_price("AAPL", 170.0)
+    g = await connected(harness, clock, regular=False)
+    clock.offset += 300.0  # the daemon has been up for 5 minutes
+    events: list[KillEvent] = []
+
+    report = await close_all(kill_switch(g, tmp_path, clock, events))
+
+    assert report.outcome is KillOutcome.FLAT, report.reason
+    assert [float(f[19]) for f in placed(sim)] == [168.3]  # delayed bid 170 − 1 %, not 190 − 1 %
+    assert any("priced from delayed bid 170, delayed ~15 min" in e.message for e in events)
 
 
 async def test_each_retry_widens_the_collar_until_the_limit_fills(

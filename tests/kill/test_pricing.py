@@ -99,3 +99,10 @@ def test_hours_text_with_holidays_and_overnight_sessions_parses_in_the_exchange_
     assert span is not None and span[0] <= 1764543600.0 and span[1] >= 1764626400.0
     assert parse_hours("garbage", "US/Central") == ((), None)
     assert parse_hours("20251201:0900-20251201:1730", "Nowhere/Land") == ((), None)
+
+
+def test_a_mark_of_unknown_age_is_used_and_said_so_never_refused_as_stale() -> None:
+    mark = Quote(price=190.0, as_of=None, source="portfolio")
+    planned = plan_close(need(100), None, mark, NOW, CFG, fallback_regular=lambda s, t: False)
+    assert [o.limit_price for o in planned.orders] == [188.1]
+    assert any("priced from portfolio mark 190, age unknown" in n for n in planned.notes)

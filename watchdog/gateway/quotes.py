@@ -29,19 +29,24 @@ SNAPSHOT_TIMEOUT = 2.0  # seconds we wait for a snapshot's end; the ticks that c
 
 
 class QuoteSource:
-    """Snapshot quotes plus the portfolio marks (with the time each last changed)."""
+    """Snapshot quotes plus the portfolio marks (with the time each was seen to change, if it did)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._marks: dict[tuple[str, int], tuple[float, float]] = {}  # key -> (price, changed at)
+        # key -> (price, when this process saw it change; None = not since first seen: age unknown)
+        self._marks: dict[tuple[str, int], tuple[float, float | None]] = {}
         self._type_asked: IB | None = None
 
     def note_mark(self, key: tuple[str, int], price: float | None) -> None:
-        """A portfolio price arrived; its age counts from when it last changed, not when it was re-sent."""
+        """A portfolio price arrived. IB re-sends a mark without saying when it last changed, so its
+        age is known only from a change seen here; the first value seen (after every start) may have
+        stood still for hours and stays of unknown age until it moves."""
         if not price:
             return
         old = self._marks.get(key)
-        if old is None or old[0] != price:
+        if old is None:
+            self._marks[key] = (price, None)
+        elif old[0] != price:
             self._marks[key] = (price, self._clock())
 
     def mark(self, key: tuple[str, int]) -> Quote | None:
@@ -72,12 +77,23 @@ class QuoteSource:
         return pick(tickers[0], side, self._clock()) if tickers else None
 
     async def best(self, ib: IB | None, position: Position, exchange: str, side: str) -> Quote | None:
-        """The fresher of a new snapshot and the portfolio mark."""
-        quotes = [self.mark(position.key)]
+        """A real (live or delayed) quote from a new snapshot; the portfolio mark only when there is
+        none, or when the mark was seen to change more recently than the quote's time. A mark of
+        unknown age never beats a quote."""
+        mark = self.mark(position.key)
+        quote = None
         if ib is not None and ib.isConnected():
-            quotes.append(await self.snapshot(ib, position, exchange, side))
-        usable = [q for q in quotes if q is not None]
-        return max(usable, key=lambda q: q.as_of) if usable else None
+            quote = await self.snapshot(ib, position, exchange, side)
+        if quote is None:
+            return mark
+        if (
+            mark is not None
+            and mark.as_of is not None
+            and quote.as_of is not None
+            and mark.as_of > quote.as_of
+        ):
+            return mark
+        return quote
 
 
 def pick(ticker: Ticker, side: str, now: float) -> Quote | None:
@@ -87,11 +103,12 @@ def pick(ticker: Ticker, side: str, now: float) -> Quote | None:
     if near is not None and near > 0:
         return Quote(
             price=near, as_of=now - DELAY if delayed else now, source="bid" if side == "SELL" else "ask",
-            delayed=delayed,
+            delayed=delayed, estimated=delayed,
         )  # fmt: skip
     last = convert.num(ticker.last)
     if last is None or last <= 0:
         return None
     stamp = ticker.delayedLastTimestamp if delayed else ticker.lastTimestamp
     as_of = stamp.timestamp() if stamp is not None else (now - DELAY if delayed else now)
-    return Quote(price=last, as_of=min(as_of, now), source="last", delayed=delayed)
+    estimated = delayed and stamp is None
+    return Quote(price=last, as_of=min(as_of, now), source="last", delayed=delayed, estimated=estimated)

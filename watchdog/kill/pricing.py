@@ -155,20 +155,19 @@ def plan_close(
     price: float | None = None
     if quote is not None:
         age = quote.age(now)
-        kind = ("delayed " if quote.delayed else "") + quote.source
-        if age > config.max_price_age:
+        if age is not None and age > config.max_price_age:
             if not use_market:
                 return PlannedClose(
                     refusal=(
-                        f"{label}: the only price ({kind} {quote.price:g}) is {age:.0f}s old, "
-                        f"over kill.max_price_age {config.max_price_age:g}s: not used"
+                        f"{label}: the only price ({quote.describe(now)}) is over "
+                        f"kill.max_price_age {config.max_price_age:g}s: not used"
                     ),
                     manual=manual,
                     problem="stale_price",
                 )
             quote = None
         else:
-            notes.append(f"{label}: priced from {kind} {quote.price:g}, {age:.0f}s old")
+            notes.append(f"{label}: priced from {quote.describe(now)}")
     if not use_market:
         if quote is None:
             return PlannedClose(
