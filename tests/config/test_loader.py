@@ -318,3 +318,12 @@ def test_the_pure_python_parser_is_just_as_strict(tmp_path: Path, monkeypatch: p
         "rules.yaml:11: y: YAML anchors and aliases (*name) are not supported: write the value out",
         f"rules.yaml:11: y: unknown key 'y' (known keys here: {known})",
     ]
+
+
+def test_an_order_quantity_limit_under_one_unit_is_refused_at_load(tmp_path: Path) -> None:
+    """Review of issue 13: 0.5 was accepted and crashed the kill while formatting its refusal."""
+    out = problems(tmp_path, BASE + "kill:\n  max_order_quantity: 0.5\n")
+    assert out == [
+        "rules.yaml:10: kill.max_order_quantity: must be at least 1 (whole shares / contracts per closing "
+        "order), got: 0.5"
+    ]

@@ -7,7 +7,7 @@ import pytest
 from tests.kill.fakes import option, stock
 from watchdog.config.schema import KillConfig
 from watchdog.kill.plan import CloseNeed
-from watchdog.kill.pricing import collar_for, on_ladder, plan_close
+from watchdog.kill.pricing import collar_for, on_ladder, plan_close, slices
 from watchdog.market_hours import parse_hours
 from watchdog.model import ContractDetails, Position, Quote
 
@@ -106,3 +106,30 @@ def test_a_mark_of_unknown_age_is_used_and_said_so_never_refused_as_stale() -> N
     planned = plan_close(need(100), None, mark, NOW, CFG, fallback_regular=lambda s, t: False)
     assert [o.limit_price for o in planned.orders] == [188.1]
     assert any("priced from portfolio mark 190, age unknown" in n for n in planned.notes)
+
+
+@pytest.mark.parametrize(
+    ("limits", "price", "expected_sizes", "named"),
+    [
+        ({"max_order_quantity": 3}, 190.0, [3.0, 3.0, 3.0, 1.0], "kill.max_order_quantity 3"),
+        ({"max_order_value": 1000}, 190.0, [5.0, 5.0], "kill.max_order_value 1000 at 190 a unit"),
+        (
+            {"max_order_quantity": 4, "max_order_value": 1000},
+            190.0,
+            [4.0, 4.0, 2.0],
+            "kill.max_order_quantity 4",
+        ),
+        (
+            {"max_order_value": 100},
+            190.0,
+            [],
+            "kill.max_order_value 100 at 190 a unit leaves less than one unit",
+        ),
+    ],
+)
+def test_slices_name_the_limit_that_binds(
+    limits: dict[str, float], price: float, expected_sizes: list[float], named: str
+) -> None:
+    sizes, why = slices(10.0, price, 1.0, "STK", KillConfig.model_validate(limits))
+    assert sizes == expected_sizes
+    assert named in why

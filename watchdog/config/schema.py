@@ -161,7 +161,7 @@ class KillConfig(FrozenModel):
     max_collar: Percent = 0.05  # ... up to this
     max_price_age: Duration = 1200.0  # a quote older than this is reported, never used (delayed ≈ 900 s)
     max_order_value: float | None = Field(default=None, gt=0)  # per closing order, contract currency
-    max_order_quantity: float | None = Field(default=None, gt=0)  # per closing order, shares/contracts
+    max_order_quantity: float | None = None  # per closing order, whole shares / contracts (≥ 1)
     order_ref: str = Field(default="ibkr-watchdog", min_length=1, max_length=40)
     pacing: float = Field(default=40.0, gt=0, le=50)  # order messages per second, under IB's 50/s
     lockout: bool = True  # while TRIPPED, cancel new risk-increasing orders (docs/killswitch.md)
@@ -182,6 +182,15 @@ class KillConfig(FrozenModel):
         # A collar of 0 never fills outside regular hours; above 20 % is a typo, not a price.
         if not 0.0 < v <= 0.2:
             raise ValueError(f"must be more than 0% and at most 20%, got: {v * 100:g}%")
+        return v
+
+    @field_validator("max_order_quantity")
+    @classmethod
+    def _quantity_limit_whole(cls, v: float | None) -> float | None:
+        # closing orders are sized in whole shares / contracts (IB refuses fractional API orders):
+        # a limit under one unit could never let a single order through
+        if v is not None and v < 1:
+            raise ValueError(f"must be at least 1 (whole shares / contracts per closing order), got: {v:g}")
         return v
 
     @field_validator("max_collar")

@@ -215,26 +215,29 @@ def slices(
 ) -> tuple[list[float], str]:
     """Quantities of the slices under kill.max_order_quantity / kill.max_order_value; ([], why) when
     not even one unit fits. At most MAX_SLICES per attempt (the rest in the next attempt)."""
-    cap = math.inf
+    cap, bound = math.inf, ""
     if config.max_order_quantity is not None:
-        cap = config.max_order_quantity
+        cap, bound = config.max_order_quantity, f"kill.max_order_quantity {config.max_order_quantity:g}"
     if config.max_order_value is not None:
         if price is None or price <= 0:
             return [], "no price to size slices under kill.max_order_value"
-        cap = min(cap, config.max_order_value / (price * (multiplier or 1.0)))
+        unit = price * (multiplier or 1.0)
+        if config.max_order_value / unit < cap:
+            cap = config.max_order_value / unit
+            bound = f"kill.max_order_value {config.max_order_value:g} at {unit:g} a unit"
     if math.isinf(cap):
         return [quantity], ""
     whole = sec_type.upper() in WHOLE_UNITS_ONLY
     step = math.floor(cap + 1e-9) if whole else math.floor(cap * 1e6) / 1e6
     if step <= 0:
-        return [], (
-            f"one unit is above kill.max_order_value {config.max_order_value:g} at {price:g}: cannot slice"
-        )
+        return [], f"{bound} leaves less than one unit per order: cannot slice"
     out: list[float] = []
     left = quantity
     while left > 1e-9 and len(out) < MAX_SLICES:
         q = min(step, left)
         out.append(float(q))
         left = round(left - q, 9)
-    note = f"{quantity:g} split into {len(out)} slice(s) of at most {step:g}" if len(out) > 1 else ""
+    note = (
+        f"{quantity:g} split into {len(out)} slice(s) of at most {step:g} ({bound})" if len(out) > 1 else ""
+    )
     return out, note
