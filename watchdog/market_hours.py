@@ -23,6 +23,7 @@ carry no hours for the moment in question.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -110,17 +111,30 @@ def zone(time_zone: str) -> ZoneInfo | None:
         return None
 
 
+_DAY = re.compile(r"\d{8}")
+_SEGMENT = re.compile(r"(\d{4})-(?:(\d{8}):)?(\d{4})")  # 0930-1600 (old) or 0930-20261130:1600 (current)
+
+
 def _stamp(day: str, hhmm: str, tz: ZoneInfo) -> float:
     d = dt.datetime.strptime(day + hhmm, "%Y%m%d%H%M").replace(tzinfo=tz)
     return d.timestamp()
 
 
-def parse_hours(text: str, time_zone: str) -> tuple[Intervals, tuple[float, float] | None]:
-    """(sessions, span) from an IB hours string; ((), None) when the text or zone cannot be read.
+def _next_day(day: str) -> str:
+    return (dt.datetime.strptime(day, "%Y%m%d") + dt.timedelta(days=1)).strftime("%Y%m%d")
 
-    Accepts the current layout (`20261130:0930-20261130:1600`) and the old one
-    (`20261130:0930-1600,1700-1800`). The span runs from the first listed day's midnight to the
-    last listed day's end, closed days included."""
+
+def parse_hours(text: str, time_zone: str) -> tuple[Intervals, tuple[float, float] | None]:
+    """(sessions, span) from an IB hours string; ((), None) — unknown, so the caller falls back to the
+    table and says so — when the text or the zone cannot be read.
+
+    Accepts the current layout (`20261130:1700-20261201:1600`) and the old one
+    (`20261130:0930-1600,1700-1800`), where an end time before the start time means the session ends
+    the next day (CME's `20261201:1700-1600` runs overnight). Every day must be `YYYYMMDD` followed by
+    `:CLOSED` or sessions with both a start and an end; anything else (`20261201`, `20261201:0930-`)
+    makes the whole text unknown rather than a bogus session. Never raises; never yields a session
+    that ends before it starts. The span runs from the first listed day's midnight to the last listed
+    day's end, closed days included."""
     tz = zone(time_zone)
     if tz is None or not text:
         return (), None
@@ -128,23 +142,37 @@ def parse_hours(text: str, time_zone: str) -> tuple[Intervals, tuple[float, floa
     days: list[str] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(";"))):
-            day, _, rest = part.partition(":")
+            day, colon, rest = part.partition(":")
+            if not colon or not _DAY.fullmatch(day) or not rest:
+                return (), None
             days.append(day)
-            if rest.upper() == "CLOSED":
+            if rest.strip().upper() == "CLOSED":
+                _stamp(day, "0000", tz)  # a real date
                 continue
             for segment in rest.split(","):
-                start, _, end = segment.partition("-")
-                end_day, _, end_time = end.rpartition(":")
-                sessions.append((_stamp(day, start, tz), _stamp(end_day or day, end_time, tz)))
-                if end_day:
-                    days.append(end_day)
-    except ValueError:
+                found = _SEGMENT.fullmatch(segment.strip())
+                if found is None:
+                    return (), None
+                start_time, end_day, end_time = found.groups()
+                begin = _stamp(day, start_time, tz)
+                if end_day is None:  # old layout: an end before the start is on the next day
+                    end_day = day if end_time > start_time else _next_day(day)
+                finish = _stamp(end_day, end_time, tz)
+                if finish < begin:  # an explicit end day before the start, or a DST gap: unreadable
+                    return (), None
+                if finish > begin:
+                    sessions.append((begin, finish))
+                days.append(end_day)
+    except (ValueError, OverflowError):
         return (), None
     if not days:
         return (), None
     first, last = min(days), max(days)
-    begin = _stamp(first, "0000", tz)
-    finish = (dt.datetime.strptime(last, "%Y%m%d").replace(tzinfo=tz) + dt.timedelta(days=1)).timestamp()
+    try:
+        begin = _stamp(first, "0000", tz)
+        finish = (dt.datetime.strptime(last, "%Y%m%d").replace(tzinfo=tz) + dt.timedelta(days=1)).timestamp()
+    except (ValueError, OverflowError):
+        return (), None
     return tuple(sorted(sessions)), (begin, finish)
 
 

@@ -111,6 +111,11 @@ class ContractDetailsCache:
                         )
             trading, span = parse_hours(cd.tradingHours or "", cd.timeZoneId or "")
             liquid, liquid_span = parse_hours(cd.liquidHours or "", cd.timeZoneId or "")
+            if (cd.tradingHours or cd.liquidHours) and (span is None or liquid_span is None):
+                log.warning(
+                    "conId %d: trading hours %r / %r in %r unreadable: closes judged by the built-in table",
+                    con_id, cd.tradingHours, cd.liquidHours, cd.timeZoneId,
+                )  # fmt: skip
             details = ContractDetails(
                 con_id=con_id,
                 exchange=cd.contract.exchange or "",
