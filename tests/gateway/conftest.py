@@ -62,6 +62,7 @@ class Harness:
             paper=paper,
             accounts=accounts,
             connect_timeout=gw.pop("connect_timeout", "1s"),
+            base_currency=gw.pop("base_currency", None),
         )
         g = Gateway(
             cfg,

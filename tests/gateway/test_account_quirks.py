@@ -9,7 +9,8 @@ import logging
 import pytest
 
 from tests.gateway.conftest import ACCOUNTS, Harness, eventually
-from watchdog.gateway.convert import BaseCurrencyRows, exec_stem
+from watchdog.gateway.base_currency import BaseCurrencyRows
+from watchdog.gateway.convert import exec_stem
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -52,16 +53,58 @@ async def test_an_execution_correction_replaces_the_fill_it_corrects(harness: Ha
     assert {f.price for f in fills} == {101.5}
 
 
-def test_base_rows_win_and_two_unknown_currencies_are_unknown() -> None:
+@pytest.mark.parametrize("first", [False, True])
+async def test_a_foreign_row_first_or_last_never_becomes_the_base(harness: Harness, first: bool) -> None:
+    """Review of issue 13: with the EUR rows first, EUR was learned as the base for good."""
+    sim: Simulator = harness.sim
+    sim.set_account_value(DU2, "NetLiquidation", 1_190_000.0)
+    sim.add_currency_rows(DU2, "EUR", {"NetLiquidation": 400_000.0}, first=first)
+    g = harness.gateway(accounts=(DU1, DU2))  # ib_async syncs account updates (the ledger) of both
+
+    await asyncio.wait_for(g.connect(), 5)
+    await asyncio.wait_for(g.poll_account_summary(), 5)
+
+    state = g.snapshot().accounts[DU2]
+    assert (state.net_liquidation, state.currency) == (pytest.approx(1_190_000.0), "USD")
+    configured = harness.gateway(client_id=98, accounts=(DU2,), base_currency="EUR")  # configured: decides
+    await asyncio.wait_for(configured.connect(), 5)
+    await asyncio.wait_for(configured.poll_account_summary(), 5)
+    assert configured.snapshot().accounts[DU2].net_liquidation == pytest.approx(400_000.0)
+
+
+async def test_the_base_ledger_block_of_the_account_updates_names_the_base(harness: Harness) -> None:
+    sim: Simulator = harness.sim
+    sim.set_account_value(DU1, "NetLiquidation", 1_190_000.0)
+    sim.add_currency_rows(DU1, "EUR", {"NetLiquidation": 400_000.0}, first=True)
+    g = harness.gateway(accounts=(DU1,))  # reqAccountUpdates for DU1: RealCurrency = USD in BASE
+    await asyncio.wait_for(g.connect(), 5)
+
+    await asyncio.wait_for(g.poll_account_summary(), 5)
+
+    assert g.snapshot().accounts[DU1].net_liquidation == pytest.approx(1_190_000.0)
+
+
+def test_the_base_is_never_the_first_row_but_a_whole_single_currency_answer_or_a_base_row() -> None:
     rows = BaseCurrencyRows()
     rows.new_answer()
-    assert rows.read(DU1, "NetLiquidation", "400000", "EUR") == ("400000", "EUR")  # alone: learned as base
-    rows2 = BaseCurrencyRows()
-    rows2.new_answer()
-    rows2.read(DU2, "NetLiquidation", "400000", "EUR")
-    rows2.base.clear()  # nothing learned: two competing currencies and no BASE row
-    assert rows2.read(DU2, "NetLiquidation", "1190000", "USD") == (None, "")
-    assert rows2.read(DU2, "NetLiquidation", "1190000", "BASE") == ("1190000", "")
+    rows.add(DU1, "NetLiquidation", "400000", "EUR")
+    rows.add(DU1, "NetLiquidation", "1190000", "USD")
+    assert rows.end_answer() == {(DU1, "NetLiquidation"): (None, "")}  # nothing learned from row order
+    assert DU1 not in rows.base
+    rows.new_answer()
+    rows.add(DU1, "NetLiquidation", "400000", "EUR")
+    rows.add(DU1, "NetLiquidation", "1190000", "BASE")
+    assert rows.end_answer() == {(DU1, "NetLiquidation"): ("1190000", "")}
+    rows.new_answer()
+    rows.add(DU1, "NetLiquidation", "1190000", "USD")
+    rows.add(DU1, "ExcessLiquidity", "900000", "USD")
+    rows.add(DU1, "Cushion", "0.7", "")
+    rows.end_answer()
+    assert rows.base[DU1] == "USD"  # a whole answer in one currency: that is the base
+    rows.new_answer()
+    rows.add(DU1, "NetLiquidation", "400000", "EUR")
+    rows.add(DU1, "NetLiquidation", "1190000", "USD")
+    assert rows.end_answer() == {(DU1, "NetLiquidation"): ("1190000", "USD")}
     assert exec_stem("0000e0d5.00000001.01.02") == ("0000e0d5.00000001.01", 2)
 
 

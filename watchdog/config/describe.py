@@ -138,6 +138,6 @@ def describe_config(config: Config) -> list[str]:
         )
         lines.append(f"dead-man's switch on {config.bots.listen} for {bots}")
     lines.append(f"{len(config.rules)} rule(s):")
-    lines += [f"  {r.name}: {describe_rule(r, currency=gw.base_currency)}" for r in config.rules]
+    lines += [f"  {r.name}: {describe_rule(r, currency=gw.base_currency or 'USD')}" for r in config.rules]
     lines += [f"  {describe_window(w)}" for w in config.quiet_windows]
     return lines

@@ -68,8 +68,17 @@ class GatewayConfig(FrozenModel):
     paper: bool  # mandatory: cross-checked against the port and the account ids
     accounts: tuple[str, ...] = ()  # empty = every managed account; else only these (and refuse others)
     connect_timeout: Duration = 10.0
-    # Only used to print rules in plain words; amounts are always in each account's base currency.
-    base_currency: str = Field(default="USD", min_length=1, max_length=8)
+    # The watched accounts' base currency: picks the account summary rows when an account reports
+    # several currencies, and prints rules in words. Unset: learned from the gateway (BASE ledger
+    # block, else a single-currency answer); amounts are always in each account's base currency.
+    base_currency: str | None = None
+
+    @field_validator("base_currency")
+    @classmethod
+    def _currency_code(cls, v: str | None) -> str | None:
+        if v is not None and not (len(v) == 3 and v.isalpha() and v.isascii()):
+            raise ValueError(f"must be a three-letter currency code like USD or EUR, got: {v!r}")
+        return v.upper() if v is not None else None
 
     @field_validator("accounts")
     @classmethod

@@ -32,6 +32,7 @@ from ib_async import Position as IbPosition
 from watchdog import market_hours as hours
 from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
 from watchdog.gateway import convert
+from watchdog.gateway.base_currency import REAL_CURRENCY, BaseCurrencyRows
 from watchdog.gateway.connection import EventKind, GatewayConnection, GatewayEvent
 from watchdog.gateway.contract_details import ContractDetailsCache
 from watchdog.gateway.quotes import QuoteSource
@@ -78,7 +79,8 @@ class Gateway(GatewayConnection):
         self._cache = SnapshotCache()
         self._marks: dict[tuple[str, int], float] = {}
         self.quotes = QuoteSource(clock)
-        self._summary = convert.BaseCurrencyRows()  # several currencies per tag: only the base one counts
+        # several currencies per tag: only the base one counts (gateway.base_currency when configured)
+        self._summary = BaseCurrencyRows(gw.base_currency)
         self._portfolio_account = ""
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
@@ -110,11 +112,13 @@ class Gateway(GatewayConnection):
         wrapper.openOrder = open_order  # type: ignore[method-assign,assignment]
         ib.pnlEvent += self._on_pnl
         ib.accountSummaryEvent += self._on_summary
+        ib.accountValueEvent += self._on_account_value
         ib.updatePortfolioEvent += self._on_portfolio
 
     def _detach_data(self, ib: IB) -> None:
         ib.pnlEvent -= self._on_pnl
         ib.accountSummaryEvent -= self._on_summary
+        ib.accountValueEvent -= self._on_account_value
         ib.updatePortfolioEvent -= self._on_portfolio
 
     def _after_connect(self, ib: IB) -> None:
@@ -154,11 +158,21 @@ class Gateway(GatewayConnection):
             self._data_changed()
 
     def _on_summary(self, v: AccountValue) -> None:
-        name = convert.SUMMARY_TAGS.get(v.tag)
-        if name is None or v.account not in self._watched:
-            return
-        value, currency = self._summary.read(v.account, v.tag, v.value, v.currency)
-        if self._cache.set_value(v.account, name, convert.num(value), self._clock(), currency):
+        """A row of the running summary answer; the answer is judged whole at its end."""
+        if (v.tag in convert.SUMMARY_TAGS or v.tag == REAL_CURRENCY) and v.account in self._watched:
+            self._summary.add(v.account, v.tag, v.value, v.currency)
+
+    def _on_account_value(self, v: AccountValue) -> None:
+        """reqAccountUpdates rows: the `BASE` ledger block names the account's base currency."""
+        self._summary.learn(v.account, v.tag, v.value, v.currency)
+
+    def _apply_summary(self) -> None:
+        now, changed = self._clock(), False
+        for (account, tag), (value, currency) in self._summary.end_answer().items():
+            name = convert.SUMMARY_TAGS.get(tag)
+            if name is not None:
+                changed |= self._cache.set_value(account, name, convert.num(value), now, currency)
+        if changed:
             self._data_changed()
 
     def _data_changed(self) -> None:
@@ -199,6 +213,7 @@ class Gateway(GatewayConnection):
                 # one-shot: IB allows only two live account summary subscriptions per client
                 if ib.client.isConnected():
                     ib.client.cancelAccountSummary(req_id)
+            self._apply_summary()  # a whole answer: which currency is the base is decided on all of it
 
         await self._timed("account summary", request)
 

@@ -184,35 +184,3 @@ def without_corrected(fills: Iterable[Fill]) -> list[Fill]:
         if known is None or revision > known[0]:
             latest[stem] = (revision, f)
     return [f for _, f in latest.values()]
-
-
-class BaseCurrencyRows:
-    """Account summary rows of one answer, per (account, tag) and currency: only the base one counts.
-
-    IB sends a `BASE` row (the account's base currency) where it reports several currencies, else
-    rows in the base currency. An account's base currency is learned from an answer where a tag came
-    in one currency only; while two currencies compete and neither is `BASE` nor the known base, the
-    value is unknown (None): a EUR row must never stand in for a USD net liquidation value.
-    """
-
-    def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], dict[str, str]] = {}
-        self.base: dict[str, str] = {}
-
-    def new_answer(self) -> None:
-        self._rows.clear()
-
-    def read(self, account: str, tag: str, value: str, currency: str) -> tuple[str | None, str]:
-        """(value to store or None = unknown, its currency) after one more row."""
-        rows = self._rows.setdefault((account, tag), {})
-        rows[currency] = value
-        if "BASE" in rows:
-            return rows["BASE"], self.base.get(account, "")
-        if not currency:  # ratios (Cushion) come without a currency
-            return value, ""
-        base = self.base.get(account)
-        if base is None and len(rows) == 1:
-            self.base[account] = base = currency
-        if base is not None and base in rows:
-            return rows[base], base
-        return None, ""

@@ -26,16 +26,25 @@ class AccountQuirksMixin:
     server: SimServer
     clock: Callable[[], float]
     currency_rows: dict[str, list[tuple[str, str, str]]]
+    currency_rows_first: set[str]
     # provided by Simulator
     book_changed: Callable[..., None]
     instrument: Callable[[int | str], Instrument]
     _recipients: Callable[[SimOrder], list[ClientConn]]
 
-    def add_currency_rows(self, account: str, currency: str, values: dict[str, float]) -> None:
-        """Extra summary rows in another currency, sent after the base rows (so they are read last)."""
+    def add_currency_rows(
+        self, account: str, currency: str, values: dict[str, float], *, first: bool = False
+    ) -> None:
+        """Extra account rows in another currency, sent after the base (USD) rows, or before them
+        with `first` (a gateway promises no order). The account updates (reqAccountUpdates) then also
+        carry the ledger's `BASE` block naming the base: `RealCurrency` = USD, currency `BASE`."""
         rows = self.currency_rows.setdefault(account, [])
         rows[:] = [r for r in rows if r[2] != currency]
         rows.extend((tag, f"{v:.2f}", currency) for tag, v in values.items())
+        if first:
+            self.currency_rows_first.add(account)
+        else:
+            self.currency_rows_first.discard(account)
         self.book_changed(account)
 
     def freeze_portfolio_price(self, symbol: int | str, price: float | None = None) -> None:

@@ -123,7 +123,7 @@ def req_account_updates_multi(sim: Simulator, conn: ClientConn, f: list[str]) ->
         return
     for a in accounts:
         conn.subs.account_updates_multi[req_id] = a
-        for tag, value, cur in sim.account_value_rows(a):
+        for tag, value, cur in sim.account_value_rows(a, ledger=True):
             conn.send(m.account_update_multi(req_id, a, model, tag, value, cur))
     conn.send(m.account_update_multi_end(req_id))
 

@@ -56,6 +56,7 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
         self.rules = ExchangeRules()  # tick ladders, calendars, precautions, read-only, market data
         self.engine.session_of = self.session_of
         self.currency_rows: dict[str, list[tuple[str, str, str]]] = {}
+        self.currency_rows_first: set[str] = set()  # accounts whose other-currency rows come first
         self.faults = Faults(self)
         self.master_client_id = master_client_id
         self.pnl_interval = pnl_interval

@@ -27,6 +27,7 @@ class ClientUpdates:
     last_error: tuple[int, int, str] | None
     rules: ExchangeRules
     currency_rows: dict[str, list[tuple[str, str, str]]]
+    currency_rows_first: set[str]
 
     def sees_all(self, conn: ClientConn) -> bool:
         """Client 0 (TWS) and the master client get every client's order updates."""
@@ -94,20 +95,25 @@ class ClientUpdates:
                 self.send_account_updates(conn, account, positions)
             for req_id, a in list(s.account_updates_multi.items()):
                 if a == account:
-                    for tag, value, cur in self.account_value_rows(a):
+                    for tag, value, cur in self.account_value_rows(a, ledger=True):
                         conn.send(m.account_update_multi(req_id, a, "", tag, value, cur))
             for req_id, tags in list(s.account_summary.items()):
                 self.send_account_summary(conn, req_id, tags, only=account)
 
     # --- senders used by handlers ------------------------------------------------------------
 
-    def account_value_rows(self, account: str) -> list[tuple[str, str, str]]:
-        """The base (USD) rows, then any rows in other currencies a test added (read last)."""
+    def account_value_rows(self, account: str, *, ledger: bool = False) -> list[tuple[str, str, str]]:
+        """The base (USD) rows and any rows in other currencies a test added (after the base rows, or
+        before them). `ledger` (account updates): a multi-currency account's `BASE` block names the
+        base currency, as IB's account values do (`RealCurrency`, value USD, currency BASE)."""
         base = [
             (t, v, "" if t in NO_CURRENCY_TAGS else "USD")
             for t, v in self.book.account_values(account).items()
         ]
-        return base + self.currency_rows.get(account, [])
+        extra = self.currency_rows.get(account, [])
+        if ledger and extra:
+            base.append(("RealCurrency", "USD", "BASE"))
+        return extra + base if account in self.currency_rows_first else base + extra
 
     def send_pnl(self, conn: ClientConn, req_id: int, account: str) -> None:
         conn.send(m.pnl(req_id, *self.book.pnl(account)))
@@ -129,7 +135,7 @@ class ClientUpdates:
     def send_account_updates(
         self, conn: ClientConn, account: str, positions: list[PositionState] | None = None
     ) -> None:
-        for tag, value, cur in self.account_value_rows(account):
+        for tag, value, cur in self.account_value_rows(account, ledger=True):
             conn.send(m.account_value(tag, value, cur, account))
         for p in positions if positions is not None else self.book.open_positions(account):
             mark = self.rules.frozen_portfolio.get(p.inst.con_id) or self.book.mark(p.inst.con_id)
