@@ -178,6 +178,24 @@ async def test_a_fractional_position_closes_its_whole_shares_and_reports_the_fra
     assert 10243 not in g.error_counts
 
 
+@pytest.mark.parametrize(("held", "left"), [(-57.68, -0.68), (0.5, 0.5)])
+async def test_a_fraction_is_named_once_in_the_reason_short_or_alone(
+    sim: Simulator, harness: Harness, clock: Clock, tmp_path: Path, held: float, left: float
+) -> None:
+    """Review of issue 13: the fraction text appeared twice in the reason; a short fraction and a
+    position of half a share (nothing whole to send) escalate the same way."""
+    sim.set_position(DU1, "AAPL", held, avg_price=180.0)
+    g = await connected(harness, clock, regular=True)
+    events: list[KillEvent] = []
+
+    report = await close_all(kill_switch(g, tmp_path, clock, events))
+
+    assert report.outcome is KillOutcome.ESCALATED
+    assert open_quantity(sim, "AAPL") == pytest.approx(left)  # never over-closed
+    assert report.reason.count("is a fraction the API cannot close") == 1, report.reason
+    assert "needs a manual close" in report.reason
+
+
 # ---------------------------------------------------------------------------------------- 4 stale marks
 async def test_a_frozen_portfolio_mark_is_replaced_by_a_live_quote(
     sim: Simulator, harness: Harness, clock: Clock, tmp_path: Path

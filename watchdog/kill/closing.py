@@ -34,6 +34,7 @@ class ClosingHost(Protocol):
 INFO, WARNING, CRITICAL = Severity.INFO, Severity.WARNING, Severity.CRITICAL
 Shape = tuple[str, float, float | None]
 T = TypeVar("T")
+FRACTION_ONLY = "only a fractional quantity is left, which needs a manual close (see the note above)"
 
 
 class ClosingOrders:
@@ -128,8 +129,9 @@ class ClosingOrders:
             details_ = {"position": pos_label(pos)}
             self._say(run, "close.manual", KillEventKind.ESCALATED, CRITICAL, planned.manual, details_)
         if planned.refusal:
-            hopeless[need.key] = planned.refusal
-            reasons[need.key] = planned.refusal
+            # only a fraction is left: its text is already in the run's notes (said once above)
+            refusal = FRACTION_ONLY if planned.refusal == planned.manual else planned.refusal
+            hopeless[need.key] = reasons[need.key] = refusal
             if planned.refusal != planned.manual:
                 details_ = {"position": pos_label(pos)}
                 self._say(run, "close.refused", KillEventKind.ESCALATED, CRITICAL, planned.refusal, details_)
