@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.kill.fakes import option, stock
+from tests.kill.fakes import future, option, stock
 from watchdog.config.schema import KillConfig
 from watchdog.kill.plan import CloseNeed
 from watchdog.kill.pricing import collar_for, on_ladder, plan_close, slices
@@ -133,3 +133,26 @@ def test_slices_name_the_limit_that_binds(
     sizes, why = slices(10.0, price, 1.0, "STK", KillConfig.model_validate(limits))
     assert sizes == expected_sizes
     assert named in why
+
+
+@pytest.mark.parametrize(
+    ("raw", "side", "expected"),
+    [(-2.53, "BUY", -2.5), (-2.53, "SELL", -2.55), (-2.5, "BUY", -2.5), (-0.02, "BUY", 0.0)],
+)
+def test_a_negative_price_rounds_on_the_ladder_of_its_size_towards_the_market(
+    raw: float, side: str, expected: float
+) -> None:
+    assert on_ladder(raw, side, ((0.0, 0.05),)) == expected
+
+
+def test_a_future_below_zero_gets_a_negative_limit_a_stock_names_the_negative_price() -> None:
+    spread = plan_close(need(1, "BUY", future()), None, quote(-2.5), NOW, CFG)
+    assert [o.limit_price for o in spread.orders] == [-2.47]  # −2.5 + 1 % of 2.5, on cents: higher
+    planned = plan_close(need(1, "BUY"), None, quote(-2.5), NOW, CFG, fallback_regular=lambda s, t: False)
+    assert planned.orders == () and "a negative price (-2.5) for STK" in planned.refusal
+
+
+def test_a_large_price_on_a_fine_tick_is_sent_with_the_ticks_decimals() -> None:
+    price = on_ladder(1e8 + 0.07, "BUY", ((0.0, 0.01),))
+    assert repr(price) == "100000000.07"
+    assert repr(on_ladder(9876543.21, "BUY", ((0.0, 0.01),))) == "9876543.21"  # on a tick: stays

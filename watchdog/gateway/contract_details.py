@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from fractions import Fraction
 from functools import partial
 from typing import Any
 
@@ -37,8 +39,10 @@ Ladder = tuple[tuple[float, float], ...]
 
 
 def ladder_for(route: str, valid_exchanges: str, rule_ids: str, rules: dict[int, Ladder]) -> Ladder:
-    """The ladder of the routed exchange when it has its own rule, else the coarsest of all the
-    contract's rules at each level (a price on the coarsest ladder is on every finer one)."""
+    """The ladder of the routed exchange when it has its own rule, else one whose every price is on
+    all of the contract's ladders: at each level the least common multiple of their increments
+    (0.05 and 0.10 → 0.10; 0.03 and 0.05 → 0.15: a price on the coarsest alone is not always on
+    the others)."""
     exchanges = [e.strip() for e in valid_exchanges.split(",")]
     ids = [int(i) for i in rule_ids.split(",") if i.strip().lstrip("-").isdigit()]
     if route in exchanges and len(ids) == len(exchanges) and ids[exchanges.index(route)] in rules:
@@ -49,7 +53,15 @@ def ladder_for(route: str, valid_exchanges: str, rule_ids: str, rules: dict[int,
     if len(known) == 1:
         return known[0]
     edges = sorted({low for ladder in known for low, _ in ladder})
-    return tuple((edge, max(increment_at(ladder, edge) for ladder in known)) for edge in edges)
+    return tuple((edge, common_increment([increment_at(ladder, edge) for ladder in known])) for edge in edges)
+
+
+def common_increment(increments: list[float]) -> float:
+    """The least common multiple of tick increments (as exact decimals: 0.03 → 3/100)."""
+    fractions = [Fraction(repr(i)) for i in increments]
+    numerator = math.lcm(*(f.numerator for f in fractions))
+    denominator = math.gcd(*(f.denominator for f in fractions))
+    return float(Fraction(numerator, denominator))
 
 
 def increment_at(ladder: Ladder, price: float) -> float:

@@ -15,6 +15,7 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from watchdog.config.schema import KillConfig
 from watchdog.kill.plan import CloseNeed, route_exchange
@@ -41,8 +42,38 @@ class PlannedClose:
 PROBLEMS = ("no_route", "fraction", "market_closed", "stale_price", "no_price", "bad_price", "slice_limit")
 
 
+NEGATIVE_PRICES = frozenset({"BAG", "FUT", "CONTFUT"})  # spreads and some futures trade below zero
+
+
+def tick_decimals(increment: float) -> int:
+    """Decimal places of a tick (0.01 → 2, 0.25 → 2, 1/64 → 6), at most 10."""
+    exponent = Decimal(repr(increment)).normalize().as_tuple().exponent
+    return min(10, max(0, -exponent)) if isinstance(exponent, int) else 10
+
+
+def _snap(price: float, increment: float) -> float:
+    # a multiple of the tick carries float noise (1e8 + 0.07 → 100000000.07000001): round it to the
+    # tick's own decimals, so the price sent is exactly the one on the ladder
+    return round(price, tick_decimals(increment)) + 0.0  # + 0.0: no "-0.0"
+
+
+def _ticks(price: float, increment: float, up: bool) -> int:
+    """How many ticks: rounded up (or down), but a price already on a tick stays there — with a
+    tolerance relative to the size (1e-9 absolute is below float resolution at 1e8 / 0.01)."""
+    q = price / increment
+    nearest = round(q)
+    if abs(q - nearest) <= 1e-9 * max(1.0, abs(q)):
+        return nearest
+    return math.ceil(q) if up else math.floor(q)
+
+
 def on_ladder(raw: float, side: str, ladder: Ladder) -> float:
-    """`raw` rounded onto the ladder away from the market side: BUY up, SELL down (stays marketable)."""
+    """`raw` rounded onto the ladder away from the market side: BUY up, SELL down (stays marketable).
+
+    A negative price (spreads, some futures) uses the ladder of its absolute value, rounded the same
+    way: BUY up (towards zero), SELL down."""
+    if raw < 0:
+        return -on_ladder(-raw, "SELL" if side == "BUY" else "BUY", ladder) + 0.0
     bands = sorted(ladder)
     if side == "BUY":
         for i, (low, inc) in enumerate(bands):
@@ -50,18 +81,18 @@ def on_ladder(raw: float, side: str, ladder: Ladder) -> float:
             start = max(raw, low)
             if start >= upper:
                 continue
-            price = math.ceil(start / inc - 1e-9) * inc
+            price = _ticks(start, inc, up=True) * inc
             if price < upper - 1e-9 or i + 1 == len(bands):
-                return round(price, 10)
+                return _snap(price, inc)
         low, inc = bands[-1]
-        return round(math.ceil(max(raw, low) / inc - 1e-9) * inc, 10)
+        return _snap(_ticks(max(raw, low), inc, up=True) * inc, inc)
     for i in range(len(bands) - 1, -1, -1):
         low, inc = bands[i]
         if raw < low - 1e-9:
             continue
-        price = math.floor(raw / inc + 1e-9) * inc
+        price = _ticks(raw, inc, up=False) * inc
         if price >= low - 1e-9:
-            return round(price, 10)
+            return _snap(price, inc)
         raw = low - 1e-9  # fell below this band: the next band down, just under its edge
     return 0.0
 
@@ -69,17 +100,20 @@ def on_ladder(raw: float, side: str, ladder: Ladder) -> float:
 def limit_for(
     price: float, side: str, collar: float, details: ContractDetails | None, sec_type: str
 ) -> float | None:
-    """Aggressive limit: BUY at price×(1+collar), SELL at price×(1−collar), on the tick ladder."""
-    if not math.isfinite(price) or price <= 0:
+    """Aggressive limit: BUY at price + |price|×collar, SELL at price − |price|×collar, on the tick
+    ladder. None when no valid limit exists: a price at or below zero, except for spreads and futures
+    (NEGATIVE_PRICES), or one that rounds to zero."""
+    signed = sec_type.upper() in NEGATIVE_PRICES
+    if not math.isfinite(price) or (price <= 0 and not signed):
         return None
-    raw = price * (1 + collar) if side == "BUY" else price * (1 - collar)
+    raw = price + abs(price) * collar if side == "BUY" else price - abs(price) * collar
     ladder: Ladder = details.price_ladder if details is not None else ()
     if not ladder and details is not None and details.min_tick > 0:
         ladder = ((0.0, details.min_tick),)
     if not ladder:  # unknown: cents (FX: 1/100,000), the common case, rounded away from the market
         ladder = ((0.0, 0.00001),) if sec_type.upper() == "CASH" else ((0.0, 0.0001), (1.0, 0.01))
     out = on_ladder(raw, side, ladder)
-    return out if out > 0 else None
+    return out if out > 0 or signed else None
 
 
 def contract_session(details: ContractDetails | None, now: float) -> Session | None:
@@ -180,8 +214,13 @@ def plan_close(
             )
         price = limit_for(quote.price, need.action, collar_for(attempt, config), details, c.sec_type)
         if price is None:
+            why = (
+                f"a negative price ({quote.price:g}) for {c.sec_type}, which trades only above zero"
+                if quote.price < 0
+                else f"no valid limit price from {quote.price:g} on the tick ladder"
+            )
             return PlannedClose(
-                refusal=f"{label}: no valid limit price from {quote.price:g}",
+                refusal=f"{label}: {why}",
                 manual=manual,
                 problem="bad_price",
             )
@@ -219,9 +258,9 @@ def slices(
     if config.max_order_quantity is not None:
         cap, bound = config.max_order_quantity, f"kill.max_order_quantity {config.max_order_quantity:g}"
     if config.max_order_value is not None:
-        if price is None or price <= 0:
+        unit = abs(price or 0.0) * (multiplier or 1.0)  # a negative price (spreads) still has a size
+        if unit <= 0:
             return [], "no price to size slices under kill.max_order_value"
-        unit = price * (multiplier or 1.0)
         if config.max_order_value / unit < cap:
             cap = config.max_order_value / unit
             bound = f"kill.max_order_value {config.max_order_value:g} at {unit:g} a unit"

@@ -97,10 +97,11 @@ def market_rule_id(inst: Instrument) -> int:
 
 
 def on_ladder(price: float, rule: tuple[tuple[float, float], ...]) -> bool:
-    """Whether `price` is a multiple of the increment that applies at its level."""
+    """Whether `price` is a multiple of the increment that applies at its level (a negative price —
+    spreads, some futures — at the level of its size)."""
     increment = rule[0][1]
     for low, inc in rule:
-        if price >= low - 1e-9:
+        if abs(price) >= low - 1e-9:
             increment = inc
     ratio = price / increment
     return abs(ratio - round(ratio)) < 1e-6
