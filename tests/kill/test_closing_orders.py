@@ -275,6 +275,21 @@ async def test_each_retry_widens_the_collar_until_the_limit_fills(
 
 
 # ---------------------------------------------------------------------------------------- 5 precautions
+async def test_a_short_is_bought_back_in_uneven_slices_under_a_quantity_limit(
+    sim: Simulator, harness: Harness, clock: Clock, tmp_path: Path
+) -> None:
+    sim.set_position(DU1, "AAPL", -10, avg_price=180.0)
+    g = await connected(harness, clock, regular=True)
+    events: list[KillEvent] = []
+
+    report = await close_all(kill_switch(g, tmp_path, clock, events, max_order_quantity=3))
+
+    assert report.outcome is KillOutcome.FLAT, report.reason
+    assert [(f[16], float(f[17])) for f in placed(sim)] == [("BUY", 3.0)] * 3 + [("BUY", 1.0)]
+    assert open_quantity(sim, "AAPL") == 0
+    assert any("(kill.max_order_quantity 3)" in e.message for e in events)
+
+
 async def test_closes_are_sliced_under_the_configured_order_value(
     sim: Simulator, harness: Harness, clock: Clock, tmp_path: Path
 ) -> None:
