@@ -55,7 +55,7 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
     """Drive the rule's metric past its threshold; an alert must be delivered, a kill must end flat."""
     res = ScenarioResult(
         f"rule-{slug(rule.name)}",
-        f"rule {rule.name}: {describe_rule(rule, currency=plan.config.gateway.base_currency)}",
+        f"rule {rule.name}: {describe_rule(rule, currency=plan.config.gateway.base_currency or 'USD')}",
         "rule",
         rule=rule.name,
         action=rule.action.value,
