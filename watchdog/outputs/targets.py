@@ -40,7 +40,11 @@ def _looks_secret(tok: str) -> bool:
     if len(tok) < _MIN_SECRET or tok.isdigit():
         return False
     mixed_case = any(c.isupper() for c in tok) and any(c.islower() for c in tok)
-    return any(c.isdigit() for c in tok) or mixed_case or len(tok) >= _LONG_WORD
+    if any(c.isdigit() for c in tok) or mixed_case:
+        return True
+    # a long lowercase piece is a token, unless it is a slug of words ("drill-manual-kill"): masking
+    # its 6-letter pieces would blank ordinary words ("manual") out of every message
+    return len(tok) >= _LONG_WORD and not any(c in "-_." for c in tok)
 
 
 REDACTED = "***"
