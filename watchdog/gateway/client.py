@@ -36,6 +36,7 @@ from watchdog.gateway.base_currency import REAL_CURRENCY, BaseCurrencyRows
 from watchdog.gateway.connection import EventKind, GatewayConnection, GatewayEvent
 from watchdog.gateway.contract_details import ContractDetailsCache
 from watchdog.gateway.quotes import QuoteSource
+from watchdog.gateway.request_queue import ahead_of_queue
 from watchdog.gateway.snapshot_cache import SnapshotCache
 from watchdog.model import (
     CloseOrderRequest,
@@ -324,16 +325,20 @@ class Gateway(GatewayConnection):
     # ------------------------------------------------------------------ Broker
 
     async def global_cancel(self) -> None:
-        self._require().reqGlobalCancel()
+        ib = self._require()
+        with ahead_of_queue(ib.client, unpaced=True):
+            ib.reqGlobalCancel()
 
     async def cancel_order(self, order_id: int) -> None:
         ib = self._require()
         mine = self._gw.client_id
         for trade in ib.trades():
             if trade.order.orderId == order_id and trade.order.clientId == mine:
-                ib.cancelOrder(trade.order)
+                with ahead_of_queue(ib.client):
+                    ib.cancelOrder(trade.order)
                 return
-        ib.cancelOrder(Order(orderId=order_id, clientId=mine))
+        with ahead_of_queue(ib.client):
+            ib.cancelOrder(Order(orderId=order_id, clientId=mine))
 
     async def open_orders(self) -> list[OpenOrder]:
         return await self.poll_orders()
@@ -365,7 +370,9 @@ class Gateway(GatewayConnection):
         contract = Contract(
             conId=c.con_id, secType=c.sec_type, exchange=request.exchange, currency=c.currency
         )
-        trade = self._require().placeOrder(contract, order)
+        ib = self._require()
+        with ahead_of_queue(ib.client):
+            trade = ib.placeOrder(contract, order)
         return int(trade.order.orderId)
 
     def contract_details(self, position: Position) -> ContractDetails | None:
