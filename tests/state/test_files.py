@@ -43,18 +43,23 @@ def test_a_symlinked_pid_file_is_refused_and_its_target_untouched(tmp_path: Path
         store.read_pid()
 
 
-def test_a_symlinked_audit_file_is_refused_and_its_target_untouched(tmp_path: Path, clock: FakeClock) -> None:
+def test_a_symlinked_audit_file_is_set_aside_and_its_target_untouched(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o750)
     victim, content = _victim(tmp_path)
     (state / AUDIT_FILE).symlink_to(victim)
     errors: list[str] = []
     audit = AuditLog(state / AUDIT_FILE, clock, on_error=errors.append)
-    with pytest.raises(StateError, match=r"audit.jsonl: it is a symbolic link; refused"):
-        audit.open()
-    assert audit.record("kill.triggered", {"x": 1}) is False
+    audit.open()  # never blocks a start: the link is moved out of the way, a fresh log begins
+    assert audit.record("kill.triggered", {"x": 1}) is True
     assert victim.read_bytes() == content
-    assert any("symbolic link" in e for e in errors)
+    assert not (state / AUDIT_FILE).is_symlink()
+    assert [r.event for r in read_audit(state / AUDIT_FILE)] == ["kill.triggered"]
+    (aside,) = [p for p in state.iterdir() if p.name.startswith("audit.jsonl.damaged")]
+    assert aside.is_symlink()
+    assert len(errors) == 1 and "symbolic link" in errors[0] and "a fresh log is started" in errors[0]
 
 
 def test_a_symlinked_latch_is_replaced_not_followed_and_reads_as_tripped(

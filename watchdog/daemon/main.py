@@ -17,7 +17,11 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
 async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
-    components = build_components(config, clock=time.time)
+    try:
+        components = build_components(config, clock=time.time)
+    except StateError as exc:  # the state directory cannot be used: one line, no traceback
+        log.critical("refusing to start: %s", exc)
+        return 2
     daemon = Daemon(config, config_path, components)
     try:
         return await daemon.run(require_gateway=require_gateway)

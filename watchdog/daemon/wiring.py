@@ -115,7 +115,10 @@ def build_components(
     registry: CollectorRegistry | None = None,
     sd: SdNotifier | None = None,
 ) -> Components:
-    """Create every part and connect their callbacks. Starts nothing (no sockets, no tasks)."""
+    """Create every part and connect their callbacks. Starts nothing (no sockets, no tasks).
+
+    Raises StateError when the state directory cannot be used (missing and not creatable, not a
+    directory, a link, not ours, writable by others): the daemon must refuse to start."""
     metrics = Metrics(registry)
     notifier = Notifier(
         config.notifications,
@@ -143,24 +146,23 @@ def build_components(
         if c.on_gateway_event is not None:
             c.on_gateway_event(ev)
 
+    # The store and the kill switch report while they are built (a damaged latch is read by the
+    # kill switch's constructor): these callbacks use the parts built before them; `holder` is empty then.
     def on_kill_event(ev: KillEvent) -> None:
-        c = holder["c"]
         if ev.kind in (KillEventKind.FINISHED, KillEventKind.ESCALATED) and ev.report is not None:
-            c.metrics.observe_kill(ev.report)
-            c.notifier.notify_kill(ev.report)
+            metrics.observe_kill(ev.report)
+            notifier.notify_kill(ev.report)
         elif ev.kind is KillEventKind.PENDING and ev.report is not None:
-            c.metrics.set_pending(True)
-            c.notifier.notify_pending_kill(
-                ev.report.action, ev.report.trigger, ev.report.accounts, ev.message
-            )
+            metrics.set_pending(True)
+            notifier.notify_pending_kill(ev.report.action, ev.report.trigger, ev.report.accounts, ev.message)
         elif ev.kind is KillEventKind.RESET:
-            c.notifier.notify_reset(ev.message, str(ev.details.get("who", "")))
+            notifier.notify_reset(ev.message, str(ev.details.get("who", "")))
         elif (
             ev.kind in (KillEventKind.LOCKOUT, KillEventKind.STATE_PROBLEM)
             or ev.severity is Severity.CRITICAL
         ):
-            c.notifier.notify_text(ev.severity, f"Kill switch: {ev.kind.value}", ev.message)
-        c.metrics.set_tripped(c.store.trading_state().value == "tripped")
+            notifier.notify_text(ev.severity, f"Kill switch: {ev.kind.value}", ev.message)
+        metrics.set_tripped(store.trading_state().value == "tripped")
         # the kill switch holds its lock from the trigger to the last event: it runs until it ends
         ended = ev.kind in (
             KillEventKind.PENDING,
@@ -168,11 +170,13 @@ def build_components(
             KillEventKind.ESCALATED,
             KillEventKind.INTERRUPTED,
         )
-        running = c.killswitch.busy and not ended
-        c.metrics.set_kill_state(running=running, pending=c.store.pending_kill() is not None)
+        c = holder.get("c")  # None while the kill switch is being built (it reports a damaged latch)
+        running = c is not None and c.killswitch.busy and not ended
+        metrics.set_kill_state(running=running, pending=store.pending_kill() is not None)
 
     def on_state_error(message: str) -> None:
-        holder["c"].notifier.notify_text(Severity.CRITICAL, "State directory problem", message)
+        # queued now, delivered once the notifier starts (a problem found while building is not lost)
+        notifier.notify_text(Severity.CRITICAL, "State directory problem", message)
 
     gateway = Gateway(
         config.gateway,
@@ -185,6 +189,9 @@ def build_components(
     )
     state_dir = Path(config.state_dir)
     store = StateStore(state_dir, clock, on_error=on_state_error)
+    # the directory first: one that cannot be used refuses the start in one line (StateError), before
+    # any file in it is read and reported on its own
+    store.files.open_dir()
     audit = AuditLog(store.audit_path, clock, on_error=on_state_error)
     killswitch = KillSwitch(
         gateway,

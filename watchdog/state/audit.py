@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.errors import StateError
-from watchdog.state.files import StateDirectory, check_file, close_all, why
+from watchdog.state.files import StateDirectory, UnsafeFile, close_all, why
 
 log = logging.getLogger("watchdog.state.audit")
 
 TAIL_CHECK_BYTES = 64 * 1024  # how much of an existing file is checked for damage at start
+READ_LIMIT = 64 * 1024 * 1024  # bytes of a file `read_audit` reads (its end: the newest records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,9 @@ class AuditLog:
 
     The file is opened once (`open()`, at daemon start; else at the first record) without following
     a link, and kept open: a record needs no free descriptor. When the name stops naming the open
-    file (rotated or removed), the next record opens it again.
+    file (rotated or removed), the next record opens it again. A file under the name that cannot be
+    trusted (a link, a FIFO, hard-linked, not ours, writable by others) is set aside, reported, and
+    a fresh log started: the kill keeps its record, and a start is never blocked by it.
     """
 
     def __init__(
@@ -84,8 +87,8 @@ class AuditLog:
         self._held[0] = fd
 
     def open(self) -> None:
-        """Open (create) the file and keep it open. Raises StateError when it cannot be used: a link,
-        not a regular file, writable by others, or an unsafe directory — the daemon refuses to start."""
+        """Open (create) the file and keep it open. An unsafe file is set aside (see the class); raises
+        StateError only when no log can be kept at all (an unsafe or unusable directory)."""
         if not self._checked:
             self._checked = True
             self._check_existing()
@@ -108,14 +111,19 @@ class AuditLog:
                 return self._fd
             old, self._fd = self._fd, None
             os.close(old)
-        fd = self._dir.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            check_file(fd, name)
-        except OSError:
-            os.close(fd)
-            raise
+            fd = self._dir.open_file(name, flags, 0o640, limit=None)
+        except UnsafeFile as exc:
+            self._set_aside(exc)
+            fd = self._dir.open_file(name, flags | os.O_EXCL, 0o640, limit=None)  # a fresh one, or nothing
         self._fd = fd
         return fd
+
+    def _set_aside(self, exc: OSError) -> None:
+        aside = self._dir.set_aside(self.path.name)
+        where = f"moved aside to {self.path.parent / aside}" if aside else "could not be moved aside"
+        self._report(f"audit file {self.path} unusable ({why(exc)}); {where}, a fresh log is started")
 
     def record(
         self,
@@ -169,8 +177,11 @@ class AuditLog:
         if not self.path.parent.is_dir():
             return
         try:
-            fd = self._dir.open(self.path.name, os.O_RDONLY | os.O_NONBLOCK)
+            fd = self._dir.open_file(self.path.name, os.O_RDONLY, limit=None)
         except FileNotFoundError:
+            return
+        except UnsafeFile as exc:
+            self._set_aside(exc)
             return
         except (OSError, StateError) as exc:
             self._report(f"audit file {self.path} unreadable: {why(exc)}")
@@ -231,10 +242,22 @@ def _parse(raw: bytes) -> AuditRecord | None:
     )
 
 
-def read_audit(path: Path) -> list[AuditRecord]:
-    """Every readable record in order; garbage and torn lines are skipped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+def read_audit(path: Path, limit: int = READ_LIMIT) -> list[AuditRecord]:
+    """Every readable record in order (of the file's last `limit` bytes); garbage and torn lines are
+    skipped. Read through the hardened reader (no link, no FIFO, a regular file of ours); raises
+    StateError when the file or its directory cannot be trusted."""
+    if not path.parent.is_dir():
         return []
-    return [r for r in (_parse(ln) for ln in data.split(b"\n") if ln.strip()) if r is not None]
+    directory = StateDirectory(path.parent, create=False)
+    try:
+        data = directory.read(path.name, limit, tail=True)
+    except OSError as exc:  # StateError too
+        raise StateError(f"cannot read {path}: {why(exc)}") from exc
+    finally:
+        directory.close()
+    if data is None:
+        return []
+    lines = data.split(b"\n")
+    if len(data) == limit:
+        lines = lines[1:]  # the first line of a tail window is usually cut
+    return [r for r in (_parse(ln) for ln in lines if ln.strip()) if r is not None]

@@ -24,7 +24,7 @@ from typing import Any
 from watchdog.errors import StateError
 from watchdog.model import Action, KillReport, TradingState
 from watchdog.state.audit import to_jsonable
-from watchdog.state.files import StateDirectory, check_file, why
+from watchdog.state.files import StateDirectory, why
 from watchdog.state.records import Latch, PendingKill, position_key
 from watchdog.state.schemas import BaselineFile, LatchFile, PendingKillFile, StateDamage, validate
 from watchdog.state.summaries import report_summary, status_from_snapshot
@@ -42,6 +42,23 @@ PID_FILE = "watchdog.pid"
 AUDIT_FILE = "audit.jsonl"
 REQUESTS_DIR = "requests"
 _MISSING = object()  # a file that does not exist (JSON `null` is damage, not absence)
+REQUEST_LIMIT = 64 * 1024  # bytes: a request is a reason and a name, never more
+REQUESTS_PER_TAKE = 100  # requests taken at once; the rest wait for the next signal
+
+# What a damaged or unsafe state file means (a link, a FIFO, not ours, writable by others, too large,
+# hard-linked, not JSON, not its schema): the one policy (issue 15). Only a state directory that
+# cannot be used at all, or a pid file that may be another daemon's, stops a start; every other
+# file lets it go on. Every case is reported (ERROR line, critical "State directory problem").
+ON_UNUSABLE = {
+    PID_FILE: "refuse start: the pid file is the daemon's lock; one we cannot trust may be another's",
+    LATCH_FILE: "fail safe: read as TRIPPED; the next save replaces it",
+    PENDING_FILE: "fail safe: read as a pending close-all of every account; a save or clear replaces it",
+    AUDIT_FILE: "set aside (renamed NAME.damaged), a fresh log is started",
+    BASELINE_FILE: "set aside (renamed NAME.damaged): a cache, the day highs start afresh",
+    REQUESTS_DIR: "a request is removed unread; a requests/ dir others can write is not read at all",
+    STATUS_FILE: "shown as unreadable by `status`; rewritten within a second",
+    LAST_KILL_FILE: "shown as unreadable by `status`; replaced by the next kill",
+}
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -127,7 +144,7 @@ class StateStore:
             return missing  # nothing written yet (and reading must not create the directory)
         try:
             raw = self.files.read(name)
-        except OSError as exc:
+        except (OSError, StateError) as exc:
             raise StateError(f"cannot read {path}: {why(exc)}") from exc
         if raw is None:
             return missing
@@ -253,18 +270,25 @@ class StateStore:
         self._write(BASELINE_FILE, dict(data))
 
     def baseline(self) -> dict[str, Any]:
-        """The saved baseline, or {} when there is none or it is damaged (a cache never blocks a start:
-        damage is reported and the file is set aside as `baseline.json.damaged`)."""
+        """The saved baseline, {} when there is none. Never raises: a damaged or unsafe one is a
+        cache, set aside, reported (ERROR line, `on_error`) and read as none (`ON_UNUSABLE`)."""
         try:
             data = self._read(BASELINE_FILE, missing=_MISSING)
             if data is _MISSING:
                 return {}
             return validate(BaselineFile, data, str(self.dir / BASELINE_FILE)).model_dump()
         except (StateError, StateDamage) as exc:
-            self._damage(BASELINE_FILE, f"baseline file unusable ({exc}); discarded: day highs start afresh")
-            with contextlib.suppress(OSError):
-                os.replace(self.dir / BASELINE_FILE, self.dir / (BASELINE_FILE + ".damaged"))
+            self._set_aside(
+                BASELINE_FILE, f"baseline file unusable ({exc}); discarded: day highs start afresh"
+            )
             return {}
+
+    def _set_aside(self, name: str, problem: str) -> None:
+        aside = None
+        with contextlib.suppress(OSError):
+            aside = self.files.set_aside(name)
+        where = f"moved aside to {self.dir / aside}" if aside else "could not be moved aside"
+        self._damage(name, f"{problem} ({where})")
 
     def write_status(self, status: Mapping[str, Any]) -> None:
         """Every poll: atomic but not fsynced (it is rewritten in a second; losing one costs nothing)."""
@@ -285,13 +309,8 @@ class StateStore:
         path = self.dir / PID_FILE
         self.files.open_dir()  # StateError for a directory others could write in (or not ours)
         try:
-            fd = self.files.open(PID_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self.files.open_file(PID_FILE, os.O_RDWR | os.O_CREAT, 0o644, limit=4096)
         except OSError as exc:
-            raise StateError(f"cannot write {path}: {why(exc)}") from exc
-        try:
-            check_file(fd, PID_FILE)
-        except OSError as exc:
-            os.close(fd)
             raise StateError(f"cannot write {path}: {why(exc)}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -312,7 +331,7 @@ class StateStore:
         if not self.dir.is_dir():
             return None
         try:
-            fd = self.files.open(PID_FILE, os.O_RDONLY)
+            fd = self.files.open_file(PID_FILE, os.O_RDONLY, limit=4096)  # a FIFO never blocks
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -326,7 +345,7 @@ class StateStore:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None  # nobody holds the lock: a stale file from a crashed daemon
         finally:
-            os.close(fd)
+            self.files.release(fd)
 
     def remove_pid(self) -> None:
         if self._pid_fd is None:
@@ -339,36 +358,49 @@ class StateStore:
     # ------------------------------------------------------------------ control requests
     def put_request(self, kind: str, payload: Mapping[str, Any]) -> Path:
         """Drop a control request file (`requests/<kind>-<time>-<pid>.json`) for the daemon to take."""
-        reqdir = self.dir / REQUESTS_DIR
+        reqdir = self.files.subdirectory(REQUESTS_DIR, create=True)
+        name = f"{kind}-{self._clock():.6f}-{os.getpid()}.json"
         try:
-            reqdir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            path = reqdir / f"{kind}-{self._clock():.6f}-{os.getpid()}.json"
-            atomic_write(path, _dumps(payload))
-        except OSError as exc:
-            raise StateError(f"cannot write a {kind} request in {reqdir}: {exc.strerror or exc}") from exc
-        return path
+            reqdir.replace(name, _dumps(payload))
+        except OSError as exc:  # StateError too: a requests/ dir that is a link or others can write
+            raise StateError(f"cannot write a {kind} request in {reqdir.path}: {why(exc)}") from exc
+        finally:
+            reqdir.close()
+        return reqdir.path / name
 
     def take_requests(self, kind: str) -> list[dict[str, Any]]:
-        """Every queued request of `kind`, oldest first; each is removed as it is taken."""
-        reqdir = self.dir / REQUESTS_DIR
+        """Queued requests of `kind`, oldest first (at most REQUESTS_PER_TAKE); each is removed as it is
+        taken. Read through the hardened reader: a link, a FIFO, a file too large or not ours is
+        removed unread and reported; a requests/ dir that is a link or others can write is not read."""
+        if not os.path.lexists(self.dir / REQUESTS_DIR):
+            return []  # no request was ever queued
+        reqdir = self.files.subdirectory(REQUESTS_DIR)
         try:
-            paths = sorted(reqdir.glob(f"{kind}-*.json"), key=lambda p: p.name)
-        except OSError:
+            names = [n for n in reqdir.names() if n.startswith(f"{kind}-") and n.endswith(".json")]
+        except OSError as exc:  # StateError: unsafe directory
+            reqdir.close()
+            self._report(f"control requests not read: {why(exc)}")
             return []
         out: list[dict[str, Any]] = []
-        for path in paths:
-            try:
-                data = json.loads(path.read_bytes())
-                path.unlink()
-            except FileNotFoundError:
-                continue  # taken by someone else in between
-            except (OSError, ValueError) as exc:
-                self._report(f"control request {path} unusable ({exc}); removed")
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                continue
-            if isinstance(data, dict):
-                out.append(data)
+        try:
+            for name in names[:REQUESTS_PER_TAKE]:
+                try:
+                    raw = reqdir.read(name, REQUEST_LIMIT)
+                    if raw is None:
+                        continue  # taken by someone else in between
+                    data = json.loads(raw)
+                except (OSError, ValueError) as exc:
+                    problem = why(exc) if isinstance(exc, OSError) else f"not JSON: {exc}"
+                    self._report(f"control request {reqdir.path / name} unusable ({problem}); removed unread")
+                    with contextlib.suppress(OSError):
+                        reqdir.unlink(name)  # a link is removed, never its target
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    reqdir.unlink(name)
+                if isinstance(data, dict):
+                    out.append(data)
+        finally:
+            reqdir.close()
         return out
 
 
