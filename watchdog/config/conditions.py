@@ -12,6 +12,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from watchdog.config.field_types import bounded_duration
+
 
 class MetricKind(enum.Enum):
     """How a metric's threshold is written and shown."""
@@ -140,7 +142,7 @@ def parse_threshold(raw: Any, info: MetricInfo | None) -> float:
         raise ValueError(f"{info.name} is a duration: write it with a unit, e.g. 500ms, 2s, 5m, got: {raw!r}")
     if number < 0:
         raise ValueError(f"{info.name} is a duration and cannot be negative, got: {raw!r}")
-    return number * _SECONDS[unit]
+    return bounded_duration(number * _SECONDS[unit], raw)
 
 
 def check_timezone(tz: str) -> str:

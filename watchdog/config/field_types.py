@@ -7,28 +7,54 @@ already in base units (seconds, fractions), so a dumped config validates again.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
-__all__ = ["Duration", "FrozenModel", "Percent", "from_file", "parse_duration", "parse_percent"]
+__all__ = [
+    "MAX_DURATION",
+    "Duration",
+    "FrozenModel",
+    "Percent",
+    "bounded_duration",
+    "from_file",
+    "parse_duration",
+    "parse_percent",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The longest duration rules.yaml accepts (seconds): a week covers every sane poll, timeout, `for`,
+# quiet window and reminder; `for: 999…9s` (5,000 digits) read as "for inf s" and never fired.
+MAX_DURATION = 7 * 86400.0
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
+def bounded_duration(seconds: float, raw: Any) -> float:
+    """`seconds` when finite and at most MAX_DURATION, else ValueError quoting `raw` (shortened)."""
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError(f"must be a duration of at most 7d (a week), got: {_shown(raw)}")
+    return seconds
 
 
 def parse_duration(v: Any) -> Any:
-    """'500ms', '2s', '5m', '1h', '1d' → seconds. Bare numbers are refused: a unit is required."""
+    """'500ms', '2s', '5m', '1h', '1d' → seconds. Bare numbers are refused: a unit is required.
+    ValueError beyond MAX_DURATION (a week), for inf and nan."""
     if isinstance(v, str):
         m = _DURATION.match(v)
         if not m:
-            raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {v!r}")
-        return float(m.group(1)) * _UNIT[m.group(2)]
+            raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {_shown(v)}")
+        return bounded_duration(float(m.group(1)) * _UNIT[m.group(2)], v)
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {v!r}")
-    raise ValueError(f"must be a duration with a unit (e.g. {v}s), got: {v!r}")
+        raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {_shown(v)}")
+    raise ValueError(f"must be a duration with a unit (e.g. {_shown(v)}s), got: {_shown(v)}")
 
 
 def parse_percent(v: Any) -> Any:
@@ -50,7 +76,7 @@ def _duration_field(v: Any, info: ValidationInfo) -> Any:
     # In a file a bare number is refused (2 what?); from Python, a number is already seconds,
     # so a dumped config validates again.
     if not from_file(info) and isinstance(v, int | float) and not isinstance(v, bool):
-        return float(v)
+        return bounded_duration(float(v), v)
     return parse_duration(v)
 
 
