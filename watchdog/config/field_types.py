@@ -7,19 +7,22 @@ already in base units (seconds, fractions), so a dumped config validates again.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 __all__ = [
     "MAX_DURATION",
     "Duration",
     "FrozenModel",
+    "Host",
     "Percent",
     "bounded_duration",
+    "check_host",
     "from_file",
     "parse_duration",
     "parse_percent",
@@ -86,6 +89,31 @@ def _percent_field(v: Any, info: ValidationInfo) -> Any:
     return parse_percent(v)
 
 
+# One label of a host name (RFC 1123; `_` too, as container and service names use it)
+_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def check_host(value: str) -> str:
+    """A host name (`localhost`, `ib-gateway`, `gw.example.net`) or an IP literal (`127.0.0.1`, `::1`).
+
+    The value is never quoted in the error: `host: ${VAR}` once accepted a token with spaces and
+    `check` printed it whole."""
+    with_dots = value[:-1] if value.endswith(".") else value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        if "%" not in value:  # a scope id (fe80::1%eth0) may hold anything; a config needs none
+            return value
+    labels = with_dots.split(".")
+    # an all-digit last label is an IPv4 address that failed above (256.1.1.1), never a name
+    if 0 < len(with_dots) <= 253 and all(_LABEL.match(x) for x in labels) and not labels[-1].isdigit():
+        return value
+    raise ValueError("must be a host name (letters, digits, - and _ between dots) or an IP address")
+
+
+Host = Annotated[str, AfterValidator(check_host)]
 Duration = Annotated[float, BeforeValidator(_duration_field), Field(gt=0)]
 Percent = Annotated[float, BeforeValidator(_percent_field), Field(ge=0)]
 

@@ -39,6 +39,11 @@ _MAX_SECRET_BYTES = 64 * 1024
 class LoadResult:
     config: Config
     warnings: tuple[ConfigProblem, ...] = ()
+    outside_values: frozenset[str] = frozenset()  # values from ${VAR}, file:, credential: (secrets)
+
+    def redact(self, text: str) -> str:
+        """`text` with every value from outside the file masked (whole, and its pieces as in errors)."""
+        return _redact_text(text, set(self.outside_values), set(self.outside_values))
 
 
 def load_config(
@@ -121,7 +126,7 @@ def load(
                 f"{stat.S_IMODE(mode):o}): chmod 600 it, or use ${{VAR}}, file: or credential:",
             )
         )
-    return LoadResult(config, tuple(warnings))
+    return LoadResult(config, tuple(warnings), frozenset(interp.values))
 
 
 def check_command(path: str, *, quiet: bool = False) -> int:
@@ -135,11 +140,11 @@ def check_command(path: str, *, quiet: bool = False) -> int:
         print(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was changed", file=sys.stderr)
         return 2
     for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {result.redact(str(w))}", file=sys.stderr)
     if not quiet:
         print(f"{path}: OK")
         for line in describe_config(result.config):
-            print(line)
+            print(result.redact(line))  # a value from ${VAR} (a host, an account) is a secret here too
     return 0
 
 
@@ -152,17 +157,23 @@ def _at(data: Any, path: TreePath) -> Any:
     return data
 
 
-def _redact(problem: ConfigProblem, values: set[str], outside: set[str]) -> ConfigProblem:
-    """Mask secrets in a problem's message and path: whole values, their repr() spelling, and pieces
-    of outside values (4+ characters in a quoted value, e.g. a cron error quoting one field of a
-    `${VAR}` value; 12+ anywhere)."""
-    message, path = problem.message, problem.path
+def _redact_text(text: str, values: set[str], outside: set[str]) -> str:
+    """Mask secrets in a text: whole values, their repr() spelling, and pieces of outside values
+    (4+ characters in a quoted value, e.g. a cron error quoting one field of a `${VAR}` value; 12+
+    anywhere)."""
     for value in sorted(values, key=len, reverse=True):
         if len(value) < 3:  # too short to be a secret; redacting it would garble the message
             continue
-        message = message.replace(value, "***").replace(repr(value)[1:-1], "***")
-        path = path.replace(value, "***")
-    message, path = redact_quoted(message, outside), redact_quoted(path, outside)
+        text = text.replace(value, "***").replace(repr(value)[1:-1], "***")
+    return redact_quoted(text, outside)
+
+
+def _redact(problem: ConfigProblem, values: set[str], outside: set[str]) -> ConfigProblem:
+    """Mask secrets in a problem's message and path (see `_redact_text`)."""
+    message, path = (
+        _redact_text(problem.message, values, outside),
+        _redact_text(problem.path, values, outside),
+    )
     if (message, path) == (problem.message, problem.path):
         return problem
     return ConfigProblem(problem.file, problem.line, path, message)

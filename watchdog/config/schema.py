@@ -27,7 +27,7 @@ from watchdog.config.conditions import (
     cross_check,
     dotted,
 )
-from watchdog.config.field_types import Duration, FrozenModel, Percent, parse_duration, parse_percent
+from watchdog.config.field_types import Duration, FrozenModel, Host, Percent, parse_duration, parse_percent
 from watchdog.config.rule_schema import Condition, QuietWindow, Rule, Schedule
 from watchdog.model import Severity
 
@@ -62,7 +62,7 @@ LIVE_PORTS = frozenset({7496, 4001})
 
 
 class GatewayConfig(FrozenModel):
-    host: str = Field(default="127.0.0.1", min_length=1)
+    host: Host = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     client_id: int = Field(ge=0, le=2_147_483_647)
     paper: bool  # mandatory: cross-checked against the port and the account ids
@@ -134,7 +134,7 @@ class PollingConfig(FrozenModel):
 
 class MetricsConfig(FrozenModel):
     enabled: bool = True
-    host: str = Field(default="127.0.0.1", min_length=1)
+    host: Host = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)  # 0 = ephemeral (tests)
 
 
