@@ -76,10 +76,11 @@ def test_a_stalled_writer_drops_and_counts_instead_of_blocking() -> None:
 
 
 def test_a_newline_in_outside_text_cannot_forge_a_log_line() -> None:
+    # code 202: ib_async keeps its own line for codes the gateway connection does not log itself
     out = io.StringIO()
     logsetup.configure("INFO", stream=out)
     forged = "Order rejected\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: kill K1 flat\r\x1b[2K"
-    logging.getLogger("ib_async.wrapper").error("Error 201, reqId 7: %s", forged)
+    logging.getLogger("ib_async.wrapper").error("Error 202, reqId 7: %s", forged)
     try:
         raise RuntimeError(forged)
     except RuntimeError:
@@ -88,7 +89,7 @@ def test_a_newline_in_outside_text_cannot_forge_a_log_line() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].endswith(
-        "Error 201, reqId 7: Order rejected\\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: "
+        "Error 202, reqId 7: Order rejected\\n2026-11-30T10:00:00.000Z INFO    watchdog.kill: "
         "kill K1 flat\\r\\x1b[2K"
     )
     assert "\x1b" not in out.getvalue() and "\u2028" not in out.getvalue()

@@ -30,6 +30,7 @@ from watchdog.errors import (
     SafetyValveError,
 )
 from watchdog.gateway import socket_options, valve
+from watchdog.gateway.error_log import ErrorLogLimit, IbErrorEcho, keeps_ib_line
 from watchdog.gateway.heartbeat import Backoff, HeartbeatTracker
 from watchdog.gateway.write_access import WriteAccessProbe
 from watchdog.model import GatewayStatus, Health
@@ -43,6 +44,7 @@ ORDER_ERRORS_KEPT = 1_000  # the kill switch only asks about orders it placed mo
 ERROR_CODES_KEPT = 200  # IB documents ~300 codes and a session sees a handful; more is an odd gateway
 OTHER_ERROR_CODE = -1  # where codes past ERROR_CODES_KEPT are counted
 NOTICE_CODES = frozenset({202, 399, 10167})  # order cancelled / order warnings: counted, no event
+_IB_ECHO = IbErrorEcho(keeps_ib_line(NOTICE_CODES))  # ib_async's copy of the error lines we log
 
 
 class EventKind(enum.StrEnum):
@@ -105,6 +107,8 @@ class GatewayConnection:
         self.connect_failures = 0
         self.down_detected_at: float | None = None  # monotonic time the last half-open was declared
         self.write_probe = WriteAccessProbe(monotonic, polling.timeout)  # read-only API detection
+        self._error_log = ErrorLogLimit(monotonic)  # error lines per code a minute (error_log.py)
+        logging.getLogger("ib_async.wrapper").addFilter(_IB_ECHO)  # once: the same object each time
         self._probe_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ state
@@ -177,13 +181,26 @@ class GatewayConnection:
     def _emit(self, kind: EventKind, message: str, code: int | None = None) -> None:
         event = GatewayEvent(kind=kind, message=message, at=self._clock(), code=code)
         level = logging.INFO if kind in (EventKind.CONNECTED, EventKind.RESTORED) else logging.WARNING
-        log.log(level, "gateway %s%s: %s", kind.value, f" code={code}" if code else "", message)
+        self.log_error_summaries()
+        if kind is not EventKind.ERROR or code is None or self._error_log.allow(code):
+            log.log(level, "gateway %s%s: %s", kind.value, f" code={code}" if code else "", message)
         if self._on_event is None:
             return
         try:
             self._on_event(event)
         except Exception:  # a broken listener must not take the connection down with it
             log.exception("gateway on_event callback failed for %s", kind.value)
+
+    def log_error_summaries(self) -> None:
+        """One line per error code whose lines were left out in a window that is now over."""
+        for code, left_out, window in self._error_log.summaries():
+            log.warning(
+                "gateway error code=%d: %d more in the last %.0fs not logged "
+                "(every one is counted in ibkr_watchdog_gateway_errors_total)",
+                code,
+                left_out,
+                window,
+            )
 
     def _set_health(self, health: Health) -> None:
         if health in (Health.DOWN, Health.DEGRADED) and self._down_since is None:
@@ -404,6 +421,7 @@ class GatewayConnection:
 
         After an answered heartbeat, write access is proven again when due (at connect, then every
         `write_access.INTERVAL`): one harmless request, see `gateway.write_access`."""
+        self.log_error_summaries()  # a burst that ended gets its count within a beat
         async with self._heartbeat_lock:  # ib_async keeps one pending reqCurrentTime
             rtt = await self._heartbeat(self._require())
         if self.write_probe.due() and (self._probe_task is None or self._probe_task.done()):
