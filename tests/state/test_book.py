@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,17 @@ def test_the_file_is_plain_json(tmp_path: Path) -> None:
     BookWriter(StateDirectory(tmp_path)).save(_snapshot(), now=5.0)
     data = json.loads((tmp_path / BOOK_FILE).read_text())
     assert data["updated"] == 5.0 and data["version"] == 1
+
+
+@pytest.mark.parametrize("how", ["fifo", "symlink"])
+def test_the_book_is_read_through_the_hardened_reader(tmp_path: Path, how: str) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"version": 1, "accounts": {}, "positions": [], "orders": []}')
+    state = tmp_path / "state"
+    state.mkdir(mode=0o750)
+    if how == "fifo":
+        os.mkfifo(state / BOOK_FILE)  # `drill --book state` waited for a writer for ever
+    else:
+        (state / BOOK_FILE).symlink_to(outside)
+    with pytest.raises(StateError, match=r"not a regular file|symbolic link"):
+        load_book(state)

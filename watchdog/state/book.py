@@ -19,7 +19,7 @@ from typing import Any
 
 from watchdog.errors import StateError
 from watchdog.model import ContractRef, OpenOrder, Position, Snapshot
-from watchdog.state.files import StateDirectory
+from watchdog.state.files import StateDirectory, why
 
 log = logging.getLogger("watchdog.state.store")
 
@@ -144,14 +144,18 @@ def load_book(state_dir: str | Path) -> dict[str, Any]:
     (wrong version, a list that is not a list): the caller must refuse it, never guess.
     """
     path = Path(state_dir) / BOOK_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise StateError(
-            f"{path}: no book snapshot (a daemon of this version writes it while it runs)"
-        ) from None
-    except OSError as exc:
-        raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    missing = StateError(f"{path}: no book snapshot (a daemon of this version writes it while it runs)")
+    if not path.parent.is_dir():
+        raise missing
+    directory = StateDirectory(path.parent, create=False)
+    try:  # the one hardened reader: no link, no FIFO, a regular file of ours, 16 MiB at most
+        raw = directory.read(BOOK_FILE)
+    except OSError as exc:  # StateError too
+        raise StateError(f"{path}: cannot read: {why(exc)}") from exc
+    finally:
+        directory.close()
+    if raw is None:
+        raise missing
     try:
         data = json.loads(raw)
     except ValueError as exc:
