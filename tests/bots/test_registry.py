@@ -125,3 +125,16 @@ def test_a_restored_heartbeat_keeps_its_age_on_the_monotonic_clock_and_one_from_
     assert reg.heard_at("beta") == 500.0 and reg.get("beta").last_seen == clock.now  # type: ignore[union-attr]
     clock.now += 3600  # a wall-clock step moves neither
     assert reg.heard_at("alpha") == 493.0
+
+
+def test_a_hard_linked_bots_file_is_set_aside_unread(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"version": 1, "bots": {}}')
+    state = tmp_path / "state"
+    state.mkdir(mode=0o750)
+    os.link(elsewhere, state / BOTS_FILE)  # a write to it would show up under the other name too
+    problems: list[str] = []
+    assert registry(state, Clock(), problems).restore() == 0
+    assert len(problems) == 1 and "2 hard links" in problems[0]
+    assert (state / (BOTS_FILE + ".damaged")).exists()
+    assert elsewhere.read_text() == '{"version": 1, "bots": {}}'

@@ -37,7 +37,7 @@ from typing import Any
 
 from watchdog.config.bots import BotsConfig
 from watchdog.model import BotStatus
-from watchdog.state.files import StateDirectory, why
+from watchdog.state.files import StateDirectory, UnsafeFile, why
 
 __all__ = ["BOTS_FILE", "MAX_FILE", "PERSIST_EVERY", "BotRegistry"]
 
@@ -178,8 +178,8 @@ class BotRegistry:
         try:
             raw = self._files.read(BOTS_FILE, limit=MAX_FILE)
         except OSError as exc:
-            if exc.errno in _UNREADABLE:
-                return self._damaged(f"{_UNREADABLE[exc.errno] or why(exc)}, not read")
+            if isinstance(exc, UnsafeFile) or exc.errno in _UNREADABLE:  # also hard-linked (EMLINK)
+                return self._damaged(f"{_UNREADABLE.get(exc.errno or 0) or why(exc)}, not read")
             self._report(f"cannot read {self._path} ({why(exc)}); {self._unknown_until_heard()}")
             return 0
         if raw is None:
