@@ -125,3 +125,28 @@ async def test_a_state_dir_others_can_write_refuses_the_start_in_one_line(
     assert "Traceback" not in d.stderr, d.stderr
     assert "refusing to start: refusing state directory" in lines[0]
     assert "writable by group or others (mode 777)" in lines[0]
+
+
+async def test_a_gateway_host_from_the_environment_is_never_echoed(
+    tmp_path: Path,
+    launch: Launcher,
+    capture: Capture,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret_host = "sup3r-s3cr3t-t0ken-host.invalid"  # a valid name that never resolves
+    monkeypatch.setenv("GW_HOST", secret_host)
+    config = write_config(
+        tmp_path,
+        free_port(),
+        extra=(
+            f"notifications:\n  gateway_down_after: 1s\n"
+            f"  targets:\n    - url: json://127.0.0.1:{capture.port}/pager\n"
+        ),
+    )
+    config.write_text(config.read_text().replace("  host: 127.0.0.1\n", "  host: ${GW_HOST}\n", 1))
+    d = await launch(config)
+    await until(lambda: "cannot connect to gateway at ***:" in d.stderr, 20, "a connect failure logged")
+    await until(lambda: any("***" in t for t in _titles(capture)), 20, "the gateway-down page")
+    assert await d.stop() == 0
+    seen = d.stderr + "\n".join(_titles(capture))
+    assert "t0ken" not in seen and "s3cr3t" not in seen, seen

@@ -19,6 +19,7 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
     try:
         components = build_components(config, clock=time.time)
+        components.load_config = load_masked  # reloads mask what they take from outside too
     except StateError as exc:  # the state directory cannot be used: one line, no traceback
         log.critical("refusing to start: %s", exc)
         return 2
@@ -36,13 +37,26 @@ async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
         return 2
 
 
+def load_masked(config_path: str) -> Config:
+    """`load_config`, and every value it took from ${VAR}, file: or credential: masked from then on in
+    this process's log lines and notifications (a gateway host from ${VAR} is echoed by
+    "cannot connect to …" and the gateway-down page). Used at start and by every reload."""
+    from watchdog.config.load import load
+    from watchdog.outputs.logging_setup import mask_values
+
+    result = load(config_path)
+    mask_values(result.outside_values)
+    for w in result.warnings:
+        log.warning("%s", w)
+    return result.config
+
+
 def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
     """`ibkr-watchdog run`: load the config, then run until SIGTERM/SIGINT."""
-    from watchdog.config.load import load_config
     from watchdog.outputs.logging_setup import configure
 
     try:
-        config = load_config(config_path)
+        config = load_masked(config_path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

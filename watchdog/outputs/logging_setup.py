@@ -22,6 +22,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Iterable
 from typing import TextIO
 
 QUEUE_SIZE = 10_000
@@ -52,10 +53,32 @@ def _escape_one(m: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# Values the running daemon's config took from ${VAR}, file: or credential: (`mask_values`): masked
+# whole in every log line and notification, e.g. a gateway host from ${VAR} in "cannot connect to …".
+MASK_MIN = 4  # shorter values ("1", "on") are too common to mask and tell nothing
+MASKED_KEPT = 1_000  # a bound: values of the last configs loaded
+_masked: tuple[str, ...] = ()
+
+
+def mask_values(values: Iterable[str]) -> None:
+    """Add values to mask whole (longest first) in every log line and notification of this process."""
+    global _masked
+    merged = {*_masked, *(v for v in values if len(v) >= MASK_MIN)}
+    _masked = tuple(sorted(merged, key=len, reverse=True))[:MASKED_KEPT]
+
+
+def mask(text: str) -> str:
+    """`text` with every value given to `mask_values` replaced by ***."""
+    for value in _masked:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
 def redact(text: str) -> str:
-    """Mask credentials embedded in URLs and query strings."""
+    """Mask credentials embedded in URLs and query strings, and the values given to `mask_values`."""
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group('scheme')}***@", text)
-    return _SECRET_PATTERNS[1].sub(lambda m: f"{m.group('key')}***", text)
+    return mask(_SECRET_PATTERNS[1].sub(lambda m: f"{m.group('key')}***", text))
 
 
 class _Formatter(logging.Formatter):

@@ -21,6 +21,7 @@ import apprise
 
 from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Action, Breach, BreachKind, KillReport, Severity
+from watchdog.outputs.logging_setup import mask
 from watchdog.outputs.messages import (
     Kind,
     Notification,
@@ -350,9 +351,9 @@ class Notifier:
             return False
         self._c.sent_times.append(now)
         frags = self._filter.fragments
-        body = redact(n.body or n.title, frags)  # apprise refuses an empty body
+        body = mask(redact(n.body or n.title, frags))  # apprise refuses an empty body
         n = Notification(
-            kind=n.kind, severity=n.severity, title=redact(n.title, frags), body=body, limited=n.limited
+            kind=n.kind, severity=n.severity, title=mask(redact(n.title, frags)), body=body, limited=n.limited
         )
         log.info("notify [%s] %s", n.severity.value, n.title)
         queued = False
