@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from watchdog.market_hours import NEW_YORK, is_regular_hours
+from watchdog.market_hours import NEW_YORK, is_regular_hours, next_change
 
 
 def ny(y: int, mo: int, d: int, h: int, mi: int = 0) -> float:
@@ -74,3 +74,35 @@ def test_fx_trades_from_sunday_to_friday_1700(when: float, expected: bool) -> No
 def test_unknown_security_types_never_count_as_regular_hours() -> None:
     # a "no" means a limit order with outsideRth, which every session accepts
     assert is_regular_hours("BOND", ny(2025, 1, 15, 12, 0)) is False
+
+
+def _stocks(t: float) -> bool:
+    return is_regular_hours("STK", t)
+
+
+@pytest.mark.parametrize(
+    ("now", "change"),
+    [
+        (ny(2025, 1, 15, 12, 0), ny(2025, 1, 15, 16, 0)),  # open: closes at 16:00
+        (ny(2025, 1, 15, 16, 0), ny(2025, 1, 16, 9, 30)),  # just closed: opens tomorrow 09:30
+        (ny(2025, 1, 17, 17, 0), ny(2025, 1, 20, 9, 30)),  # Friday evening: Monday's open
+        (ny(2025, 3, 7, 17, 0), ny(2025, 3, 10, 9, 30)),  # across the DST change (EST → EDT)
+        (
+            ny(
+                2025,
+                1,
+                15,
+                9,
+                29,
+            )
+            + 59,
+            ny(2025, 1, 15, 9, 30),
+        ),  # one second before the open
+    ],
+)
+def test_next_change_finds_the_next_open_or_close_to_the_second(now: float, change: float) -> None:
+    assert next_change(_stocks, now) == change
+
+
+def test_next_change_is_none_for_a_calendar_that_never_changes() -> None:
+    assert next_change(lambda _t: True, ny(2025, 1, 15, 12, 0)) is None

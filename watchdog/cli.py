@@ -1,4 +1,4 @@
-"""Command line: run, check, kill, reset, status, sim, demo, ping, drill.
+"""Command line: run, check, kill, reset, status, plan, sim, demo, ping, drill.
 
 Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 anything else.
 """
@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=4002)
     sim.add_argument("--scenario", default=None, help="YAML scenario file (default: built-in demo book)")
 
+    plan = sub.add_parser("plan", help="what a kill would send now and what would not close (sends nothing)")
+    plan.add_argument("--config", "-c", default="rules.yaml", help="to find the state dir")
+    plan.add_argument("--state-dir", default=None, help="read the daemon's plan from this state dir")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument(
+        "--gateway", default=None, metavar="HOST:PORT", help="one-off read-only look, no daemon"
+    )
+    plan.add_argument("--client-id", type=int, default=None, help="with --gateway: a free client id")
+
     demo = sub.add_parser("demo", help="simulator + daemon in one process: a scripted loss and a kill")
     demo.add_argument("--scenario", default="loss", help="loss, half-open, margin, runaway, manual, dead-bot")
     demo.add_argument("--config", "-c", default=None, help="rules file (default: the repo's rules.yaml)")
@@ -105,6 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from watchdog.daemon.control import status_command
 
         return status_command(args.config, as_json=args.json)
+    if cmd == "plan":
+        from watchdog.daemon.plan_command import plan_command
+
+        return plan_command(
+            args.config,
+            state_dir=args.state_dir,
+            as_json=args.json,
+            gateway=args.gateway,
+            client_id=args.client_id,
+        )
     if cmd == "sim":
         from watchdog.sim.cli import sim_command
 

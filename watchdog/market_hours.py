@@ -23,7 +23,9 @@ carry no hours for the moment in question.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+from collections.abc import Callable
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -194,3 +196,29 @@ def next_open(trading: Intervals, now: float) -> float | None:
     """Epoch of the next session start after `now`, if the hours list one."""
     later = [a for a, _ in trading if a > now]
     return min(later) if later else None
+
+
+def next_change(
+    is_open: Callable[[float], bool], now: float, *, horizon: float = 8 * 86400.0, step: float = 1800.0
+) -> float | None:
+    """Epoch of the next open↔closed change of a calendar after `now`, to the second; None within `horizon`.
+
+    Looks every `step` seconds (sessions of the table above change on the half hour), then bisects
+    the step where the answer flips: about 400 calls for a week, so callers cache the answer until then.
+    """
+    state = is_open(now)
+    before = now
+    t = (now // step + 1) * step
+    while t <= now + horizon:
+        if is_open(t) != state:
+            low, high = before, t  # the change lies in (low, high]
+            while high - low > 1.0:
+                mid = (low + high) / 2
+                if is_open(mid) == state:
+                    low = mid
+                else:
+                    high = mid
+            return float(math.ceil(high)) if is_open(math.ceil(high)) != state else high
+        before = t
+        t += step
+    return None

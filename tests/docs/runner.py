@@ -239,6 +239,8 @@ class Rehearsal:
             assert status_data(self.state_dir)["latch"]["state"] == "tripped"
         elif sub == "reset":
             assert status_data(self.state_dir)["latch"]["state"] == "armed", r.stdout
+        elif sub == "plan":
+            assert "Kill readiness: " in r.stdout and "nothing was sent" in r.stdout, r.stdout
 
     async def do_scrape(self, cmd: Command) -> None:
         assert self.daemon is not None, f"{cmd.where()}: needs the daemon the README starts earlier"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import WATCHDOG_REF, FakeBook, future, option, stock
-from watchdog.model import Action, CloseOrderRequest, KillOutcome, KillReport
+from watchdog.model import Action, CloseOrderRequest, ContractRef, KillOutcome, KillReport
 
 T = 30.0  # seconds of real time allowed per kill; virtual time makes each take milliseconds
 
@@ -77,6 +77,17 @@ async def test_a_future_without_a_known_exchange_is_escalated_not_sent_with_an_e
     assert report.outcome is KillOutcome.ESCALATED
     assert "no routable exchange" in report.reason
     assert placed(book) == []
+
+
+async def test_a_security_type_it_does_not_close_is_escalated_at_once_with_close_it_by_hand(
+    book: FakeBook, make_switch: MakeSwitch
+) -> None:
+    book.add_position("DU1", ContractRef(con_id=7, symbol="VFIAX", sec_type="FUND"), 12)
+    book.add_position("DU1", stock(), 10)
+    report = await close_all(make_switch)
+    assert report.outcome is KillOutcome.ESCALATED
+    assert "security type FUND of VFIAX is not closed through the API: close it by hand" in report.reason
+    assert [r.contract.con_id for r in placed(book)] == [1]
 
 
 async def test_partial_fills_end_flat_with_a_single_order(book: FakeBook, make_switch: MakeSwitch) -> None:

@@ -179,6 +179,8 @@ class KillConfig(FrozenModel):
     timezone: str = "America/New_York"
     standby: bool = False  # second instance: cancel at once, close only after standby_grace
     standby_grace: Duration = 5.0
+    # every this often (and after each reconnect) plan a close_all against the live book, sending nothing
+    readiness_interval: Duration = 60.0
 
     @field_validator("timezone")
     @classmethod

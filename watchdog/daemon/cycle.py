@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from watchdog import __version__
 from watchdog.config.schema import Config
 from watchdog.daemon.kill_tasks import KillTasks
+from watchdog.daemon.readiness_job import ReadinessRunner
 from watchdog.daemon.wiring import Components
 from watchdog.errors import GatewayError, StateError
 from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
@@ -69,6 +70,7 @@ class Cycle:
     config: Config
     state: RunState
     kills: KillTasks
+    readiness: ReadinessRunner
     last_cycle: CycleResult | None
     _requests: Requests
     _eval_task: asyncio.Task[CycleResult] | None
@@ -141,6 +143,10 @@ class Cycle:
                 return
             raise
 
+    async def readiness_job(self) -> None:
+        """`kill.readiness_interval`: plan a close_all against the live book, never beside a running kill."""
+        await self.readiness.run_once(self.config)
+
     async def evaluate_job(self) -> None:
         # a coroutine job: APScheduler runs plain functions in a thread pool, away from the loop
         self._request_evaluation()
@@ -192,6 +198,7 @@ class Cycle:
             c.bots.observe()
         healthy = snap.gateway.connected and snap.gateway.health.value == "healthy"
         self._after_cycle(snap, healthy)
+        self.readiness.after_cycle(snap, self.config)
         result = CycleResult(
             at=now,
             breaches=tuple(breaches),

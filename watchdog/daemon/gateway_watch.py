@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from watchdog.config.schema import Config
 from watchdog.daemon.cycle import READS, Requests, RunState
 from watchdog.daemon.kill_tasks import KillTasks
+from watchdog.daemon.readiness_job import ReadinessRunner
 from watchdog.daemon.wiring import Components
 from watchdog.errors import ClientIdInUse, GatewayError, GatewayUnavailable, SafetyValveError
 from watchdog.gateway.client import EventKind, GatewayEvent
@@ -30,6 +31,7 @@ class GatewayWatch:
     config: Config
     state: RunState
     kills: KillTasks
+    readiness: ReadinessRunner
     _requests: Requests
     _reads_ok_at: dict[str, float]
     _fast_reconnect: asyncio.Task[None] | None
@@ -62,6 +64,7 @@ class GatewayWatch:
             c.metrics.observe_reconnect()
             c.notifier.notify_reconnect(self.endpoint)
         self._connected_once = True
+        self.readiness.on_connect(c.clock())
         self.resume_pending("reconnect")
 
     def resume_pending(self, why: str) -> bool:

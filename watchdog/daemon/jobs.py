@@ -41,6 +41,7 @@ class Daemon(Protocol):
     async def heartbeat_job(self) -> None: ...
     async def poll(self, name: str) -> bool: ...
     async def evaluate_job(self) -> None: ...
+    async def readiness_job(self) -> None: ...
     def should_fire(self, action: Action) -> bool: ...
     def start_kill(
         self, action: Action, trigger: str, *, reason: str = "", accounts: list[str] | None = None
@@ -51,7 +52,7 @@ log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
 def schedule_jobs(d: Daemon) -> None:
-    """(Re)register every timer: heartbeat, polls, evaluation, scheduled rules, automatic re-arm."""
+    """(Re)register every timer: heartbeat, polls, evaluation, kill readiness, scheduled rules, re-arm."""
     c, cfg = d.c, d.config
     sched, timers = c.scheduler, c.timers
     for job in sched.get_jobs():
@@ -69,6 +70,7 @@ def schedule_jobs(d: Daemon) -> None:
     for name, every in intervals.items():
         timers.every(f"poll:{name}", every, functools.partial(d.run_job, d.poll, name))
     timers.every("evaluate", min(intervals.values()), d.evaluate_job)
+    timers.every("readiness", cfg.kill.readiness_interval, functools.partial(d.run_job, d.readiness_job))
     for rule in cfg.rules:
         if rule.schedule is None or not rule.enabled:
             continue

@@ -20,6 +20,7 @@ from watchdog.daemon.cycle import POLLS, Cycle, CycleResult, Requests, RunState
 from watchdog.daemon.gateway_watch import GatewayWatch
 from watchdog.daemon.jobs import reload_config, reload_config_async, schedule_jobs
 from watchdog.daemon.kill_tasks import KillTasks
+from watchdog.daemon.readiness_job import ReadinessRunner
 from watchdog.daemon.wiring import Components
 from watchdog.errors import (
     ClientIdInUse,
@@ -71,6 +72,7 @@ class Daemon(GatewayWatch, Cycle):
         self._saved_highs: list[dict[str, object]] = []
         self._status_state: TradingState | None = None  # the latch state status.json last showed
         self._book = BookWriter(components.store.files)  # book.json: what `drill --book state` rehearses
+        self.readiness = ReadinessRunner(components, lambda: self.kills.running)
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, require_gateway: bool = False, schedule: bool = True) -> None:
@@ -158,6 +160,7 @@ class Daemon(GatewayWatch, Cycle):
         for t in [*self.kills.tasks, *background]:
             t.cancel()
         await asyncio.gather(*self.kills.tasks, *background, return_exceptions=True)
+        await self.readiness.stop()
         c.notifier.notify_shutdown(
             "stopped" if not self._requests.force else "forced stop", c.store.trading_state().value
         )

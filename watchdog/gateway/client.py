@@ -31,6 +31,7 @@ from ib_async import Position as IbPosition
 
 from watchdog import market_hours as hours
 from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
+from watchdog.errors import GatewayError
 from watchdog.gateway import convert
 from watchdog.gateway.base_currency import REAL_CURRENCY, BaseCurrencyRows
 from watchdog.gateway.connection import EventKind, GatewayConnection, GatewayEvent
@@ -324,13 +325,18 @@ class Gateway(GatewayConnection):
 
     # ------------------------------------------------------------------ Broker
 
+    def _writable(self, what: str) -> IB:
+        if self.read_only:
+            raise GatewayError(f"{what} refused: this is a read-only connection (nothing is ever sent)")
+        return self._require()
+
     async def global_cancel(self) -> None:
-        ib = self._require()
+        ib = self._writable("global cancel")
         with ahead_of_queue(ib.client, unpaced=True):
             ib.reqGlobalCancel()
 
     async def cancel_order(self, order_id: int) -> None:
-        ib = self._require()
+        ib = self._writable("cancel")
         mine = self._gw.client_id
         for trade in ib.trades():
             if trade.order.orderId == order_id and trade.order.clientId == mine:
@@ -370,7 +376,7 @@ class Gateway(GatewayConnection):
         contract = Contract(
             conId=c.con_id, secType=c.sec_type, exchange=request.exchange, currency=c.currency
         )
-        ib = self._require()
+        ib = self._writable("closing order")
         with ahead_of_queue(ib.client):
             trade = ib.placeOrder(contract, order)
         return int(trade.order.orderId)

@@ -110,6 +110,9 @@ class GatewayConnection:
         self._error_log = ErrorLogLimit(monotonic)  # error lines per code a minute (error_log.py)
         logging.getLogger("ib_async.wrapper").addFilter(_IB_ECHO)  # once: the same object each time
         self._probe_task: asyncio.Future[None] | None = None
+        # a read-only look (`ibkr-watchdog plan --gateway`): ib_async connects with readonly=True and
+        # the order methods of `Gateway` refuse before anything reaches the socket
+        self.read_only = False
 
     # ------------------------------------------------------------------ state
 
@@ -152,8 +155,15 @@ class GatewayConnection:
         """False when the API is read-only (321), True when proven writable, None not yet proven."""
         return self.write_probe.state
 
+    def write_access_as_of(self) -> float | None:
+        """Epoch of the last proof either way (the probe keeps monotonic time), None when none yet."""
+        at = self.write_probe.checked_at
+        return None if at is None else self._clock() - max(0.0, self._mono() - at)
+
     async def check_write_access(self) -> bool | None:
         """Probe write access now (gateway.write_access); announces a read-only API as an error event."""
+        if self.read_only:
+            return None  # the probe is a cancelOrder: a read-only look sends no order message
         before = self.write_probe.state
         after = await self.write_probe.probe(self._require())
         if after is False and before is not False:
@@ -218,7 +228,8 @@ class GatewayConnection:
         same id) or GatewayUnavailable (refused, timed out, closed during the handshake).
         """
         gw = self._gw
-        if not self._port_checked:  # raises on a mismatch every time; warns once about odd ports
+        # the safety valve guards acting on the wrong kind of account; a read-only look acts on nothing
+        if not self._port_checked and not self.read_only:  # raises on a mismatch; warns once about odd ports
             valve.check_port(gw.port, gw.paper)
             self._port_checked = True
         if self._closed:
@@ -243,7 +254,7 @@ class GatewayConnection:
                 gw.port,
                 clientId=gw.client_id,
                 timeout=gw.connect_timeout,
-                readonly=False,
+                readonly=self.read_only,
                 account=gw.accounts[0] if gw.accounts else "",
             )
         )
@@ -268,7 +279,12 @@ class GatewayConnection:
                 self._emit(EventKind.CLIENT_ID_IN_USE, str(failure), 326)
             raise failure
         try:
-            self._watched = valve.check_accounts(gw.paper, ib.managedAccounts(), gw.accounts)
+            managed = ib.managedAccounts()
+            self._watched = (
+                tuple(a for a in managed if not gw.accounts or a in gw.accounts)
+                if self.read_only
+                else valve.check_accounts(gw.paper, managed, gw.accounts)
+            )
         except SafetyValveError:
             await self._teardown(ib)
             raise

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from watchdog.model import ContractRef, OpenOrder, Position, order_key
+from watchdog.model import ContractRef, OpenOrder, PlanProblem, PlanReason, Position, order_key
 
 Key = tuple[str, int]  # (account, conId)
 EPS = 1e-9
@@ -57,9 +57,19 @@ def floor_qty(q: float) -> float:
     return math.floor(q / QTY_STEP + 1e-3) * QTY_STEP if q > 0 else 0.0
 
 
+# Security types the kill closes through the API. Anything else (an index, a mutual fund bought by
+# cash amount, a combo leg reported on its own, a type this code does not know) is escalated at once
+# with "close it by hand" instead of sending an order IB would reject.
+CLOSABLE_SEC_TYPES = frozenset(
+    {"STK", "OPT", "FUT", "FOP", "CONTFUT", "CASH", "CFD", "WAR", "IOPT", "CRYPTO", "BOND", "CMDTY"}
+)
+
+
 def route_exchange(contract: ContractRef) -> str | None:
     """A routable exchange for a closing order, or None when none is known (never an empty string)."""
     sec_type = contract.sec_type.upper()
+    if sec_type not in CLOSABLE_SEC_TYPES:
+        return None
     if sec_type == "CASH":
         return "IDEALPRO"
     if sec_type in ("FUT", "FOP", "CONTFUT"):
@@ -101,6 +111,24 @@ class CloseNeed:
     @property
     def key(self) -> Key:
         return self.position.key
+
+
+def route_problem(contract: ContractRef) -> PlanProblem | None:
+    """Why no closing order can be routed for this contract, or None when it can."""
+    sec_type = contract.sec_type.upper()
+    if sec_type not in CLOSABLE_SEC_TYPES:
+        return PlanProblem(
+            reason=PlanReason.NOT_CLOSABLE,
+            detail=f"security type {sec_type or '(none)'} of {contract.label} is not closed through the API: "
+            "close it by hand",
+        )
+    if contract.con_id <= 0 or route_exchange(contract) is None:
+        return PlanProblem(
+            reason=PlanReason.UNKNOWN_CONTRACT,
+            detail=f"no routable exchange known for {contract.sec_type} {contract.label} "
+            "(no contract details for it)",
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from watchdog.config.schema import KillConfig
-from watchdog.kill.plan import CloseNeed, route_exchange
+from watchdog.kill.plan import CloseNeed, route_exchange, route_problem
 from watchdog.market_hours import Session, next_open, session_at, zone
-from watchdog.model import CloseOrderRequest, ContractDetails, Quote
+from watchdog.model import CloseOrderRequest, ContractDetails, PlanReason, Quote
 
 Ladder = tuple[tuple[float, float], ...]
 MAX_SLICES = 200  # per attempt; what is left goes in the next attempt
@@ -39,7 +39,10 @@ class PlannedClose:
     hours_from_table: bool = False  # the contract's own hours did not cover now: the fallback table decided
 
 
-PROBLEMS = ("no_route", "fraction", "market_closed", "stale_price", "no_price", "bad_price", "slice_limit")
+PROBLEMS = (
+    "no_route", "not_closable", "fraction", "market_closed",
+    "stale_price", "no_price", "bad_price", "slice_limit",
+)  # fmt: skip
 
 
 NEGATIVE_PRICES = frozenset({"BAG", "FUT", "CONTFUT"})  # spreads and some futures trade below zero
@@ -152,10 +155,11 @@ def plan_close(
     c = pos.contract
     label = f"{pos.account} {c.label}"
     exchange = route_exchange(c)
-    if exchange is None:
-        return PlannedClose(
-            refusal=f"no routable exchange known for {c.sec_type} {c.label}", problem="no_route"
-        )
+    unroutable = route_problem(c)
+    if exchange is None or unroutable is not None:
+        detail = unroutable.detail if unroutable else f"no routable exchange known for {c.sec_type} {c.label}"
+        kind = "not_closable" if unroutable and unroutable.reason is PlanReason.NOT_CLOSABLE else "no_route"
+        return PlannedClose(refusal=detail, problem=kind)
     notes: list[str] = []
     manual = ""
     quantity = need.quantity

@@ -41,6 +41,7 @@ class Kind(enum.Enum):
     RESET = "reset"
     SUMMARY = "summary"
     TEXT = "text"
+    READINESS = "readiness"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

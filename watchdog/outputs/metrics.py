@@ -22,6 +22,7 @@ from watchdog.model import Health, KillOutcome, KillReport, Snapshot, TradingSta
 from watchdog.outputs.bot_metrics import BotMetrics
 from watchdog.outputs.label_bounds import LabelBound
 from watchdog.outputs.metrics_server import MetricsServer, MetricsServerError
+from watchdog.outputs.readiness_metrics import ReadinessMetrics
 
 __all__ = ["RULE_STATES", "Metrics", "MetricsServerError", "RuleStatusLike", "rule_proximity"]
 
@@ -253,6 +254,8 @@ class Metrics:
             p + "kill_duration_seconds", "Trigger to verified result", buckets=KILL_BUCKETS, registry=r
         )
         self.last_kill = Gauge(p + "last_kill_timestamp_seconds", "Epoch the last kill finished", registry=r)
+        # the account label shares the account series' bound (admit reads it when a plan arrives)
+        self.readiness = ReadinessMetrics(r, p, admit=lambda account: self._account_bound.admit(account))
 
         # notifications and config
         self.notifications = Counter(

@@ -23,6 +23,8 @@ class ControlMixin:
     engine: OrderEngine
     server: SimServer
     last_error: tuple[int, int, str] | None
+    unpriced: set[int]  # conIds without market data: no price in portfolio rows or P&L values
+    undefined: set[int]  # conIds reqContractDetails does not know (error 200)
 
     # Provided by Simulator (declared here so the mixin type-checks on its own).
     book_changed: Callable[..., None]
@@ -47,6 +49,21 @@ class ControlMixin:
         ):
             self.book_changed(account, (inst.con_id,))
         self.engine.on_price(inst.con_id)
+
+    def set_market_data(self, symbol: int | str, available: bool) -> None:
+        """Without market data a position's portfolio row carries price 0 and its P&L value is unset
+        (as for a contract the account has no subscription for); accounting goes on at the mark."""
+        inst = self.instrument(symbol)
+        (self.unpriced.discard if available else self.unpriced.add)(inst.con_id)
+        for account in sorted(
+            {p.account for p in self.book.positions.values() if p.inst.con_id == inst.con_id}
+        ):
+            self.book_changed(account, (inst.con_id,))
+
+    def set_contract_details(self, symbol: int | str, known: bool) -> None:
+        """An unknown contract: reqContractDetails answers error 200 (no security definition) for it."""
+        inst = self.instrument(symbol)
+        (self.undefined.discard if known else self.undefined.add)(inst.con_id)
 
     def price(self, key: int | str) -> float:
         return self.book.mark(self.instrument(key).con_id)

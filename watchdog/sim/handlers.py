@@ -164,6 +164,7 @@ def req_contract_details(sim: Simulator, conn: ClientConn, f: list[str]) -> None
         currency=field_at(f, 12),
         local_symbol=field_at(f, 13),
     )
+    found = [i for i in found if i.con_id not in sim.undefined]
     if not found:
         conn.error(req_id, 200, "No security definition has been found for the request")
         return

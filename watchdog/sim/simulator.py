@@ -67,6 +67,8 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
         self._ticker: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self.last_error: tuple[int, int, str] | None = None
+        self.unpriced: set[int] = set()
+        self.undefined: set[int] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ account values and summaries) goes to every client subscribed to that account, a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 
 from watchdog.sim import messages as m
@@ -28,6 +29,7 @@ class ClientUpdates:
     rules: ExchangeRules
     currency_rows: dict[str, list[tuple[str, str, str]]]
     currency_rows_first: set[str]
+    unpriced: set[int]  # conIds without market data (ControlMixin.set_market_data)
 
     def sees_all(self, conn: ClientConn) -> bool:
         """Client 0 (TWS) and the master client get every client's order updates."""
@@ -119,7 +121,10 @@ class ClientUpdates:
         conn.send(m.pnl(req_id, *self.book.pnl(account)))
 
     def send_pnl_single(self, conn: ClientConn, req_id: int, account: str, con_id: int) -> None:
-        conn.send(m.pnl_single(req_id, *self.book.pnl_single(account, con_id)))
+        pos, daily, unrealized, realized, value = self.book.pnl_single(account, con_id)
+        if con_id in self.unpriced:  # IB's "unset" double: no value without market data
+            daily = unrealized = value = sys.float_info.max
+        conn.send(m.pnl_single(req_id, pos, daily, unrealized, realized, value))
 
     def send_account_summary(
         self, conn: ClientConn, req_id: int, tags: frozenset[str], only: str | None = None
@@ -138,6 +143,9 @@ class ClientUpdates:
         for tag, value, cur in self.account_value_rows(account, ledger=True):
             conn.send(m.account_value(tag, value, cur, account))
         for p in positions if positions is not None else self.book.open_positions(account):
+            if p.inst.con_id in self.unpriced:
+                conn.send(m.portfolio_value(p, 0.0, 0.0, 0.0))
+                continue
             mark = self.rules.frozen_portfolio.get(p.inst.con_id) or self.book.mark(p.inst.con_id)
             conn.send(m.portfolio_value(p, mark, self.book.market_value(p), self.book.unrealized_of(p)))
         conn.send(m.account_update_time(self.clock()))

@@ -38,6 +38,7 @@ PENDING_FILE = "pending-kill.json"
 LAST_KILL_FILE = "last-kill.json"
 BASELINE_FILE = "baseline.json"
 STATUS_FILE = "status.json"
+READINESS_FILE = "readiness.json"
 PID_FILE = "watchdog.pid"
 AUDIT_FILE = "audit.jsonl"
 REQUESTS_DIR = "requests"
@@ -123,8 +124,11 @@ class StateStore:
                 log.exception("state error callback failed")
 
     def _write(self, name: str, obj: Any, *, durable: bool = True) -> None:
+        self._write_bytes(name, _dumps(obj), durable=durable)
+
+    def _write_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         try:
-            self.files.replace(name, _dumps(obj), durable=durable)
+            self.files.replace(name, data, durable=durable)
         except StateError as exc:
             self._report(str(exc))
             raise
@@ -296,6 +300,15 @@ class StateStore:
 
     def read_status(self) -> dict[str, Any] | None:
         data = self._read(STATUS_FILE)
+        return data if isinstance(data, dict) else None
+
+    def write_readiness(self, data: bytes) -> None:
+        """The last kill readiness plan (`ibkr-watchdog plan` reads it), already encoded as JSON (the
+        daemon encodes a large book off the event loop): atomic, not fsynced."""
+        self._write_bytes(READINESS_FILE, data, durable=False)
+
+    def read_readiness(self) -> dict[str, Any] | None:
+        data = self._read(READINESS_FILE)
         return data if isinstance(data, dict) else None
 
     # ------------------------------------------------------------------ pid file
