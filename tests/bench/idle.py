@@ -15,7 +15,7 @@ from tests.bench.harness import Section, stock_universe, verdict, wait_for
 from watchdog.config.schema import KillConfig
 from watchdog.kill.readiness import MarketSessions, plan_readiness, readiness_json
 from watchdog.market_hours import is_regular_hours
-from watchdog.model import AccountState, ContractRef, GatewayStatus, Health, Position, PriceQuote, Snapshot
+from watchdog.model import AccountState, ContractRef, GatewayStatus, Health, Position, Quote, Snapshot
 from watchdog.sim import Simulator
 from watchdog.state.store import StateStore
 
@@ -146,12 +146,13 @@ def plan_cost(positions: int, rounds: int = 20) -> float:
         positions_as_of=now,
     )
     sessions = MarketSessions(lambda: is_regular_hours)
-    quote = PriceQuote(price=50.0, source="portfolio", as_of=now)
+    quote = Quote(price=50.0, source="portfolio", as_of=now)
     samples = []
     for _ in range(rounds + 1):
         t = time.perf_counter()
-        r = plan_readiness(snap, KillConfig(), now=now, accounts=ACCOUNTS, market=sessions,
-                           quote=lambda _p: quote, stale_after=11.0)  # fmt: skip
+        r = plan_readiness(snap, KillConfig(), now=now, accounts=ACCOUNTS, table=sessions,
+                           details=lambda _p: None, quote=lambda _p: quote, stale_after=11.0)  # fmt: skip
+        assert r is not None
         readiness_json(r)
         samples.append(time.perf_counter() - t)
     return sorted(samples[1:])[rounds // 2]
