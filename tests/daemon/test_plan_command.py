@@ -14,7 +14,8 @@ from watchdog.cli import main as cli
 from watchdog.config.schema import Config, GatewayConfig
 from watchdog.daemon.plan_command import look_at_gateway
 from watchdog.errors import GatewayError
-from watchdog.model import CloseOrderRequest, PlanReason
+from watchdog.model import CloseOrderRequest
+from watchdog.readiness_model import PlanReason
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

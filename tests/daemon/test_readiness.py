@@ -18,8 +18,9 @@ from watchdog.cli import main as cli
 from watchdog.config.load import load_config
 from watchdog.daemon.lifecycle import Daemon
 from watchdog.daemon.wiring import build_components
-from watchdog.model import Action, PlanReason, Readiness
+from watchdog.model import Action
 from watchdog.outputs.systemd_notify import SdNotifier
+from watchdog.readiness_model import PlanReason, Readiness
 from watchdog.sim import Simulator
 from watchdog.sim.universe import Instrument
 

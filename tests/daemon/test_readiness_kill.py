@@ -9,7 +9,8 @@ import pytest
 from tests.daemon.conftest import until
 from tests.daemon.test_readiness import FUND, Factory, clock, make_daemon, plan  # noqa: F401  (fixtures)
 from watchdog.daemon.lifecycle import Daemon
-from watchdog.model import Action, KillOutcome, KillReport, PlanReason, Readiness
+from watchdog.model import Action, KillOutcome, KillReport
+from watchdog.readiness_model import PlanReason, Readiness
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,11 @@ from watchdog.model import (
     GatewayStatus,
     Health,
     OpenOrder,
-    PlanReason,
     Position,
     Quote,
-    Readiness,
     Snapshot,
 )
+from watchdog.readiness_model import PlanReason, Readiness
 
 NOW = 1_700_000_000.0
 

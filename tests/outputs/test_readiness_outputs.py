@@ -8,21 +8,13 @@ from collections.abc import Callable
 from tests.outputs.conftest import Capture
 from watchdog.config.schema import NotificationsConfig
 from watchdog.kill.readiness import readiness_json
-from watchdog.model import (
-    AccountReadiness,
-    CloseOrderRequest,
-    ContractRef,
-    PlanProblem,
-    PlanReason,
-    PositionPlan,
-    Quote,
-    Readiness,
-)
+from watchdog.model import CloseOrderRequest, ContractRef, Quote
 from watchdog.outputs.messages import Notification
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
 from watchdog.outputs.readiness_notice import ReadinessNotices
 from watchdog.outputs.readiness_table import render_plan
+from watchdog.readiness_model import AccountReadiness, PlanProblem, PlanReason, PositionPlan, Readiness
 
 NOW = 1_700_000_000.0
 

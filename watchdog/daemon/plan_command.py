@@ -20,8 +20,8 @@ from watchdog.daemon.readiness_job import gather_inputs, plan_from_inputs
 from watchdog.errors import ConfigError, GatewayError, SafetyValveError, StateError
 from watchdog.gateway.client import Gateway
 from watchdog.kill.readiness import MarketSessions, readiness_json
-from watchdog.model import Readiness
 from watchdog.outputs.readiness_table import render_plan
+from watchdog.readiness_model import Readiness
 from watchdog.state.store import StateStore
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_GATEWAY = 0, 1, 2, 3

@@ -24,8 +24,9 @@ from watchdog.gateway.client import Gateway
 from watchdog.kill.plan import closing_side, route_exchange
 from watchdog.kill.pricing import contract_session
 from watchdog.kill.readiness import MarketSessions, WriteAccess, plan_readiness, readiness_json
-from watchdog.model import ContractDetails, PlanReason, Position, Quote, Readiness, Snapshot
+from watchdog.model import ContractDetails, Position, Quote, Snapshot
 from watchdog.outputs.readiness_notice import ReadinessNotices
+from watchdog.readiness_model import PlanReason, Readiness
 
 log = logging.getLogger("watchdog.daemon.readiness")
 MAX_QUOTES = 10  # market data snapshots per plan at most (reads, but they share the client's 45/s)

@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from watchdog.model import ContractRef, OpenOrder, PlanProblem, PlanReason, Position, order_key
+from watchdog.model import ContractRef, OpenOrder, Position, order_key
+from watchdog.readiness_model import PlanProblem, PlanReason
 
 Key = tuple[str, int]  # (account, conId)
 EPS = 1e-9

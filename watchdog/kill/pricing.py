@@ -20,7 +20,8 @@ from decimal import Decimal
 from watchdog.config.schema import KillConfig
 from watchdog.kill.plan import CloseNeed, route_exchange, route_problem
 from watchdog.market_hours import Session, next_open, session_at, zone
-from watchdog.model import CloseOrderRequest, ContractDetails, PlanReason, Quote
+from watchdog.model import CloseOrderRequest, ContractDetails, Quote
+from watchdog.readiness_model import PlanReason
 
 Ladder = tuple[tuple[float, float], ...]
 MAX_SLICES = 200  # per attempt; what is left goes in the next attempt

@@ -25,19 +25,15 @@ from watchdog.config.schema import KillConfig
 from watchdog.kill.plan import CloseNeed, closing_side, is_watchdog_order, pending_quantity, plan_closes
 from watchdog.kill.pricing import contract_session, plan_close
 from watchdog.model import (
-    AccountReadiness,
     CloseOrderRequest,
     ContractDetails,
     ContractRef,
     OpenOrder,
-    PlanProblem,
-    PlanReason,
     Position,
-    PositionPlan,
     Quote,
-    Readiness,
     Snapshot,
 )
+from watchdog.readiness_model import AccountReadiness, PlanProblem, PlanReason, PositionPlan, Readiness
 
 MAX_LISTED = 500  # positions written to readiness.json per account: the file stays small
 # the planner's bounded refusal labels (`pricing.PROBLEMS`) as readiness reasons

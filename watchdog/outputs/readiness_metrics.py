@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from watchdog.model import PlanReason, Readiness
+from watchdog.readiness_model import PlanReason, Readiness
 
 
 class ReadinessMetrics:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from watchdog.model import PlanReason, Readiness, Severity
+from watchdog.model import Severity
 from watchdog.outputs.messages import MAX_LINES, Kind, Notification, max_severity
+from watchdog.readiness_model import PlanReason, Readiness
 
 Signature = frozenset[tuple[str, PlanReason]]
 PLAN_HINT = "ibkr-watchdog plan  (what a kill would send now, position by position)"
