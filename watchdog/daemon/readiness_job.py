@@ -61,9 +61,10 @@ async def gather_inputs(
     quotes: dict[tuple[str, int], Quote | None] = {}
     wanted: list[Position] = []
     for p in snap.positions:
-        session = contract_session(details[p.contract.con_id], now)
-        regular = sessions.regular(p.contract.sec_type, now) if session is None else session == "regular"
-        if (not regular or config.kill.max_order_value is not None) and len(wanted) < MAX_QUOTES:
+        # once MAX_QUOTES are wanted the rest take the mark: no session look-ups on the loop for them
+        if len(wanted) < MAX_QUOTES and _kill_would_quote(
+            p, details[p.contract.con_id], config, sessions, now
+        ):
             wanted.append(p)
         else:
             quotes[p.key] = gateway.quotes.mark(p.key)
@@ -76,6 +77,16 @@ async def gather_inputs(
     access = WriteAccess(allowed=gateway.write_access(), as_of=gateway.write_access_as_of())
     accounts = gateway.watched_accounts or config.gateway.accounts
     return PlanInputs(snap, details, quotes, access, tuple(accounts), now)
+
+
+def _kill_would_quote(
+    p: Position, details: ContractDetails | None, config: Config, sessions: MarketSessions, now: float
+) -> bool:
+    """The kill's own condition for asking a quote (`kill.closing`): a limit order, or slices by value."""
+    if config.kill.max_order_value is not None:
+        return True
+    session = contract_session(details, now)
+    return not (sessions.regular(p.contract.sec_type, now) if session is None else session == "regular")
 
 
 def plan_from_inputs(
