@@ -116,7 +116,9 @@ def plan_readiness(
     """
     scope = tuple(accounts) or tuple(sorted({*snapshot.accounts, *(p.account for p in snapshot.positions)}))
     in_scope = frozenset(scope)
-    orders = snapshot.open_orders
+    # as the close phase sees the book: after the kill's cancel phase, which cancels (and verifies)
+    # every other working order first, only our own closing orders are left to net against
+    orders = tuple(o for o in snapshot.open_orders if is_watchdog_order(o, config.order_ref))
     plan = plan_closes(
         snapshot.positions,
         orders,
