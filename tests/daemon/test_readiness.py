@@ -325,7 +325,15 @@ async def test_a_price_older_than_the_bound_appears_and_clears_when_a_fresh_quot
     d = await make_daemon(kill="max_price_age: 30s")
     d.c.gateway.market_hours = lambda _sec_type, _now: False  # limit orders: they need a price
     await plan(d)
-    clock.offset += 120.0  # the marks stand still for two minutes (the book is read afresh)
+    for symbol in ("AAPL", "ESZ6", "AAPL  261218C00200000"):  # a change the watchdog sees dates a mark
+        sim.set_price(symbol, sim.price(symbol) + 1)
+
+    def dated() -> bool:
+        marks = [d.c.gateway.quotes.mark(p.key) for p in d.c.gateway.snapshot().positions if p.account == DU1]
+        return all(m is not None and m.as_of is not None for m in marks)
+
+    await until(dated, 5, "the marks' changes to be seen")
+    clock.offset += 120.0  # then they stand still for two minutes (the book is read afresh)
     r = await plan(d)
     assert reasons_of(r, DU1, "AAPL") == {PlanReason.PRICE_STALE, PlanReason.MARKET_CLOSED}
     assert_shows(d, r, capsys, PlanReason.PRICE_STALE, 3)

@@ -191,7 +191,7 @@ def test_the_kills_own_planner_names_fractions_slices_precautions_stale_prices_a
     assert stale is not None
     [pos] = stale.accounts[0].positions
     assert pos.orders == () and PlanReason.PRICE_STALE in {p.reason for p in pos.problems}
-    assert "7200s old, over kill.max_price_age" in pos.problems[0].detail
+    assert "7200s old) is over kill.max_price_age" in pos.problems[0].detail
 
     closed = ContractDetails(
         con_id=1, time_zone="US/Eastern", hours_span=(NOW - 86400, NOW + 86400),
