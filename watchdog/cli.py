@@ -1,4 +1,4 @@
-"""Command line: run, check, kill, reset, status, plan, sim, demo, ping, drill.
+"""Command line: run, check, kill, reset, status, history, report, plan, sim, demo, ping, drill.
 
 Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 anything else.
 """
@@ -6,10 +6,13 @@ Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from watchdog import __version__
+from watchdog.commands.kill import WAIT_TIMEOUT
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -32,25 +35,48 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", nargs="?", default="rules.yaml")
     check.add_argument("--quiet", "-q", action="store_true", help="print errors only")
 
+    def where(p: argparse.ArgumentParser) -> None:
+        # none of these needs a valid config: a manual kill must go out whatever rules.yaml says
+        p.add_argument(
+            "--config", "-c", default=None,
+            help="read only for its state_dir (default: ./rules.yaml, else /etc/ibkr-watchdog/rules.yaml)",
+        )  # fmt: skip
+        p.add_argument("--state-dir", default=None, help="the daemon's state dir (no config is read)")
+
     kill = sub.add_parser("kill", help="tell the running daemon to fire the kill switch")
     kill.add_argument("--cancel-only", action="store_true", help="cancel all orders, keep positions")
     kill.add_argument("--reason", default="", help="recorded in the audit log and notifications")
-    kill.add_argument("--config", "-c", default="rules.yaml", help="to find the state dir and pid file")
-    kill.add_argument("--pid", type=int, default=None, help="daemon pid (default: read the pid file)")
+    kill.add_argument("--pid", type=int, default=None, help="daemon pid (default: the state dir's daemon)")
+    kill.add_argument(
+        "--wait", nargs="?", type=float, const=WAIT_TIMEOUT, default=None, metavar="SECONDS",
+        help=f"follow the kill and print its outcome (exit 0 = flat; default {WAIT_TIMEOUT:g}s at most)",
+    )  # fmt: skip
+    where(kill)
 
     reset = sub.add_parser("reset", help="re-arm a tripped watchdog (audited and notified)")
     reset.add_argument("--reason", required=True, help="why it is safe to trade again")
-    reset.add_argument("--config", "-c", default="rules.yaml")
     reset.add_argument("--pid", type=int, default=None)
     reset.add_argument(
         "--discard-pending",
         action="store_true",
         help="also discard a kill that is pending and has not run (audited); without it a reset is refused",
     )
+    where(reset)
 
-    status = sub.add_parser("status", help="show state, gateway health, latch and last kill")
-    status.add_argument("--config", "-c", default="rules.yaml")
+    status = sub.add_parser(
+        "status",
+        help="state, each value's age, latch and last kill; exit 0 armed, 1 tripped/pending, 3 not running",
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    where(status)
+
+    history = sub.add_parser("history", help="past kills from the audit log, one line each")
+    history.add_argument("--limit", "-n", type=int, default=20, help="the last N kills (0 = all)")
+    where(history)
+
+    report = sub.add_parser("report", help="one kill's timeline from the audit log (default: the latest)")
+    report.add_argument("kill_id", nargs="?", default=None, help="a kill id (or its prefix) from `history`")
+    where(report)
 
     sim = sub.add_parser("sim", help="run the TWS API gateway simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -91,29 +117,50 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # `ibkr-watchdog check rules.yaml | head`: the reader left; not our error, and no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _state_dir(args: argparse.Namespace, command: str, *, needed: bool) -> Path | None:
+    """The state dir from --state-dir or the config (valid or not); None (after saying why) if unknown."""
+    from watchdog.commands.locate import locate
+
+    found = locate(args.config, args.state_dir)
+    found.print_warnings(command)
+    if found.state_dir is None and needed:
+        print(f"ibkr-watchdog {command}: {found.error or 'no state dir'}; pass --state-dir", file=sys.stderr)
+    return found.state_dir
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     cmd: str = args.command
     if cmd == "run":
         from watchdog.daemon.main import run_daemon
 
         return run_daemon(args.config, require_gateway=args.require_gateway)
     if cmd == "check":
-        from watchdog.config.load import check_command
+        from watchdog.commands.check import check_command
 
         return check_command(args.config, quiet=args.quiet)
     if cmd == "kill":
-        from watchdog.daemon.control import kill_command
+        from watchdog.commands.kill import send_kill
 
-        return kill_command(args.config, cancel_only=args.cancel_only, reason=args.reason, pid=args.pid)
-    if cmd == "reset":
-        from watchdog.daemon.control import reset_command
-
-        return reset_command(
-            args.config, reason=args.reason, pid=args.pid, discard_pending=args.discard_pending
+        state_dir = _state_dir(args, cmd, needed=args.pid is None)
+        if state_dir is None and args.pid is None:
+            return EXIT_USAGE
+        return send_kill(
+            state_dir, cancel_only=args.cancel_only, reason=args.reason, pid=args.pid, wait=args.wait
         )
-    if cmd == "status":
-        from watchdog.daemon.control import status_command
-
-        return status_command(args.config, as_json=args.json)
+    if cmd in ("reset", "status", "history", "report"):
+        state_dir = _state_dir(args, cmd, needed=True)
+        if state_dir is None:
+            return EXIT_USAGE
+        return _state_command(cmd, args, state_dir)
     if cmd == "plan":
         from watchdog.daemon.plan_command import plan_command
 
@@ -143,6 +190,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return drill_command(args.config, args.book, args.report, args.notify, args.only)
     raise AssertionError(cmd)  # argparse enforces the choices
+
+
+def _state_command(cmd: str, args: argparse.Namespace, state_dir: Path) -> int:
+    if cmd == "reset":
+        from watchdog.commands.reset import send_reset
+
+        return send_reset(state_dir, reason=args.reason, pid=args.pid, discard_pending=args.discard_pending)
+    if cmd == "status":
+        from watchdog.commands.status import show_status
+
+        return show_status(state_dir, as_json=args.json)
+    from watchdog.commands.history import history_command, report_command
+
+    if cmd == "history":
+        return history_command(state_dir, limit=args.limit)
+    return report_command(state_dir, args.kill_id)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.config.load import check_command, load, load_config
+from watchdog.commands.check import check_command
+from watchdog.config.load import load, load_config
 from watchdog.errors import ConfigError
 
 TOKEN = "s3cret-heartbeat-t0ken-0123456789"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from watchdog.cli import main
-from watchdog.config.load import check_command, describe_rule
+from watchdog.commands.check import check_command
+from watchdog.config.load import describe_rule
 from watchdog.config.schema import Rule
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watchdog.commands.check import check_command
 from watchdog.config.input_file import MAX_CONFIG_BYTES
-from watchdog.config.load import check_command, load_config
+from watchdog.config.load import load_config
 from watchdog.config.schema import Config, NotificationsConfig
 from watchdog.errors import ConfigError
 from watchdog.outputs.targets import load_targets

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from watchdog.commands.check import check_command
 from watchdog.config.field_types import check_host
-from watchdog.config.load import check_command, load_config
+from watchdog.config.load import load_config
 from watchdog.errors import ConfigError
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"

@@ -126,7 +126,7 @@ def test_wrong_types_and_range_errors_read_plainly(tmp_path: Path) -> None:
         + "    for: 2\n    action: kill\n    consecutive: 0\n    warn_at: 0.8\nheartbeat:\n  timeout: 90s\n"
     )
     assert problems(tmp_path, text) == [
-        "rules.yaml:9: rules[0].for: must be a duration with a unit (e.g. 2s), got: 2",
+        "rules.yaml:9: rules[0].for: must be a duration with a unit (2ms or 2s?), got: 2",
         "rules.yaml:10: rules[0].action: must be one of 'alert', 'cancel_all' or 'close_all', got: 'kill'",
         "rules.yaml:11: rules[0].consecutive: must be at least 1, got: 0",
         "rules.yaml:12: rules[0].warn_at: must be a percentage like 3%, got: 0.8",

@@ -13,15 +13,11 @@ import pytest
 
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import FakeBook, stock
-from watchdog.daemon.control import (
-    ControlChannel,
-    kill_command,
-    reset_command,
-    send_kill,
-    send_reset,
-    show_status,
-    status_command,
-)
+from watchdog.cli import main
+from watchdog.commands.kill import send_kill
+from watchdog.commands.reset import send_reset
+from watchdog.commands.status import show_status
+from watchdog.daemon.control import ControlChannel
 from watchdog.model import Action, TradingState
 from watchdog.state.store import Latch, PendingKill, StateStore
 
@@ -136,14 +132,16 @@ async def test_status_shows_latch_last_kill_and_the_daemons_status_file(
         }
     )
     out = io.StringIO()
-    assert show_status(store.dir, as_json=False, out=out, clock=book.clock) == 0
+    assert show_status(store.dir, as_json=False, out=out, clock=book.clock) == 3  # no daemon runs
     text = out.getvalue()
-    assert "TRIPPED by rule:loss" in text and "last kill: close_all from rule:loss → flat" in text
-    assert "healthy" in text and "3s ago" in text
+    assert "TRIPPED by rule:loss" in text and "close_all by rule:loss → flat" in text
+    assert "NOT RUNNING — last seen at" in text and "(3.0s ago)" in text
+    assert "healthy (as last seen)" in text
     out = io.StringIO()
-    assert show_status(store.dir, as_json=True, out=out, clock=book.clock) == 0
+    assert show_status(store.dir, as_json=True, out=out, clock=book.clock) == 3
     data = json.loads(out.getvalue())
     assert data["latch"]["state"] == "tripped" and data["last_kill"]["outcome"] == "flat"
+    assert data["running"] is False and data["exit_code"] == 3
 
 
 def test_the_commands_read_the_state_dir_from_the_config(
@@ -151,10 +149,21 @@ def test_the_commands_read_the_state_dir_from_the_config(
 ) -> None:
     cfg = tmp_path / "rules.yaml"
     cfg.write_text(f"gateway:\n  port: 4002\n  client_id: 99\n  paper: true\nstate_dir: {tmp_path / 'st'}\n")
-    assert kill_command(str(cfg), cancel_only=False, reason="", pid=None) == 1
-    assert reset_command(str(cfg), reason="ok", pid=None) == 0
-    assert status_command(str(cfg), as_json=True) == 0
+    assert main(["kill", "--config", str(cfg)]) == 1
+    assert main(["reset", "--reason", "ok", "--config", str(cfg)]) == 0
+    assert main(["status", "--json", "--config", str(cfg)]) == 3  # not running
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["latch"]["state"] == "armed"
+
+
+def test_a_broken_config_still_names_its_state_dir_and_says_it_is_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("gateway: [\n")
-    assert status_command(str(bad), as_json=False) == 2
+    bad.write_text(f"state_dir: {tmp_path / 'st'}\ngateway: [\n")
+    StateStore(tmp_path / "st", lambda: 1.0).save_latch(Latch(state=TradingState.TRIPPED, trigger="rule:x"))
+    assert main(["status", "--config", str(bad)]) == 3
+    captured = capsys.readouterr()
+    assert f"{bad} is invalid on disk" in captured.err and f"state dir {tmp_path / 'st'}" in captured.err
+    assert "TRIPPED by rule:x" in captured.out
+    assert main(["status", "--state-dir", str(tmp_path / "st")]) == 3
+    assert "invalid" not in capsys.readouterr().err

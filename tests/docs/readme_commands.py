@@ -16,9 +16,10 @@ Kinds, and how each is verified:
 * `SIM`: `ibkr-watchdog sim ...`. Started on an ephemeral port (`--port 0`); must listen. The first
   one then serves the daemon; any later one is stopped again (SIGINT) and must exit 0.
 * `DAEMON`: `ibkr-watchdog run --config ...`. Started against that simulator; must connect.
-* `CONTROL`: `ibkr-watchdog status | kill | reset | plan`. Run against that daemon in README order; the
-  effect is checked (a kill finished flat with the README's reason, the latch tripped / re-armed, a
-  readiness plan printed).
+* `CONTROL`: `ibkr-watchdog status | kill | reset | plan | history | report`. Run against that daemon
+  in README order; the effect is checked (a kill finished flat with the README's reason, the latch
+  tripped / re-armed, a readiness plan printed, `kill --wait`, `history` and `report` print the flat
+  outcome). `status` may exit 1 (TRIPPED): its documented exit code.
 * `SCRAPE`: `curl -s http://127.0.0.1:9108/metrics | grep PATTERN`. The daemon's metrics are
   fetched and some line must match.
 * `MAKE`: `make TARGET...`. Exempt from running (they ARE CI); every target must exist in the Makefile.
@@ -54,7 +55,7 @@ WATCHDOG_EXES = frozenset(
 )
 ETC = "/etc/ibkr-watchdog/"
 RUN_SUBCOMMANDS = frozenset({"check", "demo"})
-CONTROL_SUBCOMMANDS = frozenset({"status", "kill", "reset", "plan"})
+CONTROL_SUBCOMMANDS = frozenset({"status", "kill", "reset", "plan", "history", "report"})
 _FENCE = re.compile(r"^```(.*)$")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 

@@ -12,7 +12,8 @@ import pytest
 
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import FakeBook, FakeClock, stock
-from watchdog.daemon.control import RESET_VALID, ControlChannel, send_reset
+from watchdog.commands.reset import RESET_VALID, send_reset
+from watchdog.daemon.control import ControlChannel
 from watchdog.errors import ControlError
 from watchdog.kill.switch import KillSwitch
 from watchdog.model import Action, KillOutcome, TradingState

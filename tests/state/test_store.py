@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from tests.kill.fakes import FakeClock
 from watchdog.errors import StateError
 from watchdog.model import Action, TradingState
 from watchdog.state.audit import AuditLog, read_audit
+from watchdog.state.pidfile import find_daemon
 from watchdog.state.store import LATCH_FILE, PENDING_FILE, Latch, PendingKill, StateStore
 
 
@@ -82,8 +84,13 @@ def test_the_pid_file_tells_a_live_daemon_from_a_stale_file(tmp_path: Path, cloc
     daemon = StateStore(tmp_path, clock)
     cli = StateStore(tmp_path, clock)
     assert cli.read_pid() is None
-    daemon.write_pid(4242)
-    assert cli.read_pid() == 4242
+    daemon.write_pid(os.getpid())
+    assert cli.read_pid() == os.getpid()
+    with pytest.raises(StateError, match=f"pid {os.getpid()}\\) already runs"):
+        StateStore(tmp_path, clock).write_pid(1)
+    (tmp_path / "watchdog.pid").unlink()  # deleted while the daemon runs: the lock is on the directory
+    # the lock holder is found, but this test process is no `ibkr-watchdog run`: never signalled blindly
+    assert "is not an ibkr-watchdog daemon" in find_daemon(tmp_path).problem
     with pytest.raises(StateError, match="already runs"):
         StateStore(tmp_path, clock).write_pid(1)
     daemon.remove_pid()

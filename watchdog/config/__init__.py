@@ -7,7 +7,7 @@ lists every problem at once). It may import only the ground floor (`watchdog.mod
 
 from __future__ import annotations
 
-from watchdog.config.load import check_command, load_config
+from watchdog.config.load import load_config
 from watchdog.config.schema import Condition, Config, KillConfig, Rule
 
-__all__ = ["Condition", "Config", "KillConfig", "Rule", "check_command", "load_config"]
+__all__ = ["Condition", "Config", "KillConfig", "Rule", "load_config"]

@@ -57,7 +57,8 @@ def parse_duration(v: Any) -> Any:
         return bounded_duration(float(m.group(1)) * _UNIT[m.group(2)], v)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError(f"must be a duration like 500ms, 2s, 5m, 1h, got: {_shown(v)}")
-    raise ValueError(f"must be a duration with a unit (e.g. {_shown(v)}s), got: {_shown(v)}")
+    # both readings: 1500 is far more often 1500ms than 1500s (which a range check then refuses)
+    raise ValueError(f"must be a duration with a unit ({_shown(v)}ms or {_shown(v)}s?), got: {_shown(v)}")
 
 
 def parse_percent(v: Any) -> Any:

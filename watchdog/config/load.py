@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import stat
-import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from watchdog.config.describe import describe_config, describe_rule
+from watchdog.config.describe import describe_rule
 from watchdog.config.input_file import InputFileError, read_input_file
 from watchdog.config.redaction import looks_like_secret_key, redact_quoted
 from watchdog.config.schema import Config, cross_check
@@ -25,7 +24,7 @@ from watchdog.config.strict_yaml import Path as TreePath
 from watchdog.config.strict_yaml import YamlDoc, parse_yaml, plain_scalar
 from watchdog.errors import ConfigError, ConfigProblem
 
-__all__ = ["LoadResult", "check_command", "describe_rule", "load", "load_config"]
+__all__ = ["LoadResult", "describe_rule", "load", "load_config"]
 
 log = logging.getLogger("watchdog.config.schema")
 
@@ -127,25 +126,6 @@ def load(
             )
         )
     return LoadResult(config, tuple(warnings), frozenset(interp.values))
-
-
-def check_command(path: str, *, quiet: bool = False) -> int:
-    """`ibkr-watchdog check FILE`: print every problem and return 2, or the rules in words and return 0."""
-    try:
-        result = load(path)
-    except ConfigError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        n = len(e.problems)
-        print(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was changed", file=sys.stderr)
-        return 2
-    for w in result.warnings:
-        print(f"warning: {result.redact(str(w))}", file=sys.stderr)
-    if not quiet:
-        print(f"{path}: OK")
-        for line in describe_config(result.config):
-            print(result.redact(line))  # a value from ${VAR} (a host, an account) is a secret here too
-    return 0
 
 
 def _at(data: Any, path: TreePath) -> Any:

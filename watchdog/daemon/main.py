@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from watchdog.config.schema import Config
+from watchdog.daemon.control import prepare_requests_dir
 from watchdog.daemon.lifecycle import Daemon
+from watchdog.daemon.preflight import preflight
 from watchdog.daemon.wiring import build_components
 from watchdog.errors import ClientIdInUse, ConfigError, GatewayUnavailable, SafetyValveError, StateError
 
@@ -28,6 +30,7 @@ async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
         return await daemon.run(require_gateway=require_gateway)
     except SafetyValveError as exc:
         log.critical("refusing to start: %s", exc)
+        await _tell_refusal(config, str(exc))
         return 2
     except (GatewayUnavailable, ClientIdInUse) as exc:
         log.critical("gateway unreachable at start: %s", exc)
@@ -51,6 +54,16 @@ def load_masked(config_path: str) -> Config:
     return result.config
 
 
+async def _tell_refusal(config: Config, why: str) -> None:
+    """A refusal to start reaches people, not only the journal (the daemon's notifier is stopped by now)."""
+    from watchdog.outputs.notifier import Notifier
+
+    notifier = Notifier(config.notifications)
+    await notifier.start()
+    notifier.notify_text("critical", "refused to start", f"{why}\nNothing is watched until this is fixed.")
+    await notifier.stop(timeout=5.0)
+
+
 def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
     """`ibkr-watchdog run`: load the config, then run until SIGTERM/SIGINT."""
     from watchdog.outputs.logging_setup import configure
@@ -64,9 +77,21 @@ def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
         print(f"{config_path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     configure(config.logging.level, as_json=config.logging.json_format)
+    # the same static checks as `check`, before the metrics port is bound or "started" is announced
+    checked = preflight(config)
+    for w in checked.warnings:
+        log.warning("%s", w)
+    if checked.errors:
+        for e in checked.errors:
+            log.critical("refusing to start: %s", e)
+        asyncio.run(_tell_refusal(config, "; ".join(checked.errors)))
+        return 2
     try:
         Path(config.state_dir).mkdir(parents=True, exist_ok=True, mode=0o750)  # never group-writable
     except OSError as exc:
         print(f"state_dir {config.state_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    problem = prepare_requests_dir(Path(config.state_dir))
+    if problem:
+        log.error("%s", problem)
     return asyncio.run(_main(config, config_path, require_gateway))

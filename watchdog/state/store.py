@@ -10,7 +10,6 @@ kill as a pending close-all of every watched account (never a dry run), a damage
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -23,8 +22,10 @@ from typing import Any
 
 from watchdog.errors import StateError
 from watchdog.model import Action, KillReport, TradingState
+from watchdog.state import pidfile
 from watchdog.state.audit import to_jsonable
 from watchdog.state.files import StateDirectory, why
+from watchdog.state.pidfile import PID_FILE
 from watchdog.state.records import Latch, PendingKill, position_key
 from watchdog.state.schemas import BaselineFile, LatchFile, PendingKillFile, StateDamage, validate
 from watchdog.state.summaries import report_summary, status_from_snapshot
@@ -39,7 +40,6 @@ LAST_KILL_FILE = "last-kill.json"
 BASELINE_FILE = "baseline.json"
 STATUS_FILE = "status.json"
 READINESS_FILE = "readiness.json"
-PID_FILE = "watchdog.pid"
 AUDIT_FILE = "audit.jsonl"
 REQUESTS_DIR = "requests"
 _MISSING = object()  # a file that does not exist (JSON `null` is damage, not absence)
@@ -313,52 +313,28 @@ class StateStore:
 
     # ------------------------------------------------------------------ pid file
     def write_pid(self, pid: int | None = None) -> None:
-        """Claim the state directory for this daemon: an exclusive lock held while it runs.
+        """Claim the state directory for this daemon: an exclusive lock on the directory while it runs,
+        and the pid file with the process's start time (see `watchdog.state.pidfile`).
 
-        The lock (not just the number in the file) tells a live daemon from a stale pid file, so a
-        crashed daemon never blocks the next start and a reused pid is never mistaken for ours.
+        The lock (not the pid file) tells a live daemon from a stale file: a crashed daemon never
+        blocks the next start, and a deleted pid file never lets a second daemon start. A link, a FIFO
+        or an oversized file planted under the pid file's name refuses the start and is left alone.
         """
-        pid = os.getpid() if pid is None else pid
         path = self.dir / PID_FILE
         self.files.open_dir()  # StateError for a directory others could write in (or not ours)
         try:
-            fd = self.files.open_file(PID_FILE, os.O_RDWR | os.O_CREAT, 0o644, limit=4096)
+            fd = self.files.open_file(PID_FILE, os.O_RDONLY, limit=4096)
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             raise StateError(f"cannot write {path}: {why(exc)}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            other = self.read_pid()
-            raise StateError(
-                f"another ibkr-watchdog (pid {other}) already runs on state dir {self.dir}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{pid}\n".encode())
-        os.fsync(fd)
-        self._pid_fd = fd
+        else:
+            self.files.release(fd)
+        self._pid_fd = pidfile.claim(self.dir, os.getpid() if pid is None else pid)
 
     def read_pid(self) -> int | None:
-        """The running daemon's pid, or None when no daemon holds the state directory."""
-        path = self.dir / PID_FILE
-        if not self.dir.is_dir():
-            return None
-        try:
-            fd = self.files.open_file(PID_FILE, os.O_RDONLY, limit=4096)  # a FIFO never blocks
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {why(exc)}") from exc
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = os.read(fd, 64).decode(errors="replace").strip()
-                return int(text) if text.isdigit() else None
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None  # nobody holds the lock: a stale file from a crashed daemon
-        finally:
-            self.files.release(fd)
+        """The running daemon's pid (verified), or None when no daemon holds the state directory."""
+        return pidfile.find_daemon(self.dir).pid
 
     def remove_pid(self) -> None:
         if self._pid_fd is None:

@@ -1,0 +1,107 @@
+"""`ibkr-watchdog kill [--cancel-only] [--reason TEXT] [--wait]`: signal the running daemon.
+
+The signal is what fires the kill (SIGUSR1 = close all, SIGUSR2 = cancel only); the request file
+in `<state_dir>/requests/` only carries the reason and who asked. So a request file that cannot be
+written (a full disk, a directory another user made) never stops the signal: the kill goes out and
+the operator is told the reason was not recorded. `--wait` then follows the audit log until that
+kill ends and prints its outcome; the exit code says whether it verified flat.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.commands.history import ENDINGS, KillStory, kills, report_lines
+from watchdog.commands.requests import queue_request, send_signal, target_pid, wait_until, who
+from watchdog.model import Action
+from watchdog.state.audit import read_audit
+from watchdog.state.store import AUDIT_FILE
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+WAIT_TIMEOUT = 300.0  # seconds `kill --wait` follows a kill (verify rounds and retries take minutes at most)
+
+
+def send_kill(
+    state_dir: Path | None,
+    *,
+    cancel_only: bool,
+    reason: str,
+    pid: int | None,
+    wait: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Signal the daemon (verified) after queueing the reason; 0 when sent (and, with `wait`, flat)."""
+    found = target_pid(state_dir, pid)
+    if found.pid is None:
+        why = found.problem or f"no running daemon holds {state_dir} (pass --pid if it uses another)"
+        print(f"ibkr-watchdog kill: {why}", file=sys.stderr)
+        return EXIT_FAILURE
+    target = found.pid
+    action = Action.CANCEL_ALL if cancel_only else Action.CLOSE_ALL
+    requested = clock()
+    path: Path | None = None
+    if state_dir is not None:
+        payload = {"action": action.value, "reason": reason, "who": who(), "requested_at": requested}
+        path, problem = queue_request(state_dir, "kill", payload)
+        if path is None:
+            print(
+                f"ibkr-watchdog kill: warning: {problem}; sending the signal anyway "
+                "(the kill is recorded as a manual trigger without your reason)",
+                file=sys.stderr,
+            )
+    sig = signal.SIGUSR2 if cancel_only else signal.SIGUSR1
+    problem = send_signal(target, sig, state_dir)
+    if problem:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        print(f"ibkr-watchdog kill: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"sent {sig.name} ({action.value}) to ibkr-watchdog pid {target}")
+    if wait is None or state_dir is None:
+        if wait is not None:
+            print("ibkr-watchdog kill: --wait needs the state dir (--state-dir or --config)", file=sys.stderr)
+            return EXIT_FAILURE
+        print("follow it with `ibkr-watchdog status` or `ibkr-watchdog report`")
+        return EXIT_OK
+    return wait_for_outcome(state_dir, since=requested, timeout=wait)
+
+
+def _our_kill(state_dir: Path, since: float) -> KillStory | None:
+    """The kill our signal started (or was merged into): the first manual trigger at or after `since`."""
+    records = read_audit(state_dir / AUDIT_FILE)
+    for r in records:
+        if r.ts < since - 0.5 or r.kill_id is None:
+            continue
+        manual = str(r.details.get("trigger", "")).startswith("manual:")
+        if r.event in ("kill.triggered", "kill.merged") and manual:
+            return next((k for k in kills(records) if k.kill_id == r.kill_id), KillStory(r.kill_id))
+    return None
+
+
+def wait_for_outcome(
+    state_dir: Path, *, since: float, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """Follow the audit log until our kill ends; print its timeline. 0 = flat (or dry run), 1 otherwise."""
+    story: list[KillStory] = []
+
+    def ended() -> bool:
+        k = _our_kill(state_dir, since)
+        if k is None:
+            return False
+        story[:] = [k]
+        return k.last_of(*ENDINGS) is not None
+
+    if not wait_until(ended, timeout, sleep):
+        what = f"kill {story[0].kill_id} has not ended" if story else "no kill was recorded"
+        print(
+            f"ibkr-watchdog kill: {what} within {timeout:g}s; see `ibkr-watchdog status` and the audit log",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    k = story[0]
+    print("\n".join(report_lines(k)))
+    return EXIT_OK if k.outcome in ("flat", "dry_run") else EXIT_FAILURE
