@@ -129,7 +129,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _state_dir(args: argparse.Namespace, command: str, *, needed: bool) -> Path | None:
     """The state dir from --state-dir or the config (valid or not); None (after saying why) if unknown."""
     from watchdog.commands.locate import locate
+    from watchdog.state.pidfile import state_dir_of
 
+    if getattr(args, "pid", None) is not None and args.config is None and args.state_dir is None:
+        # `kill --pid N` alone: the request goes where that daemon holds its lock, not to ./rules.yaml's dir
+        held = state_dir_of(args.pid)
+        if held is None and needed:
+            print(
+                f"ibkr-watchdog {command}: cannot tell pid {args.pid}'s state dir; pass --state-dir",
+                file=sys.stderr,
+            )
+        return held
     found = locate(args.config, args.state_dir)
     found.print_warnings(command)
     if found.state_dir is None and needed:

@@ -150,8 +150,8 @@ def read_record(state_dir: Path) -> tuple[int, int | None] | None:
 def _record_matches(record: tuple[int, int | None] | None, pid: int) -> bool:
     if record is None or record[0] != pid:
         return False
-    now = process_start_ticks(pid)
-    return now is not None and (record[1] is None or record[1] == now)
+    # without a recorded start time (a file not written by this daemon) the pid alone proves nothing
+    return record[1] is not None and record[1] == process_start_ticks(pid)
 
 
 def find_daemon(state_dir: Path) -> DaemonLookup:
@@ -177,6 +177,22 @@ def find_daemon(state_dir: Path) -> DaemonLookup:
     )
 
 
+def state_dir_of(pid: int) -> Path | None:
+    """The state dir daemon `pid` holds its lock on, from its open descriptors (same user or root)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = Path(os.readlink(fd))
+            if target.is_dir() and lock_holder(target) == pid:
+                return target
+        except OSError:
+            continue
+    return None
+
+
 def verify_pid(pid: int, state_dir: Path | None) -> str:
     """'' when `pid` (given with --pid) is an ibkr-watchdog daemon (of `state_dir` if known); else why not."""
     if process_start_ticks(pid) is None:
@@ -184,10 +200,10 @@ def verify_pid(pid: int, state_dir: Path | None) -> str:
     if state_dir is not None:
         with contextlib.suppress(OSError):
             holder = lock_holder(state_dir)
-            if holder == pid:
-                return ""
-            if holder is not None:
+            if holder is not None and holder != pid:
                 return f"pid {pid} is not the daemon of {state_dir} (pid {holder} is); refusing to signal it"
+            if holder == pid and _record_matches(read_record(state_dir), pid):
+                return ""
     if looks_like_daemon(pid):
         return ""
     argv = " ".join(process_argv(pid))[:80] or "command line unreadable"
