@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests.bench import startup
 from tests.bench.harness import (
     ACCOUNT,
     ConfigSpec,
@@ -166,6 +167,7 @@ async def run(root: Path, *, trials: int) -> Section:
             "",
         ]
     )
+    rows.append(await startup.row(root / "startup", trials=max(1, min(trials, 10))))
     notes = [f"{len(got)} trials in {elapsed:.1f} s (including the reset between trials)."]
     if p99 > TARGET:
         share = median([(durable[i] + status[i]) / got[i] for i in slow])
@@ -190,6 +192,11 @@ simulator clock read just before `set_pnl`
 `killswitch.reset(...)`, `sim.clear_pnl`, wait until the rule reads `ok` again, then 50 ms more: the
 kill's pacer keeps order messages ≥ 1/pacing (25 ms) apart, and back-to-back trials would otherwise
 measure that wait. Daemon logs go to a file at INFO, as under journald.
+
+Start-up row: a fresh simulator whose answers to the first positions / account-summary polls are
+held 1 s (a slow gateway), a daemon with a manual cancel-all requested before `start()`; measured
+from the end of the connection (the daemon's `_after_connect`, `time.time()`) to the simulator's
+receive stamp of the msg-58 frame. Before issue 14 the cancel waited for the whole first poll round.
 """
     headers = ["", "trials / min", "p50", "p90", "p99", "max", "target"]
     return Section("2. Trigger to wire (breaching P&L → reqGlobalCancel)", method, headers, rows, notes)

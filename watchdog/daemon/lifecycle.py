@@ -45,6 +45,7 @@ class Daemon(GatewayWatch, Cycle):
         self.state = RunState.STARTING
         self.shutdown_grace = SHUTDOWN_GRACE  # seconds a running kill may take to finish when stopping
         self._wake = asyncio.Event()
+        self._kill_wake = asyncio.Event()  # manual kills during start-up (the main loop is not running yet)
         self._requests = Requests()
         self.kills = KillTasks(
             components.killswitch,
@@ -131,15 +132,29 @@ class Daemon(GatewayWatch, Cycle):
         if c.store.pending_kill() is not None and not c.gateway.is_connected():
             self._reconnect_fast_while_pending()
         if c.gateway.is_connected():
-            # one full round before anything is judged: the first snapshot is complete, and orders
-            # already working now are the baseline that orders-per-minute counts new ones against
-            for name in POLLS:
-                await self.poll(name)
+            # a manual kill needs no snapshot: its global cancel goes out now, not after the polls
+            self._handle_kill_requests()
+            early = asyncio.ensure_future(self._kills_while_starting())
+            try:
+                # one full round before anything is judged: the first snapshot is complete, and orders
+                # already working now are the baseline that orders-per-minute counts new ones against
+                for name in POLLS:
+                    await self.poll(name)
+            finally:
+                early.cancel()
+                await asyncio.gather(early, return_exceptions=True)
         self.state = RunState.RUNNING
         if schedule:
             self._schedule_jobs()
             c.scheduler.start()
             self._request_evaluation()
+
+    async def _kills_while_starting(self) -> None:
+        """Start manual kills at once while the first polls run (a slow gateway makes them take seconds)."""
+        while True:
+            await self._kill_wake.wait()
+            self._kill_wake.clear()
+            self._handle_kill_requests()
 
     async def stop(self) -> None:
         """Bounded, orderly stop. Never fires a kill; lets a running kill finish for a short grace."""
@@ -270,6 +285,7 @@ class Daemon(GatewayWatch, Cycle):
             return
         self._requests.kill.append((action, trigger, reason))
         self._wake.set()
+        self._kill_wake.set()
 
     def request_reload(self) -> None:
         self._requests.reload = True
