@@ -118,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # inside the try: a reader gone at exit is met here, not in a traceback
+        return code
     except BrokenPipeError:
         # `ibkr-watchdog check rules.yaml | head`: the reader left; not our error, and no traceback
         devnull = os.open(os.devnull, os.O_WRONLY)

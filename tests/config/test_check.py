@@ -99,3 +99,76 @@ def test_check_prints_every_problem_and_exits_2(tmp_path: Path, capsys: pytest.C
 )
 def test_describe_rule_reads_like_a_sentence(rule: dict[str, object], words: str) -> None:
     assert describe_rule(Rule.model_validate(rule)) == words
+
+
+def _config(tmp_path: Path, extra: str = "", port: int = 4002, paper: str = "true") -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        f"gateway:\n  port: {port}\n  client_id: 99\n  paper: {paper}\nstate_dir: {tmp_path / 'st'}\n{extra}"
+    )
+    return path
+
+
+def test_check_refuses_a_paper_config_on_a_live_port_like_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14 #6: `check` said OK, `run` refused (after binding metrics and announcing "started")."""
+    assert main(["check", str(_config(tmp_path, port=4001))]) == 2
+    err = capsys.readouterr().err
+    assert "gateway.port 4001 is a LIVE trading port" in err and "`run` would refuse this file" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "notification URLs: "),
+        ("this is not a url\n", ":1: not an apprise URL"),
+        ("# only a comment\n", "holds no notification URL"),
+        ("nosuchservice://x/y\n", "not a valid apprise URL"),
+    ],
+)
+def test_check_reads_the_urls_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, expected: str
+) -> None:
+    urls = tmp_path / "notify-urls"
+    if content is not None:
+        urls.write_text(content)
+    assert main(["check", str(_config(tmp_path, f"notifications:\n  urls_file: {urls}\n"))]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_check_counts_the_targets_of_the_urls_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    urls = tmp_path / "notify-urls"
+    urls.write_text("critical=json://127.0.0.1:9/hook\nwarning,info=json://127.0.0.1:9/chat\n")
+    assert main(["check", str(_config(tmp_path, f"notifications:\n  urls_file: {urls}\n"))]) == 0
+    assert "2 notification target(s) (urls_file included)" in capsys.readouterr().out
+
+
+def test_check_warns_of_a_likely_sign_slip_and_of_metrics_beyond_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = (
+        "metrics:\n  host: 0.0.0.0\n"
+        "rules:\n  - name: loss\n    when: 'daily_pnl <= 2500'\n    action: close_all\n"
+    )
+    assert main(["check", str(_config(tmp_path, rules))]) == 0  # warnings, not errors
+    err = capsys.readouterr().err
+    assert "rules.loss: daily_pnl <= 2,500 USD fires (CLOSE ALL POSITIONS)" in err
+    assert "did you mean daily_pnl <= −2,500 USD?" in err
+    assert "metrics.host 0.0.0.0 serves /metrics" in err and "SSH tunnel or a VPN" in err
+
+
+def test_check_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """Issue 14 #10: `check rules.yaml | head -1` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    for reader in ("head -1", "true"):  # `true` leaves before anything is written: EPIPE for sure
+        proc = subprocess.run(
+            f"{sys.executable} -m watchdog check {REPO_RULES} | {reader}",
+            shell=True, capture_output=True, text=True, timeout=60, cwd=REPO_RULES.parent,
+        )  # fmt: skip
+        assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0

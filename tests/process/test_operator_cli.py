@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.outputs.conftest import Capture, capture
 from tests.process.conftest import (
     GLOBAL_CANCEL,
     Launcher,
     NotifySocket,
     cli,
+    free_port,
     order_frames,
     start_ready,
     until,
@@ -27,6 +29,7 @@ from tests.process.conftest import (
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
+__all__ = ["capture"]  # the webhook fixture, shared with the outputs tests
 
 
 async def test_a_broken_config_on_disk_stops_no_kill_and_the_kill_story_can_be_read_back(
@@ -158,3 +161,22 @@ async def test_the_cli_never_signals_a_process_that_is_not_the_daemon(tmp_path: 
     finally:
         holder.kill()
         await asyncio.wait_for(holder.wait(), 10)
+
+
+async def test_run_refuses_a_paper_config_on_a_live_port_before_binding_metrics_or_announcing(
+    tmp_path: Path, launch: Launcher, capture: Capture
+) -> None:
+    """Issue 14 #6: `run` bound /metrics and notified "started … armed", then refused; chat never heard."""
+    metrics_port = free_port()
+    notify = f"notifications:\n  targets:\n    - url: json://127.0.0.1:{capture.port}/hook\n"
+    config = write_config(tmp_path, 4001, extra=notify, metrics_port=metrics_port)
+
+    d = await launch(config)
+
+    assert await d.wait(20) == 2
+    assert "gateway.port 4001 is a LIVE trading port" in d.stderr
+    await until(lambda: bool(capture.snapshot()), 10, "the refusal to reach the webhook")
+    titles = [b.get("title", "") for b in capture.snapshot()]
+    assert any("refused to start" in t for t in titles), titles
+    assert not any("started" in t and "refused" not in t for t in titles), titles
+    assert "metrics on http" not in d.stderr
