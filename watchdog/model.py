@@ -310,8 +310,9 @@ class KillReport:
     close_orders: tuple[CloseOrderRequest, ...] = ()
     remaining_orders: tuple[OpenOrder, ...] = ()
     remaining_positions: tuple[Position, ...] = ()
-    reason: str = ""
+    reason: str = ""  # why it was triggered; for ESCALATED, what is still wrong
     close_fills: tuple[Fill, ...] = ()  # executions of this kill's closing orders seen while verifying
+    trigger_reason: str = ""  # why it was triggered, also when `reason` lists an escalation's problems
 
     @property
     def duration(self) -> float:

@@ -78,12 +78,14 @@ notifications:
     assert report.outcome is KillOutcome.FLAT, report.reason
     killed = time.monotonic() - t0
 
-    await until(lambda: any("[KILL]" in str(b.get("title", "")) for b in capture.snapshot()), 5, "the report")
+    await until(
+        lambda: any("[KILL DONE]" in str(b.get("title", "")) for b in capture.snapshot()), 5, "the report"
+    )
     arrived = time.monotonic() - t0
     bodies = capture.snapshot()
     text = [f"{b.get('title', '')}\n{b.get('message', '')}" for b in bodies]
-    breach = [t for t in text if "daily-loss" in t and "DU111111" in t and "[KILL]" not in t]
-    kill = [t for t in text if "[KILL]" in t]
+    breach = [t for t in text if "daily-loss" in t and "DU111111" in t and "[KILL DONE]" not in t]
+    kill = [t for t in text if "[KILL DONE]" in t]
     assert breach, text
     assert "close_all" in kill[0] and "DU111111" in kill[0] and "rule:daily-loss" in kill[0]
     # neither the kill nor the chat message waited for the pager, which had not even timed out yet

@@ -238,8 +238,9 @@ def test_notify_reaches_the_operators_targets_in_one_scenario_only(
         tmp_path, "--config", str(config), "--notify", "--only", "rule-daily-loss", "--only", "manual-kill"
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    kills = [str(b["title"]) for b in bodies if str(b.get("title", "")).startswith("[KILL]")]
-    assert kills == ["[KILL] close_all by manual:SIGUSR1 on DU111111, DU222222"]  # not the rule's kill too
+    kills = [str(b["title"]) for b in bodies if "[KILL DONE]" in str(b.get("title", ""))]
+    assert len(kills) == 1, kills  # not the rule's kill too
+    assert kills[0].endswith("[KILL DONE] close_all by manual:SIGUSR1 on DU111111, DU222222"), kills
     assert any("KILL" in m["title"] for m in run.scenario("rule-daily-loss")["messages"])  # captured anyway
 
 
@@ -269,7 +270,8 @@ def test_a_silent_bot_is_rehearsed_through_its_heartbeat_and_the_token_stays_out
     silent = run.scenario("rule-alpha-silent")
     assert any(e["text"].startswith("bot alpha heartbeats once (HTTP 204)") for e in silent["events"])
     assert silent["outcome"] == "flat" and silent["orders_sent"]["placeOrder"] == 0
-    assert any("[KILL] cancel_all by rule:alpha-silent on DU111111" in m["title"] for m in silent["messages"])
+    kill = "[KILL DONE] cancel_all by rule:alpha-silent on DU111111"
+    assert any(kill in m["title"] for m in silent["messages"])
     assert run.scenario("kill-9-restart")["verdict"] == "pass"  # the real processes load the bots' tokens
     for name in ("drill.md", "drill.json", "drill.html"):
         assert BOT_TOKEN not in (run.report_dir / name).read_text(encoding="utf-8")

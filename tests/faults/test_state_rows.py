@@ -130,8 +130,8 @@ async def test_a_hundred_sigusr1_in_a_burst_run_one_kill_with_one_notice(
 
     assert [r.outcome for r in d.kill_reports] == [KillOutcome.FLAT]
     assert len([r for r in d.c.audit.read() if r.event == "kill.folded"]) == 99
-    await until(lambda: bool(said(capture, "[KILL]")), 5, "the kill report")
-    assert len(said(capture, "Manual kill")) == 1
+    await until(lambda: bool(said(capture, "[KILL DONE]")), 5, "the kill report")
+    assert len(said(capture, "[KILL STARTED]")) == 1
     assert (
         Row.metric(d, "ibkr_watchdog_kills_total", {"action": "close_all", "trigger": "manual:SIGUSR1"})
         == 1.0

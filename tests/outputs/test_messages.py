@@ -10,7 +10,6 @@ import pytest
 from tests.outputs.conftest import AAPL, make_kill_report
 from watchdog.model import Action, Breach, BreachKind, Fill, KillOutcome, Severity
 from watchdog.outputs.messages import (
-    RESET_HINT,
     Kind,
     format_breach,
     format_gateway_down,
@@ -39,8 +38,8 @@ def _breach(kind: BreachKind, account: str | None = "DU111", value: float | None
 def test_a_breach_says_value_threshold_action_and_since_when() -> None:
     n = format_breach(_breach(BreachKind.BREACH), now=1_700_000_090.0)
     assert n.title == "[BREACH] daily_loss on DU111" and n.kind is Kind.BREACH and n.limited
-    assert "value -1,200.00 vs threshold -1,000.00" in n.body
-    assert "close_all — the kill switch is firing" in n.body
+    assert "value −1,200 USD vs threshold −1,000 USD" in n.body
+    assert "the kill switch is firing (close_all)" in n.body
     assert "Since 2023-11-14 22:13:20 UTC (90s ago)" in n.body
 
 
@@ -62,7 +61,7 @@ def test_a_kill_report_lists_cancelled_closing_and_open_and_how_to_reset() -> No
     )
     n = format_kill(dataclasses.replace(make_kill_report(), close_fills=(fill,)))
     assert n.kind is Kind.KILL and n.severity is Severity.CRITICAL and not n.limited
-    assert n.title == "[KILL] close_all by daily_loss on DU111"
+    assert n.title == "[KILL DONE] close_all by daily_loss on DU111"
     assert "What fired: daily_loss — daily P&L -1,200 below -1,000" in n.body
     assert "Cancelled orders (1):\n  - DU111 BUY 10 AAPL LMT 180.5 (order 7, client 1, Cancelled)" in n.body
     assert "  - DU111 SELL 100 AAPL MKT via SMART" in n.body
@@ -70,7 +69,8 @@ def test_a_kill_report_lists_cancelled_closing_and_open_and_how_to_reset() -> No
     assert "Closing fills (1):\n  - DU111 SLD 100 AAPL @ 179.9" in n.body
     assert "Still open: nothing" in n.body
     assert "Outcome: verified: no working orders and no positions left." in n.body
-    assert RESET_HINT in n.body
+    assert "Re-arm when safe: ibkr-watchdog reset --reason" in n.body
+    assert "When: 2023-11-14 22:13:20 UTC" in n.body
 
 
 @pytest.mark.parametrize(

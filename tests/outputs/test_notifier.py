@@ -87,7 +87,7 @@ async def test_a_breach_arrives_with_value_threshold_and_action(capture: Capture
         await n.stop(2)
     [body] = capture.snapshot()
     assert body["title"] == "[BREACH] daily_loss on DU111"
-    assert "value -1,200.00 vs threshold -1,000.00" in body["message"]
+    assert "value −1,200 USD vs threshold −1,000 USD" in body["message"]
     assert "close_all" in body["message"] and "30s ago" in body["message"]
     assert body["type"] == "failure"  # critical → apprise's failure type (red in chat apps)
 
@@ -108,7 +108,7 @@ async def test_critical_goes_only_to_the_pager_and_warnings_only_to_chat(capture
     assert routed == [
         ("/chat", "disk almost full"),
         ("/chat", "started"),
-        ("/pager", "[KILL] close_all by daily_loss on DU111"),
+        ("/pager", "[KILL DONE] close_all by daily_loss on DU111"),
     ]
 
 
@@ -152,8 +152,8 @@ async def test_a_breach_reported_once_is_reminded_by_the_tick(capture: Capture) 
     finally:
         await n.stop(2)
     assert [b["title"] for b in capture.snapshot()] == [
-        "[WARNING] daily_loss on DU111",
-        "Reminder: [WARNING] daily_loss on DU111",
+        "[WARNING] daily_loss on DU111 — at the threshold: CLOSE ALL POSITIONS",
+        "Reminder: [WARNING] daily_loss on DU111 — at the threshold: CLOSE ALL POSITIONS",
     ]
 
 
@@ -318,9 +318,9 @@ async def test_an_escalated_kill_names_what_is_still_open(capture: Capture) -> N
     finally:
         await n.stop(2)
     [body] = capture.snapshot()
-    assert body["title"].startswith("[KILL ESCALATED]")
+    assert body["title"].startswith("[KILL ESCALATED — ACT NOW]")
     assert "Still open (1):\n  - DU111 -2 ESZ6" in body["message"]
-    assert "ibkr-watchdog reset --reason" in body["message"]
+    assert "ibkr-watchdog reset --reason" in body["message"] and "Act by hand now" in body["message"]
 
 
 def _sample(metrics: Metrics, series: str) -> float | None:

@@ -30,19 +30,19 @@ def format_value(metric: str, value: float, currency: str = "USD") -> str:
         body = f"{v:,.0f}" if v == int(v) else f"{v:,.2f}"
         return f"{sign}{body} {currency}"
     if kind in (MetricKind.PERCENT, MetricKind.RATIO):
-        return f"{sign}{v * 100:g}%"
+        return f"{sign}{round(v * 100, 2):g}%"  # a reading like 0.308881 shows as 30.89%
     if kind is MetricKind.SECONDS:
         return sign + _duration(v)
-    return f"{sign}{v:g}"
+    return f"{sign}{round(v, 2):,.12g}"
 
 
 def _duration(seconds: float) -> str:
     if seconds < 1:
-        return f"{seconds * 1000:g} ms"
+        return f"{round(seconds * 1000, 1):g} ms"
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g} {unit}"
-    return f"{seconds:g} s"
+    return f"{round(seconds, 2):g} s"
 
 
 def _scope(scope: str) -> str:

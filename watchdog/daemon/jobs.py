@@ -158,6 +158,7 @@ def _finish_reload(d: Daemon, new: Config | BaseException) -> bool:
     c.killswitch.config = new.kill
     restart_needed = _reload_bots(d, new)
     c.notifier.reconfigure(new.notifications)
+    c.notifier.dry_run = new.kill.dry_run
     if d.running and c.scheduler.running:
         schedule_jobs(d)
     c.metrics.observe_reload(True, c.clock())

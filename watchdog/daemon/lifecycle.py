@@ -320,7 +320,11 @@ class Daemon(GatewayWatch, Cycle):
                 )
                 continue
             self._folded = 0
-            self.c.notifier.notify_text("critical", f"Manual kill ({action.value})", reason or trigger)
+            self.c.notifier.notify_text(
+                "critical",
+                f"[KILL STARTED] {action.value} by {trigger}",
+                f"{reason or 'no reason given'}\nThe watchdog is cancelling now; the kill report follows.",
+            )
             task = self.start_kill(action, trigger, reason=reason or "manual trigger")
             self._manual_kill = (action, task)
 

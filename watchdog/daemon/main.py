@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,16 @@ from watchdog.errors import ClientIdInUse, ConfigError, GatewayUnavailable, Safe
 log = logging.getLogger("watchdog.daemon.lifecycle")
 
 
+def origin(config_path: str) -> str:
+    """'host' or 'host/instance' (a templated unit's config is /etc/ibkr-watchdog/NAME.yaml)."""
+    host = socket.gethostname().split(".")[0] or "localhost"
+    stem = Path(config_path).stem
+    return host if stem in ("rules", "") else f"{host}/{stem}"
+
+
 async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
     try:
-        components = build_components(config, clock=time.time)
+        components = build_components(config, clock=time.time, origin=origin(config_path))
         components.load_config = load_masked  # reloads mask what they take from outside too
     except StateError as exc:  # the state directory cannot be used: one line, no traceback
         log.critical("refusing to start: %s", exc)
@@ -30,7 +38,7 @@ async def _main(config: Config, config_path: str, require_gateway: bool) -> int:
         return await daemon.run(require_gateway=require_gateway)
     except SafetyValveError as exc:
         log.critical("refusing to start: %s", exc)
-        await _tell_refusal(config, str(exc))
+        await _tell_refusal(config, config_path, str(exc))
         return 2
     except (GatewayUnavailable, ClientIdInUse) as exc:
         log.critical("gateway unreachable at start: %s", exc)
@@ -54,11 +62,11 @@ def load_masked(config_path: str) -> Config:
     return result.config
 
 
-async def _tell_refusal(config: Config, why: str) -> None:
+async def _tell_refusal(config: Config, config_path: str, why: str) -> None:
     """A refusal to start reaches people, not only the journal (the daemon's notifier is stopped by now)."""
     from watchdog.outputs.notifier import Notifier
 
-    notifier = Notifier(config.notifications)
+    notifier = Notifier(config.notifications, origin=origin(config_path))
     await notifier.start()
     notifier.notify_text("critical", "refused to start", f"{why}\nNothing is watched until this is fixed.")
     await notifier.stop(timeout=5.0)
@@ -84,7 +92,7 @@ def run_daemon(config_path: str, *, require_gateway: bool = False) -> int:
     if checked.errors:
         for e in checked.errors:
             log.critical("refusing to start: %s", e)
-        asyncio.run(_tell_refusal(config, "; ".join(checked.errors)))
+        asyncio.run(_tell_refusal(config, config_path, "; ".join(checked.errors)))
         return 2
     try:
         Path(config.state_dir).mkdir(parents=True, exist_ok=True, mode=0o750)  # never group-writable

@@ -7,6 +7,8 @@ another registry, a simulator port) with `build_components(..., **overrides)`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from watchdog.gateway.client import EventKind, Gateway, GatewayEvent
 from watchdog.kill.run import KillEvent, KillEventKind
 from watchdog.kill.switch import KillSwitch
 from watchdog.model import Breach, Severity, Snapshot
+from watchdog.outputs.messages import MessageContext
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
 from watchdog.outputs.systemd_notify import SdNotifier
@@ -107,6 +110,13 @@ def _heartbeat_metrics(c: Components, rtt: float) -> None:
         log.info("gateway clock skew back to %+.1fs", skew)
 
 
+def message_context(config: Config) -> MessageContext:
+    """The exact commands messages print: the executable this daemon runs as, its state dir."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    exe = os.path.abspath(argv0) if os.path.basename(argv0) == "ibkr-watchdog" else "ibkr-watchdog"
+    return MessageContext(exe=exe, state_dir=config.state_dir, currency=config.gateway.base_currency or "USD")
+
+
 def build_components(
     config: Config,
     *,
@@ -114,9 +124,11 @@ def build_components(
     monotonic: Callable[[], float] = time.monotonic,
     registry: CollectorRegistry | None = None,
     sd: SdNotifier | None = None,
+    origin: str = "",
 ) -> Components:
     """Create every part and connect their callbacks. Starts nothing (no sockets, no tasks).
 
+    `origin` ("host" or "host/instance") heads every notification title.
     Raises StateError when the state directory cannot be used (missing and not creatable, not a
     directory, a link, not ours, writable by others): the daemon must refuse to start."""
     metrics = Metrics(registry)
@@ -125,6 +137,9 @@ def build_components(
         clock=clock,
         on_result=lambda severity, ok: metrics.observe_notification(str(severity), ok),
         on_dropped=lambda n: metrics.observe_notification_dropped(n),
+        origin=origin,
+        ctx=message_context(config),
+        dry_run=config.kill.dry_run,
     )
     holder: dict[str, Components] = {}
 
@@ -135,6 +150,7 @@ def build_components(
             c.metrics.set_connected(True)
         elif ev.kind in (EventKind.DISCONNECTED, EventKind.HALF_OPEN):
             c.metrics.set_connected(False)
+            c.notifier.gateway_up(False)  # "unknown" alerts from here on are part of one outage
             log.warning("gateway %s: %s", ev.kind.value, ev.message)
         elif ev.kind is EventKind.ERROR and ev.code is not None:
             c.metrics.observe_gateway_error(ev.code)
@@ -156,7 +172,11 @@ def build_components(
             metrics.set_pending(True)
             notifier.notify_pending_kill(ev.report.action, ev.report.trigger, ev.report.accounts, ev.message)
         elif ev.kind is KillEventKind.RESET:
-            notifier.notify_reset(ev.message, str(ev.details.get("who", "")))
+            # the event's message already says "re-armed by WHO: REASON"; the text says it once
+            who = str(ev.details.get("who", ""))
+            notifier.notify_reset(ev.message.removeprefix(f"re-armed by {who}: "), who)
+        elif ev.kind is KillEventKind.TRIGGERED and ev.trigger.startswith(("rule:", "manual:")):
+            pass  # paged already (the breach, the manual-kill notice); the kill report follows: one page
         elif (
             ev.kind in (KillEventKind.LOCKOUT, KillEventKind.STATE_PROBLEM)
             or ev.severity is Severity.CRITICAL

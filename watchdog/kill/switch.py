@@ -325,6 +325,7 @@ class KillSwitch:
             remaining_orders=tuple(run.remaining_orders),
             remaining_positions=tuple(run.remaining_positions),
             reason="; ".join(problems) if escalated else run.reason,
+            trigger_reason=run.reason,
         )
         if not run.dry:
             self._update_baseline(run)

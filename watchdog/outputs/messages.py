@@ -1,4 +1,10 @@
-"""Notification texts as pure functions: what fired, value vs threshold, what was done, how to reset."""
+"""Notification texts as pure functions, written for a phone at 3 a.m.
+
+Each says what fired, what the watchdog did, what is still open (with order ids), and the exact
+next command — one that works on an installed host (`MessageContext`: the installed executable and
+the state dir, run with sudo). Times are absolute (UTC), values carry their unit. The notifier
+puts the host/instance (and DRY RUN) in front of every title.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from watchdog.config.describe import format_value
 from watchdog.model import (
     Action,
     Breach,
@@ -20,7 +27,7 @@ from watchdog.model import (
     Severity,
 )
 
-RESET_HINT = "ibkr-watchdog reset --reason '...'"
+RESET_HINT = "ibkr-watchdog reset --reason '...'"  # the bare form; messages use MessageContext
 MAX_LINES = 20  # per list in a message; chat services truncate long bodies anyway
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
@@ -53,6 +60,39 @@ class Notification:
     title: str
     body: str
     limited: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """What the exact next command needs: the executable as installed, the state dir, the currency."""
+
+    exe: str = "ibkr-watchdog"
+    state_dir: str = ""
+    currency: str = "USD"
+
+    def command(self, args: str) -> str:
+        where = f" --state-dir {self.state_dir}" if self.state_dir else ""
+        sudo = "sudo " if self.exe.startswith("/") else ""
+        verb, _, rest = args.partition(" ")
+        return f"{sudo}{self.exe} {verb}{where}{' ' + rest if rest else ''}"
+
+    @property
+    def reset(self) -> str:
+        return self.command("reset --reason '<why it is safe to trade again>'")
+
+    def report(self, kill_id: str) -> str:
+        return self.command(f"report {kill_id}")
+
+    @property
+    def status(self) -> str:
+        return self.command("status")
+
+
+DEFAULT_CONTEXT = MessageContext()
+_WHAT = {
+    Action.CLOSE_ALL: "CLOSE ALL POSITIONS (and cancel every order)",
+    Action.CANCEL_ALL: "CANCEL ALL ORDERS",
+}
 
 
 def max_severity(severities: Iterable[Severity]) -> Severity:
@@ -88,23 +128,36 @@ def _where(b: Breach) -> str:
 
 def _what_happens(b: Breach) -> str:
     if b.kind is BreachKind.BREACH and b.action.is_kill:
-        return f"Action: {b.action.value} — the kill switch is firing; a kill report follows."
+        return f"Action: the kill switch is firing ({b.action.value}); the kill report follows."
     if b.kind is BreachKind.UNKNOWN:
         return "Action: none (the watchdog never kills on missing data). Check the gateway and data feed."
+    if b.kind is BreachKind.WARNING and b.action.is_kill:
+        return f"Action: none yet. AT THE THRESHOLD THIS RULE WILL {_WHAT[b.action]}."
     if b.kind is BreachKind.WARNING:
-        return f"Action: none yet; at the threshold the rule will {b.action.value}."
-    return "Action: alert only."
+        return "Action: none yet; at the threshold the rule alerts."
+    return "Action: alert only; nothing is cancelled or closed."
 
 
-def format_breach(b: Breach, *, now: float, reminder: bool = False) -> Notification:
+def _reading(b: Breach, ctx: MessageContext) -> str:
+    def shown(v: float | None) -> str:
+        return "unknown" if v is None else format_value(b.metric, v, ctx.currency)
+
+    return (
+        f"Rule {b.rule} ({b.metric}) on {_where(b)}: "
+        f"value {shown(b.value)} vs threshold {shown(b.threshold)}."
+    )
+
+
+def format_breach(
+    b: Breach, *, now: float, reminder: bool = False, ctx: MessageContext = DEFAULT_CONTEXT
+) -> Notification:
     kind = {BreachKind.WARNING: Kind.WARNING, BreachKind.UNKNOWN: Kind.UNKNOWN}.get(b.kind, Kind.BREACH)
     label = {Kind.BREACH: "BREACH", Kind.WARNING: "WARNING", Kind.UNKNOWN: "UNKNOWN"}[kind]
     prefix = "Reminder: " if reminder else ""
     title = f"{prefix}[{label}] {b.rule} on {_where(b)}"
-    lines = [
-        f"Rule {b.rule} ({b.metric}) on {_where(b)}: "
-        f"value {fmt_value(b.value)} vs threshold {fmt_value(b.threshold)}.",
-    ]
+    if kind is Kind.WARNING and b.action.is_kill:
+        title += f" — at the threshold: {_WHAT[b.action].split(' (')[0]}"
+    lines = [_reading(b, ctx)]
     if b.message:
         lines.append(b.message)
     lines.append(_what_happens(b))
@@ -114,16 +167,23 @@ def format_breach(b: Breach, *, now: float, reminder: bool = False) -> Notificat
     return Notification(kind=kind, severity=b.severity, title=title, body="\n".join(lines))
 
 
-def format_recovered(b: Breach, *, since: float, now: float) -> Notification:
+def format_recovered(
+    b: Breach,
+    *,
+    since: float,
+    now: float,
+    severity: Severity = Severity.INFO,
+    ctx: MessageContext = DEFAULT_CONTEXT,
+) -> Notification:
+    """`severity` = the alert's own, so the recovery reaches every target that got the alert."""
     title = f"[RECOVERED] {b.rule} on {_where(b)}"
     lines = [
-        f"Rule {b.rule} ({b.metric}) on {_where(b)}: "
-        f"value {fmt_value(b.value)} vs threshold {fmt_value(b.threshold)}.",
+        _reading(b, ctx),
         *([b.message] if b.message else []),  # the rules engine says what cleared (e.g. "data is back")
-        f"The alert lasted {fmt_duration(now - since)} (since {fmt_time(since)}).",
+        f"The alert lasted {fmt_duration(now - since)} ({fmt_time(since)} → {fmt_time(now)}).",
     ]
     body = "\n".join(lines)
-    return Notification(kind=Kind.RECOVERED, severity=Severity.INFO, title=title, body=body)
+    return Notification(kind=Kind.RECOVERED, severity=severity, title=title, body=body, limited=False)
 
 
 def _order_line(o: OpenOrder) -> str:
@@ -167,15 +227,16 @@ _OUTCOME_TEXT = {
 }
 
 
-def format_kill(report: KillReport) -> Notification:
-    """The kill report: trigger, what was cancelled and closed, what is still open, how to reset."""
+def format_kill(report: KillReport, ctx: MessageContext = DEFAULT_CONTEXT) -> Notification:
+    """The kill report: what fired and why, what was done, what is still open (with ids), what to run next."""
     r = report
     accounts = ", ".join(r.accounts) or "all accounts"
-    label = {KillOutcome.FLAT: "KILL", KillOutcome.ESCALATED: "KILL ESCALATED"}.get(r.outcome, "KILL")
-    if r.outcome is KillOutcome.PENDING:
-        label = "KILL PENDING"
-    elif r.outcome is KillOutcome.DRY_RUN:
-        label = "KILL (dry run)"
+    label = {
+        KillOutcome.FLAT: "KILL DONE",
+        KillOutcome.ESCALATED: "KILL ESCALATED — ACT NOW",
+        KillOutcome.PENDING: "KILL PENDING",
+        KillOutcome.DRY_RUN: "DRY RUN KILL",
+    }[r.outcome]
     title = f"[{label}] {r.action.value} by {r.trigger} on {accounts}"
     what = (
         "cancel every working order, then close every position"
@@ -185,25 +246,41 @@ def format_kill(report: KillReport) -> Notification:
     outcome = _OUTCOME_TEXT[r.outcome].format(
         flat=" and no positions" if r.action is Action.CLOSE_ALL else ""
     )
+    why = r.trigger_reason or ("" if r.outcome is KillOutcome.ESCALATED else r.reason)
+    dry = r.dry_run or r.outcome is KillOutcome.DRY_RUN
     lines = [
-        f"What fired: {r.trigger}" + (f" — {r.reason}" if r.reason else ""),
-        f"What the watchdog did: {r.action.value} ({what}) in {r.duration:.1f}s, "
-        f"{r.attempts} attempt{'s' if r.attempts != 1 else ''}; kill {r.kill_id}.",
+        f"What fired: {r.trigger}" + (f" — {why}" if why else ""),
+        f"When: {fmt_time(r.started)}, took {r.duration:.1f}s ({r.attempts} attempt"
+        f"{'s' if r.attempts != 1 else ''}); kill {r.kill_id}.",
+        f"What the watchdog did: {r.action.value} ({what})"
+        + (" — DRY RUN: planned only, no order was sent." if dry else "."),
         f"Outcome: {outcome}.",
     ]
-    lines += _listing("Cancelled orders", [_order_line(o) for o in r.cancelled_orders], "none")
+    if r.outcome is KillOutcome.ESCALATED and r.reason:
+        lines.append(f"What is wrong: {r.reason}")
+    lines += _listing(
+        "Would cancel" if dry else "Cancelled orders",
+        [_order_line(o) for o in r.cancelled_orders],
+        "none seen working (the global cancel covers every order of the account)",
+    )
     if r.action is Action.CLOSE_ALL:
-        lines += _listing("Closing orders", [_close_line(c) for c in r.close_orders], "none needed")
+        heading = "Would send closing orders" if dry else "Closing orders"
+        lines += _listing(heading, [_close_line(c) for c in r.close_orders], "none needed")
         if r.close_fills:
             lines += _listing("Closing fills", [_fill_line(f) for f in r.close_fills], "none")
     still = [_order_line(o) for o in r.remaining_orders] + [_position_line(p) for p in r.remaining_positions]
-    lines += _listing("Still open", still, "nothing")
-    if r.outcome is KillOutcome.DRY_RUN:
-        lines.append("Dry run: the account was not touched.")
+    if dry:
+        lines.append("Still open: everything — a dry run sends nothing, the account was not touched.")
     else:
-        lines.append(
-            f"The watchdog is TRIPPED and cancels new orders until a person re-arms it: {RESET_HINT}"
-        )
+        lines += _listing("Still open", still, "nothing")
+    if r.outcome is KillOutcome.DRY_RUN:
+        lines.append(f"Timeline: {ctx.report(r.kill_id)}")
+    else:
+        if r.outcome is KillOutcome.ESCALATED:
+            lines.append("Act by hand now (TWS, mobile) on what is listed as still open.")
+        lines.append("The watchdog is TRIPPED and cancels new orders until a person re-arms it.")
+        lines.append(f"Timeline: {ctx.report(r.kill_id)}")
+        lines.append(f"Re-arm when safe: {ctx.reset}")
     kind = Kind.ESCALATION if r.outcome is KillOutcome.ESCALATED else Kind.KILL
     if r.outcome is KillOutcome.PENDING:
         kind = Kind.PENDING_KILL
@@ -246,10 +323,25 @@ def format_shutdown(reason: str, state: str) -> Notification:
     )
 
 
-def format_reconnect(endpoint: str, downtime: float | None) -> Notification:
+def format_reconnect(
+    endpoint: str,
+    downtime: float | None,
+    *,
+    now: float | None = None,
+    severity: Severity = Severity.INFO,
+    folded: Sequence[str] = (),
+) -> Notification:
+    """`severity` = that of the "gateway down" page it ends, so it reaches the same pager."""
     after = f" after {fmt_duration(downtime)}" if downtime is not None else ""
-    body = f"Connected to the gateway at {endpoint} again{after}; state re-requested, watching resumes."
-    return Notification(kind=Kind.RECONNECT, severity=Severity.INFO, title="Gateway reconnected", body=body)
+    at = f" at {fmt_time(now)}" if now is not None else ""
+    body = f"Connected to the gateway at {endpoint} again{at}{after}; state re-requested, watching resumes."
+    if folded:
+        body += "\n" + "\n".join(
+            _listing("Alerts held back during the outage (no data, or the outage itself)", folded, "")
+        )
+    return Notification(
+        kind=Kind.RECONNECT, severity=severity, title="Gateway reconnected", body=body, limited=False
+    )
 
 
 def format_gateway_down(endpoint: str, down_since: float, now: float, last_error: str = "") -> Notification:
@@ -257,7 +349,8 @@ def format_gateway_down(endpoint: str, down_since: float, now: float, last_error
         f"No answer from the gateway at {endpoint} for {fmt_duration(now - down_since)} "
         f"(since {fmt_time(down_since)})" + (f": {last_error}" if last_error else "") + ".\n"
         "The watchdog is blind and cannot kill until it is back; a triggered kill is kept pending. "
-        "Check IB Gateway / TWS, the tunnel, and the daily restart window."
+        "Check IB Gateway / TWS, the tunnel, and the daily restart window.\n"
+        "Rules without data meanwhile are not paged one by one; a recovery message follows here."
     )
     return Notification(
         kind=Kind.GATEWAY_DOWN, severity=Severity.CRITICAL, title="Gateway down", body=body, limited=False
@@ -273,9 +366,13 @@ def format_reload_failure(problems: Sequence[str]) -> Notification:
     )
 
 
-def format_reset(reason: str, by: str = "") -> Notification:
+def format_reset(reason: str, by: str = "", now: float | None = None) -> Notification:
     who = f" by {by}" if by else ""
-    body = f"The watchdog was re-armed{who}: {reason}. Rules can fire kills again; the lockout is lifted."
+    at = f" at {fmt_time(now)}" if now is not None else ""
+    body = (
+        f"The watchdog was re-armed{who}{at}. Reason given: {reason}\n"
+        "Rules can fire kills again; the lockout is lifted."
+    )
     return Notification(kind=Kind.RESET, severity=Severity.WARNING, title="Watchdog re-armed", body=body)
 
 

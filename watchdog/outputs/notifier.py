@@ -1,9 +1,14 @@
 """Operator notifications via apprise: enqueue and return, one sender per target under a timeout, dedup.
 
 `notify*()` never blocks, never awaits and never raises: the kill path calls it inline. Each target
-has its own bounded queue and sender task, so a hanging pager cannot delay the chat channel, and
-nothing here can delay the caller. Call it from the event-loop thread (asyncio queues are not
-thread-safe); signal handlers installed with `loop.add_signal_handler` qualify.
+has its own bounded queue and sender task (`delivery.py`), so a hanging pager cannot delay the chat
+channel, and nothing here can delay the caller. Call it from the event-loop thread (asyncio queues
+are not thread-safe); signal handlers installed with `loop.add_signal_handler` qualify.
+
+One incident, one page: while the gateway is down, "unknown" rule alerts and a second outage alert
+(the built-in one or a gateway rule, whichever came second) are held back and listed in the
+recovery, which goes out with the page's severity so it reaches the same targets. Every title
+names the host/instance (`origin`) and says DRY RUN in dry-run mode.
 """
 
 from __future__ import annotations
@@ -11,26 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import apprise
-
 from watchdog.config.schema import NotificationsConfig
-from watchdog.model import Action, Breach, BreachKind, KillReport, Severity
+from watchdog.model import Action, Breach, KillReport, Severity
+from watchdog.outputs.delivery import Target, build_targets, deliver
+from watchdog.outputs.incidents import Incidents
 from watchdog.outputs.logging_setup import mask
 from watchdog.outputs.messages import (
+    DEFAULT_CONTEXT,
     Kind,
+    MessageContext,
     Notification,
-    format_breach,
-    format_gateway_down,
     format_kill,
     format_pending_kill,
-    format_reconnect,
-    format_recovered,
     format_reload_failure,
     format_reset,
     format_shutdown,
@@ -46,8 +48,6 @@ log = logging.getLogger(__name__)
 
 # Loggers that may print a notification URL (apprise itself; urllib3 logs request paths at DEBUG).
 SCRUBBED_LOGGERS = ("apprise", "urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
-_NOTIFY_TYPE = {Severity.INFO: "info", Severity.WARNING: "warning", Severity.CRITICAL: "failure"}
-_GOOD_NEWS = frozenset({Kind.RECOVERED, Kind.RECONNECT})
 
 OnResult = Callable[[str, bool], None]
 OnDropped = Callable[[int], None]
@@ -61,24 +61,6 @@ class NotifierStats:
     dropped: int  # a target queue was full
     suppressed: int  # dedup: ongoing breach already announced
     summarised: int  # held back by the burst limit and folded into a summary
-
-
-@dataclass(slots=True)
-class _Target:
-    spec: TargetSpec
-    apobj: Any  # apprise.Apprise holding this one URL, tagged with its severities
-    queue: asyncio.Queue[Notification | None]
-    task: asyncio.Task[None] | None = None
-    dropped: int = 0
-
-
-@dataclass(slots=True)
-class _Ongoing:
-    kind: BreachKind
-    since: float
-    last_sent: float
-    breach: Breach
-    masked: _Ongoing | None = None  # a breach hidden by an UNKNOWN spell; it resumes when data is back
 
 
 @dataclass(slots=True)
@@ -104,7 +86,13 @@ class Notifier:
         on_dropped: OnDropped | None = None,
         queue_size: int = 100,
         tick_interval: float = 1.0,
+        origin: str = "",
+        ctx: MessageContext = DEFAULT_CONTEXT,
+        dry_run: bool = False,
     ) -> None:
+        self.origin = origin  # "host" or "host/instance", in front of every title
+        self._ctx = ctx
+        self.dry_run = dry_run  # set again on reload
         self._clock = clock
         self._on_result = on_result
         self._on_dropped = on_dropped
@@ -117,9 +105,9 @@ class Notifier:
         self._filtered_handlers = list(logging.getLogger().handlers)
         for handler in self._filtered_handlers:
             handler.addFilter(self._filter)
-        self._targets: list[_Target] = []
+        self._targets: list[Target] = []
         self._retired: set[asyncio.Task[None]] = set()
-        self._ongoing: dict[tuple[str, str], _Ongoing] = {}
+        self._incidents = Incidents(config.reminder_interval, ctx)
         self._held: list[Notification] = []
         self._held_since: float | None = None
         self._c = _Counters()
@@ -131,28 +119,26 @@ class Notifier:
         self._targets = self._build(config)
 
     # ------------------------------------------------------------------ set-up
-    def _build(self, config: NotificationsConfig) -> list[_Target]:
+    def _build(self, config: NotificationsConfig) -> list[Target]:
         specs, problems = load_targets(config)
         # Scrub first: apprise logs while parsing a URL it rejects.
         self._filter.fragments = self._filter.fragments | all_fragments(specs)
-        asset = apprise.AppriseAsset(storage_mode="memory")
-        targets: list[_Target] = []
-        with warnings.catch_warnings():
-            # apprise loads its plugins on first use; the email/PGP one imports `imghdr`, deprecated
-            # since Python 3.11. Harmless, and not ours to fix.
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"apprise(\.|$)")
-            for spec in specs:
-                apobj = apprise.Apprise(asset=asset)
-                if not apobj.add(spec.url, tag=sorted(s.value for s in spec.severities)):
-                    problems.append(f"{spec.label}: not a valid apprise URL (unknown service or bad syntax)")
-                    continue
-                targets.append(_Target(spec=spec, apobj=apobj, queue=asyncio.Queue(self._queue_size)))
+        targets, refused = build_targets(specs, self._queue_size)
+        problems += refused
         for p in problems:
             log.error("notification target skipped: %s", p)
         if not targets:
             log.warning("no notification target configured: operators will not be told about breaches")
         self.problems = tuple(problems)
         return targets
+
+    @property
+    def ctx(self) -> MessageContext:
+        return self._ctx
+
+    @ctx.setter
+    def ctx(self, value: MessageContext) -> None:
+        self._ctx = self._incidents.ctx = value
 
     @property
     def targets(self) -> tuple[TargetSpec, ...]:
@@ -194,7 +180,7 @@ class Notifier:
         for handler in self._filtered_handlers:
             handler.removeFilter(self._filter)
 
-    def _retire(self, t: _Target) -> asyncio.Task[None] | None:
+    def _retire(self, t: Target) -> asyncio.Task[None] | None:
         """Ask a sender to finish its queue and exit (or stop it at once if the queue is full)."""
         if t.task is None:
             return None
@@ -212,6 +198,7 @@ class Notifier:
             log.exception("notification targets not reloaded; keeping the previous ones")
             return
         old, self._targets, self._config = self._targets, new, config
+        self._incidents.reminder_interval = config.reminder_interval
         if self._running and not self._closed:
             for t in new:
                 t.task = asyncio.create_task(self._sender(t), name=f"notify:{t.spec.source}")
@@ -240,40 +227,22 @@ class Notifier:
         try:
             now = self._clock()
             self._flush_held(now)  # reminders of other breaches are the ticker's job
-            key = (b.rule, b.account or "all")
-            prev = self._ongoing.get(key)
-            if b.kind is BreachKind.RECOVERED:
-                if prev is None:
-                    return False  # nothing was announced, so there is nothing to call off
-                del self._ongoing[key]
-                if prev.masked is not None:
-                    # Data is back but the breach it interrupted is still on: keep reminding of it.
-                    self._ongoing[key] = prev.masked
-                return self._emit(format_recovered(b, since=prev.since, now=now), now)
-            if prev is not None and prev.kind is b.kind:
-                prev.breach = b
-                if now - prev.last_sent < self._config.reminder_interval:
-                    self._c.suppressed += 1
-                    return False
-                prev.last_sent = now
-                return self._emit(format_breach(b, now=now, reminder=True), now)
-            masked = prev if prev is not None and b.kind is BreachKind.UNKNOWN else None
-            if masked is not None and masked.masked is not None:
-                masked = masked.masked
-            self._ongoing[key] = _Ongoing(kind=b.kind, since=b.since, last_sent=now, breach=b, masked=masked)
-            return self._emit(format_breach(b, now=now), now)
+            n = self._incidents.breach(b, now)
+            return False if n is None else self._emit(n, now)
         except Exception:
             log.exception("breach notification could not be queued")
             return False
 
+    def gateway_up(self, up: bool) -> None:
+        """The gateway's state as the daemon sees it (connected / lost); losing it starts an outage."""
+        self._incidents.gateway_up(up, self._clock())
+
     def retain_rules(self, names: Iterable[str]) -> None:
         """Forget ongoing breaches of rules a reload removed, so they are not reminded forever."""
-        keep = set(names)
-        for key in [k for k in self._ongoing if k[0] not in keep]:
-            del self._ongoing[key]
+        self._incidents.retain_rules(names)
 
     def notify_kill(self, report: KillReport) -> bool:
-        return self.notify(format_kill(report))
+        return self.notify(format_kill(report, self._ctx))
 
     def notify_pending_kill(
         self, action: Action, trigger: str, accounts: Sequence[str], reason: str = ""
@@ -289,16 +258,17 @@ class Notifier:
         return self.notify(format_shutdown(reason, state))
 
     def notify_reconnect(self, endpoint: str, downtime: float | None = None) -> bool:
-        return self.notify(format_reconnect(endpoint, downtime))
+        return self.notify(self._incidents.reconnect(endpoint, downtime, self._clock()))
 
     def notify_gateway_down(self, endpoint: str, down_since: float, last_error: str = "") -> bool:
-        return self.notify(format_gateway_down(endpoint, down_since, self._clock(), last_error))
+        n = self._incidents.gateway_down(endpoint, down_since, self._clock(), last_error)
+        return False if n is None else self.notify(n)
 
     def notify_reload_failure(self, problems: Sequence[str]) -> bool:
         return self.notify(format_reload_failure(problems))
 
     def notify_reset(self, reason: str, by: str = "") -> bool:
-        return self.notify(format_reset(reason, by))
+        return self.notify(format_reset(reason, by, self._clock()))
 
     def tick(self) -> None:
         """Public step: send due reminders and a due burst summary (the background ticker calls this)."""
@@ -309,7 +279,8 @@ class Notifier:
 
     def stats(self) -> NotifierStats:
         c = self._c
-        return NotifierStats(c.queued, c.delivered, c.failed, c.dropped, c.suppressed, c.summarised)
+        suppressed = c.suppressed + self._incidents.suppressed
+        return NotifierStats(c.queued, c.delivered, c.failed, c.dropped, suppressed, c.summarised)
 
     async def drain(self, within: float) -> None:
         """Wait until every queued notification was delivered or failed; TimeoutError after `within` s."""
@@ -318,18 +289,21 @@ class Notifier:
     # ------------------------------------------------------------------ internals
     def _tick(self, now: float) -> None:
         self._flush_held(now)
-        for o in self._ongoing.values():
-            if now - o.last_sent >= self._config.reminder_interval:
-                o.last_sent = now
-                self._emit(format_breach(o.breach, now=now, reminder=True), now)
+        for n in self._incidents.reminders(now):
+            self._emit(n, now)
 
     def _flush_held(self, now: float, *, force: bool = False) -> None:
+        """One summary per target, of the held notifications that target takes (a pager gets no warnings)."""
         if not self._held or self._held_since is None:
             return
         if not force and now - self._held_since < self._config.burst_window:
             return
         held, self._held, self._held_since = self._held, [], None
-        self._dispatch(format_summary(held, self._config.burst_window), now)
+        self._c.sent_times.append(now)
+        for t in self._targets:
+            mine = [n for n in held if n.severity in t.spec.severities]
+            if mine:
+                self._put(t, self._dressed(format_summary(mine, self._config.burst_window)))
 
     def _emit(self, n: Notification, now: float) -> bool:
         """Apply the burst limit, then hand over to the target queues."""
@@ -345,77 +319,69 @@ class Notifier:
             return False
         return self._dispatch(n, now)
 
+    def _dressed(self, n: Notification) -> Notification:
+        """Origin and DRY RUN in the title; secrets out of title and body."""
+        frags = self._filter.fragments
+        title = n.title
+        if self.dry_run and "DRY RUN" not in title:
+            title = f"[DRY RUN] {title}"
+        if self.origin:
+            title = f"{self.origin}: {title}"
+        body = mask(redact(n.body or n.title, frags))  # apprise refuses an empty body
+        return Notification(
+            kind=n.kind, severity=n.severity, title=mask(redact(title, frags)), body=body, limited=n.limited
+        )
+
     def _dispatch(self, n: Notification, now: float) -> bool:
         if self._closed:
             log.warning("notifier stopped; not sent: [%s] %s", n.severity.value, n.title)
             return False
         self._c.sent_times.append(now)
-        frags = self._filter.fragments
-        body = mask(redact(n.body or n.title, frags))  # apprise refuses an empty body
-        n = Notification(
-            kind=n.kind, severity=n.severity, title=mask(redact(n.title, frags)), body=body, limited=n.limited
-        )
+        n = self._dressed(n)
         log.info("notify [%s] %s", n.severity.value, n.title)
         queued = False
         for t in self._targets:
-            if n.severity not in t.spec.severities:
-                continue
-            msg = n
-            if t.dropped:
-                note = f"({t.dropped} earlier notification(s) to this target were dropped: queue full)"
-                msg = Notification(kind=n.kind, severity=n.severity, title=n.title, body=f"{n.body}\n{note}")
-            try:
-                t.queue.put_nowait(msg)
-            except asyncio.QueueFull:
-                t.dropped += 1
-                self._c.dropped += 1
-                if t.dropped == 1:
-                    log.warning("notification queue of %s is full; dropping until it drains", t.spec.label)
-                self._callback(self._on_dropped, 1)
-                continue
-            t.dropped = 0
-            self._c.queued += 1
-            queued = True
+            if n.severity in t.spec.severities and self._put(t, n):
+                queued = True
         return queued
 
-    async def _sender(self, t: _Target) -> None:
+    def _put(self, t: Target, n: Notification) -> bool:
+        if self._closed:
+            return False
+        msg = n
+        if t.dropped:
+            note = f"({t.dropped} earlier notification(s) to this target were dropped: queue full)"
+            msg = Notification(kind=n.kind, severity=n.severity, title=n.title, body=f"{n.body}\n{note}")
+        try:
+            t.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            t.dropped += 1
+            self._c.dropped += 1
+            if t.dropped == 1:
+                log.warning("notification queue of %s is full; dropping until it drains", t.spec.label)
+            self._callback(self._on_dropped, 1)
+            return False
+        t.dropped = 0
+        self._c.queued += 1
+        return True
+
+    async def _sender(self, t: Target) -> None:
         while True:
             n = await t.queue.get()
             try:
                 if n is None:
                     return
-                await self._deliver(t, n)
+                ok, why = await deliver(t, n, self._config.timeout)
+                if ok:
+                    self._c.delivered += 1
+                else:
+                    self._c.failed += 1
+                    log.warning(
+                        "notification [%s] %r to %s failed: %s", n.severity.value, n.title, t.spec.label, why
+                    )
+                self._callback(self._on_result, n.severity.value, ok)
             finally:
                 t.queue.task_done()
-
-    async def _deliver(self, t: _Target, n: Notification) -> None:
-        timeout = self._config.timeout
-        why = ""
-        try:
-            result = await asyncio.wait_for(
-                t.apobj.async_notify(
-                    body=n.body,
-                    title=n.title,
-                    notify_type="success" if n.kind in _GOOD_NEWS else _NOTIFY_TYPE[n.severity],
-                    body_format="text",
-                    tag=n.severity.value,
-                ),
-                timeout,
-            )
-            ok = bool(result)
-            if not ok:
-                why = f"apprise reported {getattr(getattr(result, 'status', None), 'name', 'a failure')}"
-        except TimeoutError:
-            ok, why = False, f"no answer within {timeout:g}s"
-        except Exception as exc:  # any target bug stays here: count it, keep sending
-            log.debug("notification delivery raised", exc_info=True)
-            ok, why = False, type(exc).__name__
-        if ok:
-            self._c.delivered += 1
-        else:
-            self._c.failed += 1
-            log.warning("notification [%s] %r to %s failed: %s", n.severity.value, n.title, t.spec.label, why)
-        self._callback(self._on_result, n.severity.value, ok)
 
     def _callback(self, fn: Callable[..., None] | None, *args: Any) -> None:
         if fn is None:
