@@ -171,5 +171,6 @@ def test_alert_rules_only_query_exported_series(exported: set[str]) -> None:
     assert used and not sorted(used - exported), f"alerts query unknown series: {sorted(used - exported)}"
     for g in rules["groups"]:
         for r in g["rules"]:
-            assert r["labels"]["severity"] in {"critical", "warning", "none"}
+            # RuleBreached takes the rule's own severity from rules.yaml (critical, warning or info)
+            assert r["labels"]["severity"] in {"critical", "warning", "none", "{{ $labels.rule_severity }}"}
             assert {"summary", "description", "runbook"} <= set(r["annotations"])

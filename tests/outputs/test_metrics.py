@@ -252,3 +252,30 @@ def test_write_access_is_nan_until_proven_then_one_or_zero() -> None:
         assert value(m, "write_access") == expected
     m.observe_snapshot(dataclasses.replace(snap, gateway=GatewayStatus(write_access=None)))
     assert math.isnan(value(m, "write_access") or 0.0)
+
+
+def test_kill_series_exist_before_the_first_kill_and_unknown_is_nan() -> None:
+    """Issue 14 #9: kills_total appeared only after the first kill (increase() missed it); the last
+    kill read 0 (1970) instead of unknown; nothing said dry run was on."""
+    import math
+
+    from prometheus_client import CollectorRegistry
+
+    from watchdog.outputs.metrics import Metrics
+
+    m = Metrics(CollectorRegistry(), process_metrics=False)
+    m.declare_rules(
+        [("daily_loss", "close_all", "critical"), ("low_excess", "alert", "warning")], dry_run=True
+    )
+    get = m.registry.get_sample_value
+    assert get("ibkr_watchdog_kills_total", {"action": "close_all", "trigger": "rule:daily_loss"}) == 0
+    assert get("ibkr_watchdog_kills_total", {"action": "close_all", "trigger": "manual:SIGUSR1"}) == 0
+    assert get("ibkr_watchdog_kills_total", {"action": "cancel_all", "trigger": "manual:SIGUSR2"}) == 0
+    assert get("ibkr_watchdog_kills_total", {"action": "alert", "trigger": "rule:low_excess"}) is None
+    assert get("ibkr_watchdog_kill_outcomes_total", {"outcome": "escalated"}) == 0
+    assert math.isnan(get("ibkr_watchdog_last_kill_timestamp_seconds") or 0.0)
+    assert get("ibkr_watchdog_dry_run") == 1
+    labels = {"rule": "low_excess", "action": "alert", "rule_severity": "warning"}
+    assert get("ibkr_watchdog_rule_info", labels) == 1
+    m.declare_rules([], dry_run=False)  # a reload removed the rules and turned dry run off
+    assert get("ibkr_watchdog_rule_info", labels) is None and get("ibkr_watchdog_dry_run") == 0

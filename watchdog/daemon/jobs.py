@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from watchdog.config.schema import Config
 from watchdog.daemon.bot_watch import BotWatch
 from watchdog.daemon.kill_tasks import KillTasks
-from watchdog.daemon.wiring import Components
+from watchdog.daemon.wiring import Components, rule_labels
 from watchdog.errors import ConfigError
 from watchdog.model import Action, KillReport, TradingState
 
@@ -159,6 +159,7 @@ def _finish_reload(d: Daemon, new: Config | BaseException) -> bool:
     restart_needed = _reload_bots(d, new)
     c.notifier.reconfigure(new.notifications)
     c.notifier.dry_run = new.kill.dry_run
+    c.metrics.declare_rules(rule_labels(new), dry_run=new.kill.dry_run)
     if d.running and c.scheduler.running:
         schedule_jobs(d)
     c.metrics.observe_reload(True, c.clock())

@@ -110,6 +110,11 @@ def _heartbeat_metrics(c: Components, rtt: float) -> None:
         log.info("gateway clock skew back to %+.1fs", skew)
 
 
+def rule_labels(config: Config) -> list[tuple[str, str, str]]:
+    """(name, action, severity) of every enabled rule, for `Metrics.declare_rules`."""
+    return [(r.name, r.action.value, r.severity.value) for r in config.rules if r.enabled]
+
+
 def message_context(config: Config) -> MessageContext:
     """The exact commands messages print: the executable this daemon runs as, its state dir."""
     argv0 = sys.argv[0] if sys.argv else ""
@@ -132,6 +137,7 @@ def build_components(
     Raises StateError when the state directory cannot be used (missing and not creatable, not a
     directory, a link, not ours, writable by others): the daemon must refuse to start."""
     metrics = Metrics(registry)
+    metrics.declare_rules(rule_labels(config), dry_run=config.kill.dry_run)
     notifier = Notifier(
         config.notifications,
         clock=clock,

@@ -253,7 +253,16 @@ class Metrics:
         self.kill_duration = Histogram(
             p + "kill_duration_seconds", "Trigger to verified result", buckets=KILL_BUCKETS, registry=r
         )
-        self.last_kill = Gauge(p + "last_kill_timestamp_seconds", "Epoch the last kill finished", registry=r)
+        self.last_kill = Gauge(
+            p + "last_kill_timestamp_seconds", "Epoch the last kill finished (NaN: none yet)", registry=r
+        )
+        self.dry_run = Gauge(p + "dry_run", "1 while kills are planned and reported but not sent", registry=r)
+        self.rule_info = Gauge(
+            p + "rule_info",
+            "1 per configured rule: its action and severity (join on rule to route alerts)",
+            ["rule", "action", "rule_severity"],
+            registry=r,
+        )
         # the account label shares the account series' bound (admit reads it when a plan arrives)
         self.readiness = ReadinessMetrics(r, p, admit=lambda account: self._account_bound.admit(account))
 
@@ -287,6 +296,11 @@ class Metrics:
         self.set_tripped(False)
         self.kill_pending.set(0)
         self.kill_running.set(0)
+        self.last_kill.set(float("nan"))  # unknown, not 1970: `time() - last_kill` must not read 56 years
+        self.dry_run.set(0)
+        for outcome in KillOutcome:
+            self.kill_outcomes.labels(outcome.value)
+        self.kill_escalations.inc(0)
         for sev in ("info", "warning", "critical"):
             self.notifications.labels(sev)
             self.notification_failures.labels(sev)
@@ -446,6 +460,19 @@ class Metrics:
             self.kill_duration.observe(report.duration)
             self.last_kill.set(report.finished)
         self.set_pending(report.outcome is KillOutcome.PENDING)
+
+    def declare_rules(self, rules: Iterable[tuple[str, str, str]], *, dry_run: bool) -> None:
+        """The configured rules as (name, action, severity): `rule_info`, and `kills_total` at 0 for
+        every trigger known in advance (each kill rule, the two manual signals), so `increase()` sees
+        the first kill. Call at start and after every reload."""
+        self.dry_run.set(1 if dry_run else 0)
+        self.rule_info.clear()
+        for action, trigger in (("close_all", "manual:SIGUSR1"), ("cancel_all", "manual:SIGUSR2")):
+            self.kills.labels(action, self._triggers.fold(trigger))
+        for name, action, severity in rules:  # rules come from the config file: few, and reviewed
+            self.rule_info.labels(name, action, severity).set(1)
+            if action in ("close_all", "cancel_all"):
+                self.kills.labels(action, self._triggers.fold(f"rule:{name}"))
 
     def set_tripped(self, tripped: bool) -> None:
         self.tripped.set(1 if tripped else 0)
