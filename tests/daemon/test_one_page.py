@@ -33,3 +33,18 @@ notifications:
         "[KILL STARTED] cancel_all by manual:SIGUSR2",
         "[KILL DONE] cancel_all by manual:SIGUSR2 on DU111111, DU222222",
     ], titles
+
+
+async def test_the_reset_message_says_who_and_why_once(
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """Issue 14 #10: the reset text repeated "re-armed by root"."""
+    d = await make_daemon(
+        extra=f"notifications:\n  targets:\n    - url: json://127.0.0.1:{capture.port}/chat\n"
+    )
+    await d.start_kill(Action.CANCEL_ALL, "manual:SIGUSR2", reason="test")
+    d.c.killswitch.reset("book is flat, checked in TWS", who="alice")
+    await until(lambda: any("re-armed" in b["title"] for b in capture.snapshot()), 10, "the reset notice")
+    [body] = [b["message"] for b in capture.snapshot() if "re-armed" in b["title"]]
+    assert body.count("re-armed by alice") == 1 and "Reason given: book is flat, checked in TWS" in body

@@ -101,3 +101,15 @@ def test_escaping_is_idempotent_and_keeps_tabs() -> None:
     once = logsetup.escape_control("a\tb\nc\x00d\x9be")
     assert once == "a\tb\\nc\\x00d\\x9be"
     assert logsetup.escape_control(once) == once
+
+
+def test_cancel_confirmations_from_ib_async_are_not_errors() -> None:
+    """Issue 14 #10: every cancel of the watchdog's own orders logged an ERROR line (202) from ib_async."""
+    out = io.StringIO()
+    logsetup.configure("INFO", as_json=True, stream=out)
+    wrapper = logging.getLogger("ib_async.wrapper")
+    wrapper.error("Error 202, reqId 17: Order Canceled - reason:")  # what ib_async's wrapper.error writes
+    wrapper.error("Error 326, reqId -1: Unable to connect as the client id is already in use")
+    logsetup.flush()
+    levels = [(r["level"], r["msg"][:9]) for r in map(json.loads, out.getvalue().splitlines())]
+    assert levels == [("info", "Error 202"), ("error", "Error 326")]  # a real error stays ERROR

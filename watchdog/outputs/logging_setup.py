@@ -189,7 +189,20 @@ def configure(
     root.setLevel(level)
     # ib_async logs every API error and many routine messages at INFO/ERROR; keep ours readable.
     logging.getLogger("ib_async").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    wrapper = logging.getLogger("ib_async.wrapper")
+    if not any(isinstance(f, CancelConfirmations) for f in wrapper.filters):
+        wrapper.addFilter(CancelConfirmations())
     quiet_scheduler()
+
+
+class CancelConfirmations(logging.Filter):
+    """ib_async logs error 202 ("Order Canceled") at ERROR, though it confirms a cancel — every kill's
+    own cancels flooded `journalctl -p err`. It is logged at INFO instead; real errors stay ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Error 202,"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def quiet_scheduler() -> None:
