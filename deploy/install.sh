@@ -116,6 +116,7 @@ else
 fi
 
 changed=0 # set when anything the running service depends on was (re)written
+example=0 # set when the config was just created from the repo's example (not the operator's own)
 
 # install_file SRC DST MODE: copy only when content or mode differ, so a re-run touches nothing.
 install_file() {
@@ -319,6 +320,7 @@ if [ ! -e "$DESTDIR$config" ]; then
         "$src" >"$work/config.yaml"
     grep -q "^state_dir: $state_dir " "$work/config.yaml" || die "$src has no top-level state_dir: line to adapt"
     place_once "$work/config.yaml" "$config" 0640 "$group"
+    [ -n "$config_src" ] || example=1
     if ! grep -q '^  urls_file: credential:notify-urls' "$DESTDIR$config"; then
         say "note: $config does not read credential:notify-urls; alerts go only to its own targets"
     fi
@@ -349,7 +351,12 @@ if [ "$use_systemctl" = 1 ]; then
     systemctl daemon-reload
     systemctl enable --quiet "$service"
     [ "$tunnel" = 0 ] || systemctl enable --quiet ibkr-watchdog-tunnel.service
-    if [ "$start" = 1 ]; then
+    if [ "$start" = 1 ] && [ "$example" = 1 ]; then
+        # The example watches the simulator's accounts with example close_all rules: against a real
+        # gateway the safety valve refuses it (exit 2, OnFailure alert). Start it once it is yours.
+        say "$service is enabled but left STOPPED: $config is the example config; edit it, then run"
+        say "  step 3 below (it starts the service only if the check passes)"
+    elif [ "$start" = 1 ]; then
         # --no-block: READY=1 waits for the first good snapshot, which waits for the gateway.
         if systemctl is-active --quiet "$service"; then
             [ "$changed" = 0 ] || { systemctl restart --no-block "$service"; say "restarting $service"; }
@@ -366,7 +373,11 @@ install.sh: done. Next:
   1. edit $config (gateway host/port/client_id/accounts, rules); validate with:
        sudo env CREDENTIALS_DIRECTORY=$creds_dir $VENV/bin/ibkr-watchdog check $config
   2. put apprise URLs into $creds_dir/notify-urls (one per line; mode 0600)
-  3. sudo systemctl restart $service && systemctl status $service
+  3. check, then (re)start — in this order: a restart stops the running daemon before its own
+     ExecStartPre check runs, so a broken config would leave no watchdog at all:
+       sudo env CREDENTIALS_DIRECTORY=$creds_dir $VENV/bin/ibkr-watchdog check --quiet $config \\
+         && sudo systemctl restart $service && systemctl status $service
+     Rule changes later: sudo systemctl reload $service (checks first; a bad file keeps the running config).
 EOF
 if [ "$tunnel" = 1 ]; then
     cat <<EOF

@@ -17,7 +17,10 @@ REPO_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"
 def test_check_prints_the_rules_in_plain_words(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_command(str(REPO_RULES)) == 0
     out, err = capsys.readouterr()
-    assert err == ""
+    assert (
+        err
+        == f"warning: {REPO_RULES}: notifications: no notification target: nobody will be told about a kill\n"
+    )
     assert out.startswith(f"{REPO_RULES}: OK\n")
     assert "gateway 127.0.0.1:4002 client id 99 (paper), watching DU111111, DU222222" in out
     assert (
@@ -123,7 +126,6 @@ def test_check_refuses_a_paper_config_on_a_live_port_like_run_does(
     [
         (None, "notification URLs: "),
         ("this is not a url\n", ":1: not an apprise URL"),
-        ("# only a comment\n", "holds no notification URL"),
         ("nosuchservice://x/y\n", "not a valid apprise URL"),
     ],
 )
@@ -135,6 +137,15 @@ def test_check_reads_the_urls_file(
         urls.write_text(content)
     assert main(["check", str(_config(tmp_path, f"notifications:\n  urls_file: {urls}\n"))]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_an_empty_urls_file_is_a_warning_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    urls = tmp_path / "notify-urls"
+    urls.write_text("# only comments, as a fresh install leaves it\n")
+    assert main(["check", str(_config(tmp_path, f"notifications:\n  urls_file: {urls}\n"))]) == 0
+    assert "holds none): nobody will be told about a kill" in capsys.readouterr().err
 
 
 def test_check_counts_the_targets_of_the_urls_file(

@@ -95,9 +95,17 @@ def test_the_daemon_is_a_supervised_notify_service(name: str) -> None:
     assert last(u, "Unit", "OnFailure") == "ibkr-watchdog-failure@%n.service"
 
 
-@pytest.mark.parametrize("name", DAEMONS)
-def test_reload_sends_sighup_to_the_main_process(name: str) -> None:
-    assert last(unit(name), "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [("ibkr-watchdog.service", "rules.yaml"), ("ibkr-watchdog@.service", "%i.yaml")],
+)
+def test_reload_checks_the_file_then_sends_sighup_to_the_main_process(name: str, config: str) -> None:
+    """Issue 14 #11: `systemctl reload` fails visibly on a bad file; the daemon keeps its config anyway."""
+    path = "${CONFIGURATION_DIRECTORY}/" + config
+    assert unit(name)["Service"]["ExecReload"] == [
+        f"{VENV_BIN}ibkr-watchdog check --quiet {path}",
+        "/bin/kill -HUP $MAINPID",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -133,6 +141,7 @@ def test_template_differs_from_the_main_unit_only_in_per_instance_settings() -> 
         ("Unit", "Description"),
         ("Service", "ExecStartPre"),
         ("Service", "ExecStart"),
+        ("Service", "ExecReload"),
         ("Service", "StateDirectory"),
         ("Service", "LoadCredential"),
         ("Service", "SyslogIdentifier"),

@@ -30,7 +30,7 @@ def check_command(path: str, *, quiet: bool = False) -> int:
     for w in result.warnings:
         print(f"warning: {result.redact(str(w))}", file=sys.stderr)
     checked = preflight(result.config)
-    for note in checked.warnings:
+    for note in checked.warnings if not quiet else ():  # --quiet: errors only (ExecStartPre, install.sh)
         print(f"warning: {path}: {result.redact(note)}", file=sys.stderr)
     if checked.errors:
         for error in checked.errors:

@@ -46,8 +46,10 @@ def preflight(config: Config) -> Preflight:
         logging.getLogger("watchdog.gateway.client").disabled = False
     count, problems = _targets(config)
     errors += [f"notifications: {p}" for p in problems]
-    if config.notifications.urls_file and count == 0 and not problems:
-        errors.append(f"notifications.urls_file: {config.notifications.urls_file} holds no notification URL")
+    if count == 0 and not problems:
+        # a fresh install's credential file holds only comments: legal, but nobody would hear a kill
+        where = f" ({config.notifications.urls_file} holds none)" if config.notifications.urls_file else ""
+        notes.append(f"notifications: no notification target{where}: nobody will be told about a kill")
     notes += _metrics_host(config)
     notes += list(_sign_slips(config))
     return Preflight(errors, notes, count)

@@ -337,8 +337,8 @@ class Notifier:
             log.warning("notifier stopped; not sent: [%s] %s", n.severity.value, n.title)
             return False
         self._c.sent_times.append(now)
-        n = self._dressed(n)
-        log.info("notify [%s] %s", n.severity.value, n.title)
+        log.info("notify [%s] %s", n.severity.value, redact(n.title, self._filter.fragments))
+        n = self._dressed(n)  # the journal names the host already; the title gets it for the phone
         queued = False
         for t in self._targets:
             if n.severity in t.spec.severities and self._put(t, n):
