@@ -88,7 +88,7 @@ def claim(state_dir: Path, pid: int) -> int:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise StateError(f"cannot use state dir {state_dir}: {exc.strerror or exc}") from exc
+        raise StateError(f"cannot write {state_dir / PID_FILE}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
