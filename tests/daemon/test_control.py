@@ -167,3 +167,35 @@ def test_a_broken_config_still_names_its_state_dir_and_says_it_is_invalid(
     assert "TRIPPED by rule:x" in captured.out
     assert main(["status", "--state-dir", str(tmp_path / "st")]) == 3
     assert "invalid" not in capsys.readouterr().err
+
+
+def test_status_shows_the_age_of_the_snapshot_not_of_the_file(tmp_path: Path) -> None:
+    """Issue 14 #5: with the gateway down, cached counts were re-stamped every second as current."""
+    now = 1_700_000_000.0
+    store = StateStore(tmp_path, lambda: now)
+    store.write_pid(os.getpid())
+    try:
+        store.write_status(
+            {
+                "updated": now - 0.5,  # rewritten every cycle ...
+                "snapshot_taken_at": now - 125,  # ... from a snapshot two minutes old
+                "gateway": {
+                    "health": "down",
+                    "connected": False,
+                    "last_heartbeat": now - 130,
+                    "down_since": now - 128,
+                },
+                "positions": 3,
+                "open_orders": 2,
+            }
+        )
+        out = io.StringIO()
+        code = show_status(tmp_path, as_json=False, out=out, clock=lambda: now)
+    finally:
+        store.remove_pid()
+    text = out.getvalue()
+    assert "status written 0.5s ago" in text
+    assert "book:      3 positions, 2 working orders, from a snapshot 2m old" in text, text
+    assert "down, NOT connected; last heartbeat answer 2m ago" in text
+    assert "down since 2023-11-14 22:11:12 UTC (2m)" in text
+    assert code == 0  # running (its pid file record matches this process) and ARMED
