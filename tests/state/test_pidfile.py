@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -83,3 +84,43 @@ def test_root_hands_what_it_writes_to_the_state_dirs_owner(tmp_path: Path) -> No
     assert send_reset(tmp_path, reason="flat, checked", pid=None) == 0
     for name in ("latch.json", "audit.jsonl"):
         assert (tmp_path / name).stat().st_uid == nobody, name
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it runs the CLI as another user")
+def test_the_cli_as_another_user_refuses_in_one_line_naming_whom_to_run_as(tmp_path: Path) -> None:
+    """Issue 14 #2: another user's `kill` failed with "Permission denied" and no word of what to do."""
+    import tempfile
+
+    from watchdog.commands.kill import send_kill
+
+    state = Path(tempfile.mkdtemp(prefix="wd-other-user-"))  # pytest's tmp_path is root-only
+    os.chmod(state, 0o755)
+    daemon = StateStore(state, FakeClock())
+    daemon.write_pid(os.getpid())  # this root process plays the daemon
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit code and the pipe
+        try:
+            sys.stderr = os.fdopen(write_end, "w")  # pytest replaced sys.stderr: write to the pipe
+            os.setgid(65534)
+            os.setuid(65534)  # nobody: may neither write the state dir nor signal root
+            code = send_kill(state, cancel_only=True, reason="x", pid=None)
+            sys.stderr.flush()
+            os._exit(code)
+        except BaseException as exc:
+            os.write(2, repr(exc).encode())
+            os._exit(99)
+    os.close(write_end)
+    try:
+        _, status = os.waitpid(child, 0)
+        err = os.read(read_end, 65536).decode()
+    finally:
+        os.close(read_end)
+        daemon.remove_pid()
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
+    assert os.waitstatus_to_exitcode(status) == 1, (os.waitstatus_to_exitcode(status), err)
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"ibkr-watchdog kill: not allowed to signal pid {os.getpid()}: run it as root (sudo)"
+    assert "sending the signal anyway" in lines[0]  # requests/ is root's: the reason could not be queued

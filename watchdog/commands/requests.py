@@ -89,7 +89,8 @@ def send_signal(pid: int, sig: signal.Signals, state_dir: Path | None) -> str:
         return f"no process with pid {pid}"
     except PermissionError:
         user = owner_name(state_dir) if state_dir is not None else "the daemon's user"
-        return f"not allowed to signal pid {pid}: run it as {user} or root (sudo)"
+        whom = "root (sudo)" if user == "root" else f"{user} (sudo -u {user}) or root (sudo)"
+        return f"not allowed to signal pid {pid}: run it as {whom}"
     return ""
 
 
