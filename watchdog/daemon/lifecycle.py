@@ -129,6 +129,7 @@ class Daemon(GatewayWatch, Cycle):
                 raise
             log.error("gateway not reachable at start: %s; retrying in the background", exc)
             c.notifier.notify_gateway_down(self.endpoint, c.clock(), str(exc))
+            self._down_notified = True  # so the first connection sends the recovery and ends the outage
         if c.store.pending_kill() is not None and not c.gateway.is_connected():
             self._reconnect_fast_while_pending()
         if c.gateway.is_connected():
