@@ -122,3 +122,28 @@ async def test_escalation_cancels_the_held_closing_order_so_a_manual_sale_never_
     assert holdings(sim) == {}
     assert sum(e.shares for e in sim.executions() if e.client_id == CLIENT_ID) == 0
     assert con_id(sim, "AAPL") > 0
+
+
+@pytest.mark.parametrize("fills_after", [2.6, 3.8])
+async def test_a_late_fill_during_the_last_cancel_pass_sends_the_kill_back_to_closing(
+    sim: Simulator, gateway: Gateway, tmp_path: Path, fills_after: float
+) -> None:
+    # long 100; the bot's BUY 10 (away from zero) stays PendingCancel past the close, then fills while
+    # the kill waits for it to go terminal: FLAT may only come from a position read taken after that
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(DU1, "AAPL", 100, avg_price=180.0)
+    sim.set_session("regular")
+    bot_order = sim.place_order_as(BOT, DU1, "AAPL", "BUY", 10, lmt_price=150.0)
+    sim.faults.cancel_pending(1, after=fills_after, then="fill")
+    gateway.market_hours = lambda sec_type, now: True
+    ks = kill_switch(gateway, tmp_path, verify_timeout="1s", max_attempts=2)
+
+    report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test"), 30)
+
+    assert bot_order_status(sim, bot_order) == "Filled"
+    assert report.outcome is KillOutcome.FLAT, report.reason
+    assert holdings(sim) == {}, f"FLAT declared with the account holding {holdings(sim)}"
+    assert sum(e.shares for e in sim.executions() if e.client_id == CLIENT_ID) == 110.0
+    assert any(r.event == "close.reopened" for r in read_audit(ks.store.audit_path))
+    # the lockout baseline comes from the same read: what the account really holds (nothing)
+    assert all(q == 0 for q in ks.store.latch().baseline.values())

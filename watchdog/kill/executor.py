@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from watchdog.config.schema import KillConfig
@@ -33,6 +34,18 @@ from watchdog.model import Action, CloseOrderRequest, OpenOrder, Position, Sever
 
 T = TypeVar("T")
 INFO, WARNING, CRITICAL = Severity.INFO, Severity.WARNING, Severity.CRITICAL
+
+
+@dataclass(slots=True)
+class CloseMemory:
+    """What the close attempts of one kill learn, kept when a late fill sends the kill back to closing."""
+
+    attempts: int = 0  # close attempts made so far (bounded by max_attempts over the whole kill)
+    hopeless: dict[Key, str] = field(default_factory=dict)  # never retried: no route, a fatal reject
+    covered: dict[Key, str] = field(default_factory=dict)  # a non-terminal order of another client
+    reasons: dict[Key, str] = field(default_factory=dict)  # why the last attempt did not close it
+    force_limit: set[Key] = field(default_factory=set)  # a market order was refused: use a limit
+    open_keys: set[Key] = field(default_factory=set)  # left open by the latest close attempt
 
 
 FIRST_LOOK = 0.1  # seconds from the last closing order to the first verification read
@@ -72,17 +85,45 @@ class KillExecutor:
             return
         if self.config.standby and not run.dry:
             await self._standby_wait(run)
-        await self._close_phase(run, baseline)
-        if run.dry:
-            return
-        # FLAT needs every order in scope terminal, ours included: a closing order left alive (held,
-        # PendingCancel after a re-price) or a bot's order in PendingCancel can still fill
-        orders = await self.call("open_orders", self.broker.open_orders)
-        leftovers = self.targets(run, orders, include_ours=True)
-        if leftovers and not run.remaining_positions:
-            leftovers = await self.cancel_phase(run, include_ours=True)  # nothing left to close: all go
-        run.remaining_orders = leftovers
+        memory = CloseMemory()
+        while True:
+            await self._close_phase(run, baseline, memory)
+            if run.dry or await self._settle(run, baseline, memory):
+                break
         self._name_read_only(run)
+
+    async def _settle(self, run: Run, baseline: Mapping[Key, float], memory: CloseMemory) -> bool:
+        """The one place that decides FLAT: positions read AFTER every in-scope order is terminal.
+
+        A closing order left alive (held, PendingCancel after a re-price) or a bot's order in
+        PendingCancel can still fill, so the orders go first (cancelled and verified when nothing is
+        left to close); only then are positions read, and that read alone sets `remaining_positions`
+        and the lockout baseline (`final_positions`). A position it finds open (a late fill during
+        the wait) sends the kill back to closing while attempts remain: returns False. True = done
+        (FLAT when nothing remains, else escalate)."""
+        orders = await self.call("open_orders", self.broker.open_orders)
+        alive = self.targets(run, orders, include_ours=True)
+        if alive and not memory.open_keys:
+            alive = await self.cancel_phase(run, include_ours=True)  # nothing left to close: all go
+        run.remaining_orders = alive
+        # the read that counts: taken after the orders were confirmed terminal (or given up on)
+        run.remaining_positions = await self._poll_positions(run, baseline, polls=0)
+        skip = {*memory.hopeless, *run.foreign_keys}
+        retry = [p for p in run.remaining_positions if p.key not in skip]
+        if retry and not alive and memory.attempts < self.config.max_attempts:
+            msg = "position(s) open after every order went terminal (a late fill); closing again"
+            details = {"open": [pos_label(p) for p in retry], "attempt": memory.attempts + 1}
+            self._r.step(run, "close.reopened", KillEventKind.RETRY, WARNING, msg, details)
+            return False
+        for p in run.remaining_positions:
+            why = memory.hopeless.get(p.key) or (memory.covered.get(p.key) if alive else None)
+            why = why or memory.reasons.get(p.key)
+            if why is None and p.key in run.foreign_keys:
+                why = "left to the other watchdog instance working on it"
+            run.notes.append(
+                f"position {pos_label(p)} not closed: {why or f'open after {run.attempts} attempt(s)'}"
+            )
+        return True
 
     def _name_read_only(self, run: Run) -> None:
         """A read-only API is the cause of every order it left working: say so in the escalation."""
@@ -119,17 +160,18 @@ class KillExecutor:
         self._note_foreign(run, await self.call("open_orders", self.broker.open_orders))
         await self._sleep(grace)
 
-    async def _close_phase(self, run: Run, baseline: Mapping[Key, float]) -> None:
-        hopeless: dict[Key, str] = {}  # never retried: no route, a reject that cannot be fixed
-        covered: dict[Key, str] = {}  # positions a non-terminal order of another client may still close
-        reasons: dict[Key, str] = {}  # why the last attempt did not close it
-        force_limit: set[Key] = set()  # a market order was refused: use a limit
-        for attempt in range(1, self.config.max_attempts + 1):
+    async def _close_phase(self, run: Run, baseline: Mapping[Key, float], memory: CloseMemory) -> None:
+        """Close attempts until the positions verify closed or `max_attempts` (counted over the kill)."""
+        hopeless, reasons, force_limit = memory.hopeless, memory.reasons, memory.force_limit
+        while memory.attempts < self.config.max_attempts:
+            memory.attempts += 1
+            attempt = memory.attempts
             run.attempts = max(run.attempts, attempt)
             plan, after = await self._read_plan(run, baseline, hopeless)
+            memory.open_keys = set(plan.open_keys)
             if not plan.open_keys - hopeless.keys():
                 break
-            covered = {  # the latest round's word: an order that went terminal no longer explains it
+            memory.covered = {  # the latest round's word: an order that went terminal no longer explains it
                 (o.account, o.contract.con_id): f"order {order_label(o)} of another client can still "
                 "fill; the close was sized as if it does"
                 for o in plan.foreign
@@ -165,6 +207,7 @@ class KillExecutor:
             if not placed and not plan.open_keys - hopeless.keys():
                 break  # nothing was sent and nothing can be: escalate now, not after a verify wait
             remaining = await self._poll_positions(run, baseline)
+            memory.open_keys = {p.key for p in remaining}
             msg = f"close attempt {attempt}: {len(remaining)} position(s) still open"
             details = {"attempt": attempt, "open": [pos_label(p) for p in remaining]}
             self._r.step(
@@ -173,14 +216,6 @@ class KillExecutor:
             if not remaining:
                 return
             self._closing.check_rejects(run, placed, hopeless, reasons, force_limit)
-        run.remaining_positions = await self._poll_positions(run, baseline, polls=0)
-        for p in run.remaining_positions:
-            why = hopeless.get(p.key) or covered.get(p.key) or reasons.get(p.key)
-            if why is None and p.key in run.foreign_keys:
-                why = "left to the other watchdog instance working on it"
-            run.notes.append(
-                f"position {pos_label(p)} not closed: {why or f'open after {run.attempts} attempt(s)'}"
-            )
 
     def _stale_limits(
         self, orders: Sequence[OpenOrder], plan: ClosePlan, cancels: Sequence[tuple[OpenOrder, str]]
