@@ -26,6 +26,9 @@ LATCH_DAMAGE = {
     "NaN": json.dumps(GOOD_LATCH | {"tripped_at": float("nan")}).encode(),
     "an unknown key": json.dumps(GOOD_LATCH | {"stat": "tripped"}).encode(),
     "garbage": b"\x00\xff\xfe garbage",
+    # json.loads keeps the last of duplicate keys: this one would read ARMED
+    "state given twice, armed last": b'{"state": "tripped", "trigger": "", "state": "armed"}',
+    "a duplicate key one level down": b'{"state": "armed", "baseline": {"DU1|1": 5, "DU1|1": 0}}',
 }
 
 
@@ -57,6 +60,9 @@ PENDING_DAMAGE = {
     "nested": json.dumps({"pending": GOOD_PENDING}).encode(),
     "partial write": json.dumps(GOOD_PENDING).encode()[:25],
     "an empty file": b"",
+    "dry_run given twice, true last": (
+        b'{"kill_id": "k1", "action": "close_all", "trigger": "t", "dry_run": false, "dry_run": true}'
+    ),
 }
 
 
@@ -84,7 +90,14 @@ def test_a_good_pending_kill_file_reads_as_written(tmp_path: Path, clock: FakeCl
 
 @pytest.mark.parametrize(
     "content",
-    [b"null", b"{torn", b'{"day_highs": "x"}', b'{"day_highs": [{"metric": 1}]}', b'{"highs": []}'],
+    [
+        b"null",
+        b"{torn",
+        b'{"day_highs": [], "day_highs": []}',
+        b'{"day_highs": "x"}',
+        b'{"day_highs": [{"metric": 1}]}',
+        b'{"highs": []}',
+    ],
 )
 def test_a_damaged_baseline_is_discarded_and_reported_never_raised(
     tmp_path: Path, clock: FakeClock, content: bytes

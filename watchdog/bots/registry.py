@@ -37,6 +37,7 @@ from typing import Any
 
 from watchdog.config.bots import BotsConfig
 from watchdog.model import BotStatus
+from watchdog.state import strict_json
 from watchdog.state.files import StateDirectory, UnsafeFile, why
 
 __all__ = ["BOTS_FILE", "MAX_FILE", "PERSIST_EVERY", "BotRegistry"]
@@ -187,7 +188,7 @@ class BotRegistry:
         wall, mono = self._clock(), self._monotonic()
         future: list[str] = []
         try:
-            data = json.loads(raw)
+            data = strict_json.loads(raw)
             records = data["bots"]
             if not isinstance(records, dict):
                 raise ValueError("'bots' is not a mapping")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.errors import StateError
+from watchdog.state import strict_json
 from watchdog.state.files import StateDirectory, UnsafeFile, close_all, why
 
 log = logging.getLogger("watchdog.state.audit")
@@ -226,7 +227,7 @@ class AuditLog:
 
 def _parse(raw: bytes) -> AuditRecord | None:
     try:
-        obj = json.loads(raw)
+        obj = strict_json.loads(raw)
     except ValueError:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):

@@ -23,6 +23,7 @@ from typing import Any
 from watchdog.errors import StateError
 from watchdog.model import Action, KillReport, TradingState
 from watchdog.state import pidfile
+from watchdog.state import strict_json
 from watchdog.state.audit import to_jsonable
 from watchdog.state.files import StateDirectory, why
 from watchdog.state.pidfile import PID_FILE
@@ -153,7 +154,7 @@ class StateStore:
         if raw is None:
             return missing
         try:
-            return json.loads(raw)
+            return strict_json.loads(raw)
         except ValueError as exc:
             raise StateError(f"{path} is damaged (not JSON: {exc})") from exc
 
@@ -377,7 +378,7 @@ class StateStore:
                     raw = reqdir.read(name, REQUEST_LIMIT)
                     if raw is None:
                         continue  # taken by someone else in between
-                    data = json.loads(raw)
+                    data = strict_json.loads(raw)
                 except (OSError, ValueError) as exc:
                     problem = why(exc) if isinstance(exc, OSError) else f"not JSON: {exc}"
                     self._report(f"control request {reqdir.path / name} unusable ({problem}); removed unread")
