@@ -123,6 +123,9 @@ class OpenOrder:
     order_ref: str = ""
     outside_rth: bool = False
     why_held: str = ""  # orderStatus.whyHeld: non-empty while the gateway holds the order back
+    # gone from the open-orders answer without a terminal status: still counted as possibly filling
+    # (`gateway.unlisted_orders`), its state unknown
+    unlisted: bool = False
 
     @property
     def signed_remaining(self) -> float:
@@ -138,6 +141,8 @@ class OpenOrder:
     def state_label(self) -> str:
         """The status as a person reads it in a report: `PreSubmitted, held: locate`."""
         status = self.status or "unknown status"
+        if self.unlisted:
+            status = f"state unknown: last {status}, gone from the open orders without a terminal status"
         return f"{status}, held: {self.why_held}" if self.why_held else status
 
 

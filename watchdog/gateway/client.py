@@ -10,6 +10,7 @@ by `watchdog.gateway.convert`. Nothing outside these three modules imports ib_as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from watchdog.gateway.contract_details import ContractDetailsCache
 from watchdog.gateway.quotes import QuoteSource
 from watchdog.gateway.request_queue import ahead_of_queue
 from watchdog.gateway.snapshot_cache import SnapshotCache
+from watchdog.gateway.unlisted_orders import UnlistedOrders, status_key
 from watchdog.model import (
     CloseOrderRequest,
     ContractDetails,
@@ -94,6 +96,12 @@ class Gateway(GatewayConnection):
         # order key → the status the gateway sent in an openOrder message of the running
         # reqAllOpenOrders answer (None while no answer is being collected)
         self._reported: dict[tuple[int, int], str] | None = None
+        self._unlisted = UnlistedOrders(monotonic, gw.client_id)
+
+    @property
+    def hears_other_clients(self) -> bool:
+        """The gateway has pushed us another client's order status: we are its master client."""
+        return self._unlisted.hears_others
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -103,15 +111,26 @@ class Gateway(GatewayConnection):
 
     def _attach_data(self, ib: IB) -> None:
         wrapper = ib.wrapper
-        original = wrapper.openOrder
+        original, original_status = wrapper.openOrder, wrapper.orderStatus
 
         def open_order(order_id: int, contract: Contract, order: Order, state: Any) -> None:
             # the gateway's own word on the order's status: ib_async keeps its local one instead
             if self._reported is not None:
                 self._reported[(int(order.clientId), int(order.permId or order_id))] = str(state.status)
+            client, key = int(order.clientId), status_key(int(order.clientId), order_id, int(order.permId))
+            self._unlisted.heard(key, str(state.status), client, pushed=self._reported is None)
             original(order_id, contract, order, state)
 
+        def order_status(order_id: int, status: str, *args: Any, **kw: Any) -> None:
+            # (orderId, status, filled, remaining, avgFillPrice, permId, parentId, lastFillPrice,
+            # clientId, whyHeld, mktCapPrice): a terminal status from the gateway ends an unlisted order
+            with contextlib.suppress(IndexError, TypeError, ValueError):
+                client, key = int(args[6]), status_key(int(args[6]), order_id, int(args[3]))
+                self._unlisted.heard(key, str(status), client, pushed=self._reported is None)
+            original_status(order_id, status, *args, **kw)
+
         wrapper.openOrder = open_order  # type: ignore[method-assign,assignment]
+        wrapper.orderStatus = order_status  # type: ignore[method-assign,assignment]
         ib.pnlEvent += self._on_pnl
         ib.accountSummaryEvent += self._on_summary
         ib.accountValueEvent += self._on_account_value
@@ -300,12 +319,18 @@ class Gateway(GatewayConnection):
                 self._reported = None
         at = self._clock()
         orders: dict[OrderKey, OpenOrder] = {}
+        listed: set[OrderKey] = set()
         for trade in trades:
             key = (int(trade.order.clientId), int(trade.order.permId or trade.order.orderId))
             o = convert.open_order_from(trade, reported.get(key))
+            listed.add(order_key(o))
             if o.account in self._watched and o.is_working:
                 orders[order_key(o)] = o
-        out = list(orders.values())
+        # an order gone from the answer without a terminal status may still fill: kept until confirmed
+        # the master client hears every order's status between answers: those still alive count too
+        heard = self._unlisted.last_heard
+        pushed = [o for o in convert.heard_orders(ib.trades(), heard) if o.account in self._watched]
+        out = self._unlisted.merge(orders.values(), listed, lambda o: convert.executed(ib.fills(), o), pushed)
         self._cache.set_orders(out, at)
         return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 from ib_async import Contract, PnLSingle, PortfolioItem, Trade
@@ -16,7 +16,7 @@ from ib_async import Fill as IbFill
 from ib_async import Position as IbPosition
 from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
 
-from watchdog.model import ContractRef, Fill, OpenOrder, Position
+from watchdog.model import ContractRef, Fill, OpenOrder, OrderKey, Position, is_terminal
 
 # account summary tag -> AccountState field
 SUMMARY_TAGS: Mapping[str, str] = {
@@ -144,6 +144,37 @@ def open_order_from(trade: Trade, reported_status: str | None = None) -> OpenOrd
         outside_rth=bool(o.outsideRth),
         why_held=s.whyHeld or "",
     )
+
+
+def heard_orders(trades: Iterable[Trade], heard: Callable[[OrderKey], str | None]) -> list[OpenOrder]:
+    """The orders whose latest status the gateway sent (`heard` by `model.order_key`) is not terminal."""
+    out = []
+    for trade in trades:
+        o = trade.order
+        key: OrderKey = (o.permId, 0, 0) if o.permId else (0, o.clientId, o.orderId)
+        status = heard(key)
+        if status is not None and not is_terminal(status):
+            out.append(open_order_from(trade, status))
+    return out
+
+
+def executed(fills: Iterable[IbFill], order: OpenOrder) -> float:
+    """Shares executed so far for `order` (execDetails matched by permId, else client and order id)."""
+    total = 0.0
+    for f in fills:
+        e = f.execution
+        same = (
+            e.permId == order.perm_id
+            if order.perm_id
+            else (e.clientId, e.orderId)
+            == (
+                order.client_id,
+                order.order_id,
+            )
+        )
+        if same:
+            total += num(e.shares) or 0.0
+    return total
 
 
 def fill_from(f: IbFill) -> Fill:

@@ -63,6 +63,9 @@ class FaultState:
     ignore_cancels: int = 0
     # the next cancels leave the order in PendingCancel; after `seconds` it fills or is cancelled
     pending_cancels: list[tuple[float, str, tuple[int, int] | None]] = field(default_factory=list)
+    # orders the open-orders answers leave out while in one of these statuses: (client, id) or None = any
+    unlisted: dict[tuple[int, int] | None, frozenset[str]] = field(default_factory=dict)
+    quiet_others: bool = False  # terminal orderStatus/openOrder reach only the order's own client
     pacing: Pacing = field(default_factory=Pacing)
     skew: float = 0.0
     silenced: bool = False
@@ -159,6 +162,26 @@ class Faults:
         if then not in ("fill", "cancel"):
             raise ValueError(f"then must be 'fill' or 'cancel', got: {then!r}")
         self.state.pending_cancels.extend([(after, then, order)] * n)
+
+    def unlist(
+        self,
+        statuses: tuple[str, ...] = ("PendingCancel",),
+        *,
+        order: tuple[int, int] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """reqOpenOrders/reqAllOpenOrders answers leave out orders while their status is one of
+        `statuses`: an order vanishes from the open-orders list with no terminal status, yet it can
+        still fill (seen in public reports of PendingCancel orders). `order=(client_id, order_id)`
+        limits it to that order. `quiet=True` also keeps the terminal orderStatus/openOrder from every
+        client but the order's own (a watchdog that is not the master client never hears the end;
+        executions still go to client 0 and the master client)."""
+        self.state.unlisted[order] = frozenset(statuses)
+        self.state.quiet_others = self.state.quiet_others or quiet
+
+    def is_unlisted(self, client_id: int, order_id: int, status: str) -> bool:
+        unlisted = self.state.unlisted
+        return status in unlisted.get((client_id, order_id), ()) or status in unlisted.get(None, ())
 
     def take_pending_cancel(self, client_id: int, order_id: int) -> tuple[float, str] | None:
         for i, (after, then, only) in enumerate(self.state.pending_cancels):

@@ -75,6 +75,8 @@ def cancel_positions(sim: Simulator, conn: ClientConn, f: list[str]) -> None:
 
 def _send_orders(sim: Simulator, conn: ClientConn, everyone: bool) -> None:
     for order in sim.book.open_orders():
+        if sim.faults.is_unlisted(order.client_id, order.order_id, order.status):
+            continue  # the fault: gone from the answer, not finished
         if everyone or order.client_id == conn.client_id or sim.sees_all(conn):
             conn.send(m.open_order(order))
             conn.send(m.order_status(order))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from watchdog.sim import messages as m
 from watchdog.sim.book import NO_CURRENCY_TAGS, Book, Execution, PositionState, SimOrder
 from watchdog.sim.exchange import ExchangeRules
+from watchdog.sim.faults import Faults
 from watchdog.sim.server import ClientConn, SimServer
 
 __all__ = ["ClientUpdates"]
@@ -30,6 +31,7 @@ class ClientUpdates:
     currency_rows: dict[str, list[tuple[str, str, str]]]
     currency_rows_first: set[str]
     unpriced: set[int]  # conIds without market data (ControlMixin.set_market_data)
+    faults: Faults
 
     def sees_all(self, conn: ClientConn) -> bool:
         """Client 0 (TWS) and the master client get every client's order updates."""
@@ -46,13 +48,18 @@ class ClientUpdates:
 
     # --- OrderEvents -----------------------------------------------------------------------
 
+    def _told(self, order: SimOrder) -> list[ClientConn]:
+        """Who hears a status change: a terminal one only the owner under the `unlist(quiet=True)` fault."""
+        quiet = self.faults.state.quiet_others and order.status in ("Filled", "Cancelled", "ApiCancelled")
+        return [c for c in self._recipients(order) if not quiet or c.client_id == order.client_id]
+
     def order_changed(self, order: SimOrder) -> None:
-        for c in self._recipients(order):
+        for c in self._told(order):
             c.send(m.open_order(order))
             c.send(m.order_status(order))
 
     def order_cancelled(self, order: SimOrder) -> None:
-        for c in self._recipients(order):
+        for c in self._told(order):
             c.send(m.order_status(order))
             if c.client_id == order.client_id:
                 c.error(order.order_id, 202, "Order Canceled - reason:")
