@@ -15,6 +15,7 @@ import pytest
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID
 from tests.kill.conftest import con_id, holdings, kill_switch
 from watchdog.gateway.client import Gateway
+from watchdog.kill.run import KillEvent, KillEventKind
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator
 from watchdog.state.audit import read_audit
@@ -147,3 +148,39 @@ async def test_a_late_fill_during_the_last_cancel_pass_sends_the_kill_back_to_cl
     assert any(r.event == "close.reopened" for r in read_audit(ks.store.audit_path))
     # the lockout baseline comes from the same read: what the account really holds (nothing)
     assert all(q == 0 for q in ks.store.latch().baseline.values())
+
+
+async def test_the_lockout_tells_the_operator_why_their_flatten_waits_for_our_pending_cancel(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    # escalated with our held close in PendingCancel (the hand-off cancel is not confirmed): the
+    # operator's SELL 100 would over-close if ours still fills, so it is cancelled, and the notice says
+    # exactly that, naming our order and when to enter it again
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(DU1, "AAPL", 100, avg_price=180.0)
+    sim.fill.stock_mkt_outside_rth = "hold"
+    sim.set_session("closed")
+    gateway.market_hours = lambda sec_type, now: True
+    events: list[KillEvent] = []
+    ks = kill_switch(gateway, tmp_path, verify_timeout="0.3s", max_attempts=2, on_event=events.append)
+    kill = asyncio.ensure_future(ks.kill(Action.CLOSE_ALL, "test"))
+    await sim.wait_until(lambda: any(o.client_id == CLIENT_ID for o in sim.open_orders()), 10)
+    sim.faults.cancel_pending(1, after=30.0, then="cancel")  # the hand-off's cancel stays unconfirmed
+    report = await asyncio.wait_for(kill, 30)
+    [ours] = report.remaining_orders
+    assert (ours.client_id, ours.status) == (CLIENT_ID, "PendingCancel")
+
+    sim.set_session("extended")
+    manual = sim.place_order_as(0, DU1, "AAPL", "SELL", 100, lmt_price=230.0, outside_rth=True)
+    view = (await gateway.open_orders(), await gateway.positions())
+    assert await asyncio.wait_for(ks.enforce_lockout(*view), 10) == 1
+
+    manual_order = sim.book.find_order(0, manual)
+    assert manual_order is not None
+    await sim.wait_until(lambda: manual_order.status == "Cancelled", 5)
+    assert holdings(sim) == {(DU1, con_id(sim, "AAPL")): 100.0}  # nothing over-closed
+    [notice] = [e.message for e in events if e.kind is KillEventKind.LOCKOUT]
+    assert f"our order(s) #{ours.order_id} SELL 100" in notice and "PendingCancel" in notice
+    assert f"re-enter it once #{ours.order_id} is confirmed cancelled" in notice
+    [record] = [r for r in read_audit(ks.store.audit_path) if r.event == "lockout.detected"]
+    assert "would over-close the position of 100" in record.details["why"][0]

@@ -73,24 +73,51 @@ def risk_reducing(
     orders: Sequence[OpenOrder], positions: Sequence[Position], ours: Sequence[OpenOrder]
 ) -> set[OrderKey]:
     """Keys of the `orders` that can only shrink a position, even if every live closing order fills."""
+    return set(classify(orders, positions, ours)[0])
+
+
+def classify(
+    orders: Sequence[OpenOrder], positions: Sequence[Position], ours: Sequence[OpenOrder]
+) -> tuple[set[OrderKey], dict[OrderKey, str]]:
+    """(keys of the risk-reducing `orders`, why each other one is new risk, as the operator reads it).
+
+    Our own live closing orders count first, whatever their state: one in PendingCancel (the hand-off
+    cancel not yet confirmed) can still fill, so a manual order that together with it would over-close
+    is new risk, and the reason names our order and when to enter it again."""
     held = {p.key: p.quantity for p in positions if abs(p.quantity) > EPS}
     room: dict[Key, float] = {}
+    mine: dict[Key, list[OpenOrder]] = {}
     for key, qty in held.items():
         side = closing_side(qty)
-        mine = sum(
-            pending_quantity(o) for o in ours if (o.account, o.contract.con_id) == key and o.action == side
-        )
-        room[key] = abs(qty) - mine
+        mine[key] = [o for o in ours if (o.account, o.contract.con_id) == key and o.action == side]
+        room[key] = abs(qty) - sum(pending_quantity(o) for o in mine[key])
     keep: set[OrderKey] = set()
+    why: dict[OrderKey, str] = {}
     for o in sorted(orders, key=lambda o: (o.perm_id or 1 << 62, o.order_id)):  # the earliest first
         key = (o.account, o.contract.con_id)
-        if key not in held or o.action != closing_side(held[key]):
-            continue
         size = pending_quantity(o)
-        if size <= room[key] + EPS:
+        label = f"{o.action} {size:g} {o.contract.label}"
+        if key not in held or o.action != closing_side(held[key]):
+            why[order_key(o)] = f"{label} opens or adds to a position"
+        elif size <= room[key] + EPS:
             room[key] -= size
             keep.add(order_key(o))
-    return keep
+        elif size > abs(held[key]) + EPS:
+            why[order_key(o)] = f"{label} would take the position of {held[key]:g} past zero"
+        elif blocking := [m for m in mine[key] if pending_quantity(m) > EPS]:
+            ids = ", ".join(f"#{m.order_id}" for m in blocking)
+            states = ", ".join(
+                f"#{m.order_id} {m.action} {pending_quantity(m):g} [{m.state_label}]" for m in blocking
+            )
+            why[order_key(o)] = (
+                f"{label} would over-close the position of {held[key]:g} while our order(s) {states} "
+                f"can still fill; re-enter it once {ids} is confirmed cancelled or filled"
+            )
+        else:
+            why[order_key(o)] = (
+                f"{label} would over-close the position of {held[key]:g} together with earlier orders"
+            )
+    return keep, why
 
 
 class Lockout:
@@ -112,7 +139,7 @@ class Lockout:
             live = [o for o in snapshot_orders if o.is_working and in_scope(o.account)]
             ours = [o for o in live if is_watchdog_order(o, prefix)]
             others = [o for o in live if not is_watchdog_order(o, prefix)]
-            reducing = risk_reducing(others, [p for p in positions if in_scope(p.account)], ours)
+            reducing, why = classify(others, [p for p in positions if in_scope(p.account)], ours)
             risky = [o for o in others if order_key(o) not in reducing]
             offenders, stubborn = self._offenders(risky)
             latch = self._adopt_baseline(latch, positions)
@@ -149,8 +176,12 @@ class Lockout:
                     f"; the global cancel also removes {len(spared)} risk-reducing order(s), "
                     "which the lockout allows: enter them again"
                 )
+            reasons = [why[order_key(o)] for o in offenders if order_key(o) in why]
+            if reasons:
+                msg += ": " + "; ".join(reasons)
             details = {
                 "orders": [order_label(o) for o in offenders],
+                "why": reasons,
                 "positions": [pos_label(p) for p in grown],
                 "risk_reducing_also_cancelled": [order_label(o) for o in spared],
             }
