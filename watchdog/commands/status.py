@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from watchdog.daemon.kill_status import kill_lines
 from watchdog.errors import StateError
 from watchdog.model import TradingState
 from watchdog.state.audit import to_jsonable
@@ -93,7 +94,7 @@ def fmt_time(epoch: Any) -> str:
 
 
 def status_lines(data: dict[str, Any]) -> list[str]:
-    latch, pending, last = data["latch"], data["pending_kill"], data["last_kill"]
+    latch, last = data["latch"], data["last_kill"]
     status = data["status"] if isinstance(data["status"], dict) else {}
     pid, age = data["daemon_pid"], data["status_age_seconds"]
     if pid is not None and not data["silent"]:
@@ -117,11 +118,7 @@ def status_lines(data: dict[str, Any]) -> list[str]:
         state += f": {latch['reason']}" if latch["reason"] else ""
         state += "  [latch file damaged: reset after checking the account]" if latch["corrupted"] else ""
     lines.append(f"latch:     {state}")
-    if pending:
-        lines.append(
-            f"PENDING:   {pending['action']} from {pending['trigger']} since "
-            f"{fmt_time(pending['created_at'])} — runs as soon as the gateway is usable"
-        )
+    lines += kill_lines(data)  # KILL RUNNING (the pending file is crash insurance) or really PENDING
     if status and "error" not in status:
         gw = status.get("gateway") or {}
         health = gw.get("health", "?")

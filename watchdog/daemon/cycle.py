@@ -246,6 +246,7 @@ class Cycle:
         self._status_written, self._status_state = now, state
         self._save_day_highs()
         extra = {"pid": os.getpid(), "version": __version__, "trading_state": state.value}
+        extra["kill"] = c.killswitch.progress()  # a running kill, for `status` (None: none runs)
         with contextlib.suppress(StateError, OSError):
             c.store.write_status(status_from_snapshot(snap, now) | extra)
         complete = snap.positions_as_of is not None and snap.orders_as_of is not None

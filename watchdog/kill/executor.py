@@ -144,7 +144,9 @@ class KillExecutor:
         for i in range(self._polls() + 1):
             if i:
                 await self._sleep(self._poll_interval())
-            current = targets(await self.call("open_orders", self.broker.open_orders))
+            orders = await self.call("open_orders", self.broker.open_orders)
+            run.live_orders = self.targets(run, orders, include_ours=True)
+            current = targets(orders)
             run.seen.update((order_key(o), o) for o in current)
             if not current:
                 break
@@ -240,6 +242,7 @@ class KillExecutor:
         positions = await self.call("positions", self.broker.positions)
         after = await self.call("open_orders", self.broker.open_orders)
         run.final_positions = positions
+        run.live_orders = self.targets(run, after, include_ours=True)
         self._note_foreign(run, [*before, *after])
         if run.dry:  # nothing was cancelled: plan as if the global cancel had removed the others' orders
             prefix = self.config.order_ref

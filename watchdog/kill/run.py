@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchdog.kill.plan import CloseNeed, Key
+from watchdog.kill.plan import CloseNeed, Key, order_label
 from watchdog.model import EMPTY_MAP, Action, CloseOrderRequest, KillReport, OpenOrder, Position, Severity
 from watchdog.state.audit import AuditLog
 
@@ -69,6 +69,7 @@ class Run:
     notes: list[str] = field(default_factory=list)  # escalation reasons
     foreign_keys: set[Key] = field(default_factory=set)  # standby: positions another instance works on
     cancel_sent: bool = False  # the first global cancel already went out (before the state was synced)
+    live_orders: list[OpenOrder] = field(default_factory=list)  # the latest read's orders alive in scope
 
 
 class Reporter:
@@ -125,3 +126,17 @@ def pos_label(p: Position) -> str:
 
 def need_label(n: CloseNeed) -> str:
     return f"{n.action} {n.quantity:g} of {pos_label(n.position)} (netted {n.pending:g} pending)"
+
+
+def progress(run: Run) -> dict[str, object]:
+    """A running kill as `status` shows it: kill id, action, trigger, since (epoch seconds), attempt,
+    and every order alive in scope at the latest read, by id with its state (`plan.order_label`)."""
+    return {
+        "kill_id": run.kill_id,
+        "action": run.action.value,
+        "trigger": run.trigger,
+        "since": run.started,
+        "attempt": max(run.attempts, 1),
+        "dry_run": run.dry,
+        "live_orders": [order_label(o) for o in run.live_orders],
+    }

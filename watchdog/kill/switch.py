@@ -21,7 +21,7 @@ from watchdog.kill.handoff import hand_off
 from watchdog.kill.latch import STRENGTH, pending_record, reset_latch, tripped_latch
 from watchdog.kill.lockout import Lockout
 from watchdog.kill.plan import order_label
-from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run
+from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run, progress
 from watchdog.model import (
     Action,
     KillOutcome,
@@ -69,6 +69,7 @@ class KillSwitch:
         self._last: tuple[KillReport, tuple[str, ...]] | None = None
         self._lockout = Lockout(self)
         self._damage_audited: set[str] = set()
+        self._current: Run | None = None  # the kill running now (for `progress`)
 
     def audit_damage(self) -> None:
         """Read the latch and the pending kill; audit and announce (critical) every damaged state file
@@ -96,6 +97,11 @@ class KillSwitch:
     @property
     def busy(self) -> bool:
         return self._lock.locked()
+
+    def progress(self) -> dict[str, object] | None:
+        """The running kill for `status` (status.json "kill", `run.progress`); None when none runs."""
+        run = self._current
+        return progress(run) if run is not None and self._lock.locked() else None
 
     # ------------------------------------------------------------------ entry points
     async def kill(
@@ -141,6 +147,7 @@ class KillSwitch:
             dry = self.config.dry_run
             return await self._run(action, trigger, reason, scope, kill_id=None, dry=dry, known=known_orders)
         finally:
+            self._current = None
             self._lock.release()
 
     def _keep_queued(self, action: Action, trigger: str, reason: str, scope: tuple[str, ...]) -> None:
@@ -169,7 +176,10 @@ class KillSwitch:
             if p is None or not self.broker.is_connected():
                 return None
             dry = self.config.dry_run or p.dry_run
-            return await self._run(p.action, p.trigger, p.reason, p.accounts, kill_id=p.kill_id, dry=dry)
+            try:
+                return await self._run(p.action, p.trigger, p.reason, p.accounts, kill_id=p.kill_id, dry=dry)
+            finally:
+                self._current = None
 
     async def enforce_lockout(
         self, snapshot_open_orders: Sequence[OpenOrder], positions: Sequence[Position]
@@ -229,6 +239,7 @@ class KillSwitch:
             kill_id = pending.kill_id
         resumed = pending is not None and pending.kill_id == kill_id
         run = self._new_run(action, trigger, reason, scope, dry, kill_id or "")
+        self._current = run
         run.seen.update((order_key(o), o) for o in self._x.targets(run, known, include_ours=False))
         msg = f"kill {action.value} from {trigger}" + (" (dry run)" if dry else "")
         if resumed and pending is not None:

@@ -22,8 +22,7 @@ from typing import Any
 
 from watchdog.errors import StateError
 from watchdog.model import Action, KillReport, TradingState
-from watchdog.state import pidfile
-from watchdog.state import strict_json
+from watchdog.state import pidfile, strict_json
 from watchdog.state.audit import to_jsonable
 from watchdog.state.files import StateDirectory, why
 from watchdog.state.pidfile import PID_FILE

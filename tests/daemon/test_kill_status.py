@@ -1,0 +1,60 @@
+"""`status` while a kill runs: KILL RUNNING with its live orders, never the crash-insurance PENDING."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from tests.daemon.conftest import DaemonFactory, until
+from watchdog.daemon.control import show_status
+from watchdog.daemon.kill_status import FRESH, kill_lines
+from watchdog.model import Action
+from watchdog.sim import Simulator
+
+pytestmark = pytest.mark.integration
+
+
+async def test_status_during_a_kill_says_kill_running_and_names_each_live_order_with_its_state(
+    sim: Simulator, make_daemon: DaemonFactory
+) -> None:
+    d = await make_daemon()
+    await asyncio.wait_for(d.poll_once(), 10)
+    bot = sim.place_order_as(7, "DU111111", "AAPL", "SELL", 5, lmt_price=999.0)
+    sim.faults.cancel_pending(100, after=2.0, then="cancel")  # every cancel PendingCancel for 2 s
+    ks = d.c.killswitch
+    kill = asyncio.ensure_future(ks.kill(Action.CANCEL_ALL, "manual:SIGUSR1", reason="by hand"))
+    await until(lambda: bool((ks.progress() or {}).get("live_orders")), 10, "the kill's first read")
+    await asyncio.wait_for(d.poll_once(), 10)  # the daemon's cycle writes status.json
+    out = io.StringIO()
+    assert show_status(d.c.store.dir, as_json=False, out=out) == 0
+    text = out.getvalue()
+    await asyncio.wait_for(kill, 20)
+    assert ks.progress() is None  # the next status.json names no kill
+
+    assert "KILL RUNNING: cancel_all from manual:SIGUSR1" in text and "attempt 1" in text, text
+    assert "PENDING" not in text, text  # the pending file exists (crash insurance), but nothing waits
+    [line] = [x for x in text.splitlines() if f"order {bot}," in x and "client 7" in x]
+    assert line.startswith("  live order:") and "[PendingCancel]" in line, text
+
+
+PENDING = {"action": "close_all", "trigger": "rule:loss", "created_at": 0.0, "interrupted": ""}
+RUNNING = {"kill_id": "k1", "action": "close_all", "trigger": "rule:loss", "since": 0.0, "attempt": 2}
+
+
+def test_a_pending_kill_says_why_it_waits() -> None:
+    down = {"gateway": {"health": "down"}, "kill": None}
+    [line] = kill_lines({"daemon_pid": 5, "pending_kill": PENDING, "status": down, "status_age_seconds": 1})
+    assert line.startswith("PENDING (gateway unusable (down)")
+    [line] = kill_lines({"daemon_pid": None, "pending_kill": PENDING | {"interrupted": "stop"}})
+    assert line.startswith("PENDING (interrupted by a stop; the daemon is not running")
+
+
+def test_a_kill_is_running_only_by_a_fresh_status_of_a_live_daemon() -> None:
+    status = {"gateway": {"health": "healthy"}, "kill": RUNNING | {"live_orders": []}}
+    live = {"daemon_pid": 5, "pending_kill": PENDING, "status": status, "status_age_seconds": 1}
+    assert kill_lines(live)[0].startswith("KILL RUNNING: close_all from rule:loss (kill k1, since ")
+    assert kill_lines(live)[1] == "  live orders: none in scope"
+    stale = kill_lines(live | {"status_age_seconds": FRESH + 1})  # a dead daemon's last word
+    assert "KILL RUNNING" not in " ".join(stale) and stale[0].startswith("PENDING")
