@@ -22,8 +22,7 @@ ORDER = OpenOrder(
 
 
 def vanished(clock: Clock) -> UnlistedOrders:
-    orders = UnlistedOrders(clock, 99)
-    orders.heard(status_key(7, 4, 77), "Submitted", 7, pushed=True)  # we are the master client
+    orders = UnlistedOrders(clock)
     assert orders.merge([ORDER], {order_key(ORDER)}, lambda o: 0.0) == [ORDER]
     [gone] = orders.merge([], set(), lambda o: 0.0)  # missing from the next answer: still counted
     assert gone.unlisted and gone.order_id == 4 and gone.is_working
@@ -33,9 +32,9 @@ def vanished(clock: Clock) -> UnlistedOrders:
 def test_a_terminal_status_from_the_gateway_ends_it() -> None:
     clock = Clock()
     orders = vanished(clock)
-    orders.heard(status_key(7, 4, 77), "PendingCancel", 7, pushed=False)
+    orders.heard(status_key(7, 4, 77), "PendingCancel")
     assert len(orders.merge([], set(), lambda o: 0.0)) == 1  # a non-terminal word changes nothing
-    orders.heard(status_key(7, 4, 77), "Cancelled", 7, pushed=True)
+    orders.heard(status_key(7, 4, 77), "Cancelled")
     assert orders.merge([], set(), lambda o: 0.0) == []
 
 
@@ -53,13 +52,3 @@ def test_without_any_word_it_is_dropped_only_after_the_bound() -> None:
     assert len(orders.merge([], set(), lambda o: 0.0)) == 1
     clock.now += 2
     assert orders.merge([], set(), lambda o: 0.0) == []
-
-
-def test_another_clients_order_counts_only_once_we_are_known_to_hear_others() -> None:
-    # a non-master client never hears their end: counting them would make every kill "state unknown"
-    orders = UnlistedOrders(Clock(), 99)
-    orders.merge([ORDER], {order_key(ORDER)}, lambda o: 0.0)
-    assert orders.merge([], set(), lambda o: 0.0) == []
-    orders.heard(status_key(8, 1, 5), "Submitted", 8, pushed=True)  # a push: we are the master client
-    [gone] = orders.merge([], set(), lambda o: 0.0)  # tracked all along, counted from now on
-    assert gone.order_id == 4 and gone.unlisted

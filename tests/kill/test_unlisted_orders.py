@@ -24,14 +24,12 @@ DU1 = ACCOUNTS[0]
 BOT = 7
 
 
-async def bot_sells_50_of_200(sim: Simulator, gateway: Gateway) -> int:
-    """Long 200; the bot's SELL 50 LMT, whose placement the gateway pushed to us (master client)."""
+def bot_sells_50_of_200(sim: Simulator) -> int:
+    """Long 200; the bot's SELL 50 LMT (the watchdog is the master client: it hears every status)."""
     sim.set_price("AAPL", 200.0)
     sim.set_position(DU1, "AAPL", 200, avg_price=180.0)
     sim.set_session("regular")
-    order_id = sim.place_order_as(BOT, DU1, "AAPL", "SELL", 50, lmt_price=260.0)
-    await sim.wait_until(lambda: gateway.hears_other_clients, 5)
-    return order_id
+    return sim.place_order_as(BOT, DU1, "AAPL", "SELL", 50, lmt_price=260.0)
 
 
 def status(sim: Simulator, order_id: int) -> str:
@@ -44,7 +42,7 @@ def status(sim: Simulator, order_id: int) -> str:
 async def test_an_order_gone_from_the_open_orders_in_pending_cancel_is_never_taken_for_gone(
     sim: Simulator, gateway: Gateway, tmp_path: Path, quiet: bool
 ) -> None:
-    bot_order = await bot_sells_50_of_200(sim, gateway)
+    bot_order = bot_sells_50_of_200(sim)
     sim.faults.cancel_pending(1, after=3.0, then="fill")
     sim.faults.unlist(("PendingCancel",), order=(BOT, bot_order), quiet=quiet)
     gateway.market_hours = lambda sec_type, now: True
@@ -69,7 +67,7 @@ async def test_an_order_gone_from_the_open_orders_in_pending_cancel_is_never_tak
 async def test_an_unlisted_order_that_is_listed_again_is_read_as_listed(
     sim: Simulator, gateway: Gateway
 ) -> None:
-    bot_order = await bot_sells_50_of_200(sim, gateway)
+    bot_order = bot_sells_50_of_200(sim)
     await gateway.open_orders()  # seen Submitted
     sim.faults.unlist(("Submitted",), order=(BOT, bot_order))
     [gone] = await asyncio.wait_for(gateway.open_orders(), 5)

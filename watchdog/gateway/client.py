@@ -96,12 +96,7 @@ class Gateway(GatewayConnection):
         # order key → the status the gateway sent in an openOrder message of the running
         # reqAllOpenOrders answer (None while no answer is being collected)
         self._reported: dict[tuple[int, int], str] | None = None
-        self._unlisted = UnlistedOrders(monotonic, gw.client_id)
-
-    @property
-    def hears_other_clients(self) -> bool:
-        """The gateway has pushed us another client's order status: we are its master client."""
-        return self._unlisted.hears_others
+        self._unlisted = UnlistedOrders(monotonic)
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -117,16 +112,16 @@ class Gateway(GatewayConnection):
             # the gateway's own word on the order's status: ib_async keeps its local one instead
             if self._reported is not None:
                 self._reported[(int(order.clientId), int(order.permId or order_id))] = str(state.status)
-            client, key = int(order.clientId), status_key(int(order.clientId), order_id, int(order.permId))
-            self._unlisted.heard(key, str(state.status), client, pushed=self._reported is None)
+            self._unlisted.heard(
+                status_key(int(order.clientId), order_id, int(order.permId)), str(state.status)
+            )
             original(order_id, contract, order, state)
 
         def order_status(order_id: int, status: str, *args: Any, **kw: Any) -> None:
             # (orderId, status, filled, remaining, avgFillPrice, permId, parentId, lastFillPrice,
             # clientId, whyHeld, mktCapPrice): a terminal status from the gateway ends an unlisted order
             with contextlib.suppress(IndexError, TypeError, ValueError):
-                client, key = int(args[6]), status_key(int(args[6]), order_id, int(args[3]))
-                self._unlisted.heard(key, str(status), client, pushed=self._reported is None)
+                self._unlisted.heard(status_key(int(args[6]), order_id, int(args[3])), str(status))
             original_status(order_id, status, *args, **kw)
 
         wrapper.openOrder = open_order  # type: ignore[method-assign,assignment]

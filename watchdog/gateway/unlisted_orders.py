@@ -11,14 +11,10 @@ an order last seen non-terminal (`model.is_terminal`) is kept, marked `unlisted`
 - `KEEP` seconds pass (logged at WARNING: from then on only a position read can show a late fill).
 
 Other clients' terminal statuses and executions reach the watchdog only as the gateway's Master API
-client (docs/deployment.md). A non-master watchdog never hears them and would count every order of
-theirs the kill cancels as alive, so other clients' unlisted orders count only once the gateway has
-pushed us a status of another client's order (`hears_others`: proof we are the master client); they
-are tracked from the start either way. reqCompletedOrders could confirm them for a non-master client;
-the simulator does not answer it yet, so it is not used.
-
-The kill switch therefore sizes closes as if it fills, never declares FLAT while it is kept, and
-escalates it by id with the state "gone from the open orders, no terminal status: state unknown".
+client (docs/deployment.md: set it to the watchdog's client id). A non-master watchdog never hears
+them: every other client's order the kill cancels then stays "state unknown" until `KEEP`, and the
+kill escalates instead of declaring FLAT (the safe side; it cannot tell a cancel from a silent fill).
+reqCompletedOrders could confirm them for a non-master client; the simulator does not answer it yet.
 """
 
 from __future__ import annotations
@@ -44,21 +40,15 @@ def status_key(client_id: int, order_id: int, perm_id: int) -> OrderKey:
 class UnlistedOrders:
     """The working orders of the latest open-orders answer, plus those that vanished unconfirmed."""
 
-    def __init__(self, clock: Callable[[], float], own_client_id: int, keep: float = KEEP) -> None:
+    def __init__(self, clock: Callable[[], float], keep: float = KEEP) -> None:
         self._clock = clock
-        self._own = own_client_id
-        # the gateway pushes other clients' order statuses to us (we are its master client, or client
-        # 0): only then can their terminal statuses reach us, so only then do their unlisted orders count
-        self.hears_others = own_client_id == 0
         self._keep = keep
         self._working: dict[OrderKey, OpenOrder] = {}  # the latest answer's working orders
         self._unlisted: dict[OrderKey, tuple[OpenOrder, float]] = {}  # → when it was first missing
         self._heard: OrderedDict[OrderKey, str] = OrderedDict()  # the gateway's latest status
 
-    def heard(self, key: OrderKey, status: str, client_id: int, *, pushed: bool) -> None:
-        """A status the gateway itself sent (orderStatus, openOrder); `pushed` = outside an answer."""
-        if pushed and client_id != self._own:
-            self.hears_others = True
+    def heard(self, key: OrderKey, status: str) -> None:
+        """A status the gateway itself sent (orderStatus, openOrder: pushed or in an answer)."""
         self._heard[key] = status
         self._heard.move_to_end(key)
         while len(self._heard) > _REMEMBERED:
@@ -102,5 +92,4 @@ class UnlistedOrders:
                 )
                 del self._unlisted[key]
         self._working = current
-        kept = [o for o, _ in self._unlisted.values() if self.hears_others or o.client_id == self._own]
-        return [*current.values(), *(replace(o, unlisted=True) for o in kept)]
+        return [*current.values(), *(replace(o, unlisted=True) for o, _ in self._unlisted.values())]
