@@ -8,7 +8,7 @@ import io
 import pytest
 
 from tests.daemon.conftest import DaemonFactory, until
-from watchdog.daemon.control import show_status
+from watchdog.commands.status import EXIT_TRIPPED, show_status
 from watchdog.daemon.kill_status import FRESH, kill_lines
 from watchdog.model import Action
 from watchdog.sim import Simulator
@@ -28,7 +28,8 @@ async def test_status_during_a_kill_says_kill_running_and_names_each_live_order_
     await until(lambda: bool((ks.progress() or {}).get("live_orders")), 10, "the kill's first read")
     await asyncio.wait_for(d.poll_once(), 10)  # the daemon's cycle writes status.json
     out = io.StringIO()
-    assert show_status(d.c.store.dir, as_json=False, out=out) == 0
+    # a kill in progress: someone must look (the pending file is there as crash insurance)
+    assert show_status(d.c.store.dir, as_json=False, out=out) == EXIT_TRIPPED
     text = out.getvalue()
     await asyncio.wait_for(kill, 20)
     assert ks.progress() is None  # the next status.json names no kill
