@@ -174,7 +174,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         return _state_command(cmd, args, state_dir)
     if cmd == "plan":
-        from watchdog.daemon.plan_command import plan_command
+        from watchdog.commands.plan import plan_command
 
         return plan_command(
             args.config,

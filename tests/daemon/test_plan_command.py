@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.gateway.conftest import Harness
 from tests.outputs.conftest import refused_port  # noqa: F401  (fixture)
+from tests.outputs.test_readiness_outputs import readiness
 from watchdog.cli import main as cli
+from watchdog.commands.plan import look_at_gateway
 from watchdog.config.schema import Config, GatewayConfig
-from watchdog.daemon.plan_command import look_at_gateway
 from watchdog.errors import GatewayError
+from watchdog.kill.readiness import readiness_json
 from watchdog.model import CloseOrderRequest
 from watchdog.readiness_model import PlanReason
 from watchdog.sim import Simulator
+from watchdog.state.store import StateStore
 
 pytestmark = pytest.mark.integration
 DU1, DU2 = "DU111111", "DU222222"
@@ -84,12 +88,13 @@ async def test_plan_gateway_prints_the_table_and_json_from_the_command_line(
     argv = ["plan", "--config", str(tmp_path / "none.yaml"), "--gateway", f"127.0.0.1:{sim.port}"]
     argv += ["--client-id", str(LOOK_CLIENT_ID)]
     # the command runs its own event loop: in a thread, beside the simulator's loop
-    assert await asyncio.wait_for(asyncio.to_thread(cli, argv), 30) == 0
+    # 0 ready, 4 not ready: a market closed at the hour the test runs at
+    assert await asyncio.wait_for(asyncio.to_thread(cli, argv), 30) in (0, 4)
     text = capsys.readouterr().out
     assert "a read-only look at the gateway; nothing was sent" in text
     # market or limit depends on the hour the test runs at (the real regular-hours table)
     assert "AAPL STK  100  SELL 100 " in text and "ESZ6 FUT  -1   BUY 1 " in text
-    assert await asyncio.wait_for(asyncio.to_thread(cli, [*argv, "--json"]), 30) == 0
+    assert await asyncio.wait_for(asyncio.to_thread(cli, [*argv, "--json"]), 30) in (0, 4)
     data = json.loads(capsys.readouterr().out)
     assert data["version"] == 1 and data["source"] == "gateway"
     assert {a["account"] for a in data["accounts"]} == {DU1, DU2}
@@ -114,3 +119,54 @@ def test_plan_gateway_that_refuses_the_connection_exits_3(
     argv = ["plan", "--config", str(tmp_path / "none.yaml"), "--gateway", f"127.0.0.1:{refused_port}"]
     assert cli([*argv, "--client-id", "5"]) == 3
     assert f"gateway 127.0.0.1:{refused_port}" in capsys.readouterr().err
+
+
+def write_plan(directory: Path, *reasons: PlanReason, age: float = 1.0) -> StateStore:
+    store = StateStore(directory, time.time)
+    store.files.open_dir()
+    data = readiness_json(readiness(*reasons, at=time.time() - age), interval=60.0)
+    store.write_readiness(json.dumps(data).encode())
+    return store
+
+
+def run_plan(directory: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli(["plan", "--state-dir", str(directory), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_plan_exit_code_says_ready_not_ready_or_stale_and_a_dead_daemon_is_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "state"
+    store = write_plan(directory)
+    code, text = run_plan(directory, capsys)  # no daemon holds the state dir
+    assert code == 5
+    assert text.startswith("Kill readiness: STALE — daemon not running; the last plan said READY")
+    code, text = run_plan(directory, capsys, "--json")
+    assert code == 5 and json.loads(text)["currency"]["stale"] == "daemon not running"
+    store.write_pid()  # the daemon's lock, as a running daemon holds it
+    try:
+        assert run_plan(directory, capsys)[0] == 0
+        assert json.loads(run_plan(directory, capsys, "--json")[1])["currency"]["current"] is True
+        write_plan(directory, PlanReason.NO_PRICE)
+        assert run_plan(directory, capsys)[0] == 4
+        store.write_status({"updated": time.time(), "kill": {"kill_id": "k1", "action": "close_all"}})
+        code, text = run_plan(directory, capsys)
+        assert code == 5 and "STALE — paused while a kill runs" in text
+        store.write_status({"updated": time.time(), "kill": None})
+        write_plan(directory, age=200)
+        code, text = run_plan(directory, capsys)
+        assert code == 5 and "STALE — plan 3m20s old (interval 60s)" in text
+    finally:
+        store.remove_pid()
+
+
+def test_a_damaged_plan_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "state"
+    store = write_plan(directory)
+    store.write_readiness(b'{"version": 1, "accounts": {"DU1": []}}')
+    assert cli(["plan", "--state-dir", str(directory)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"ibkr-watchdog plan: {directory}/readiness.json is damaged: ")

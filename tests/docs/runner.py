@@ -223,7 +223,8 @@ class Rehearsal:
         started = time.time()
         r = await run_command(cmd, self.workdir, timeout=30)
         tripped = sub == "status" and r.returncode == 1  # status's documented exit code for TRIPPED
-        problem = dataclasses.replace(r, returncode=0).problem() if tripped else r.problem()
+        not_ready = sub == "plan" and r.returncode == 4  # plan's documented exit code for NOT READY
+        problem = dataclasses.replace(r, returncode=0).problem() if tripped or not_ready else r.problem()
         assert problem is None, problem + "\n" + self.daemon.text()
         if sub == "status":
             assert f"running, pid {self.daemon.proc.pid}" in r.stdout, r.stdout

@@ -18,7 +18,7 @@ def kill_lines(data: dict[str, Any]) -> list[str]:
     """Lines for `status` from `control.status_data`: KILL RUNNING (since, attempt, live orders by id
     with their state) or PENDING with the reason it waits; nothing when neither."""
     pending, status = data.get("pending_kill"), data.get("status")
-    running = _running(data)
+    running = running_kill(data)
     lines: list[str] = []
     if running is not None:
         lines.append(
@@ -48,7 +48,8 @@ def kill_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _running(data: dict[str, Any]) -> dict[str, Any] | None:
+def running_kill(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The kill the running daemon reports in a fresh status.json (`status_data`), else None."""
     status = data.get("status")
     if not data.get("daemon_pid") or not isinstance(status, dict):
         return None

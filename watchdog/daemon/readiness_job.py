@@ -158,7 +158,8 @@ class ReadinessRunner:
                 r = plan_from_inputs(inputs, config, self._sessions, abandon=self._kill_running)
                 if r is None:
                     return None
-                return r, (json.dumps(readiness_json(r), indent=2, sort_keys=True) + "\n").encode()
+                data = readiness_json(r, interval=config.kill.readiness_interval)
+                return r, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
             done = await asyncio.to_thread(work)
             if done is None:

@@ -278,8 +278,13 @@ def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def readiness_json(readiness: Readiness, *, max_listed: int = MAX_LISTED) -> dict[str, Any]:
+def readiness_json(
+    readiness: Readiness, *, max_listed: int = MAX_LISTED, interval: float | None = None
+) -> dict[str, Any]:
     """The plain-JSON form written to `readiness.json` (version 1) and printed by `plan --json`.
+
+    `interval` is `kill.readiness_interval` (seconds) the daemon plans at, so `plan` can tell a plan
+    that missed its turns; None for a one-off look.
 
     At most `max_listed` positions per account are listed (problems first); `omitted` counts the rest,
     and the per-reason counts always cover every position.
@@ -290,6 +295,7 @@ def readiness_json(readiness: Readiness, *, max_listed: int = MAX_LISTED) -> dic
         "source": readiness.source,
         "dry_run": readiness.dry_run,
         "ready": readiness.ready,
+        "interval": interval,
         "accounts": [_account_json(a, max_listed) for a in readiness.accounts],
     }
 

@@ -66,8 +66,12 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def render_plan(plan: Mapping[str, Any], *, now: float | None = None) -> str:
-    """The plan as text: one block per account, a table of positions, then every problem spelled out."""
+def render_plan(plan: Mapping[str, Any], *, now: float | None = None, stale: str | None = None) -> str:
+    """The plan as text: one block per account, a table of positions, then every problem spelled out.
+
+    `stale` (from `readiness_file.judge_currency`) says why the plan no longer describes the book: the
+    verdict line then starts with STALE and no position count is called fresh.
+    """
     now = time.time() if now is None else now
     at = plan.get("planned_at")
     when = (
@@ -77,6 +81,10 @@ def render_plan(plan: Mapping[str, Any], *, now: float | None = None) -> str:
     )
     by = "a read-only look at the gateway" if plan.get("source") == "gateway" else "the daemon"
     verdict = "READY" if plan.get("ready") else "NOT READY"
+    if isinstance(at, int | float) and at > now:
+        when = when.replace(f"({fmt_duration(now - at)} ago)", f"({fmt_duration(at - now)} in the future)")
+    if stale is not None:
+        verdict = f"STALE — {stale}; the last plan said {verdict}"
     lines = [f"Kill readiness: {verdict} — a close_all planned {when} by {by}; nothing was sent."]
     if not plan.get("accounts"):
         lines.append("No account known yet: the gateway has not been reached since the daemon started.")
@@ -85,7 +93,7 @@ def render_plan(plan: Mapping[str, Any], *, now: float | None = None) -> str:
         access = {True: "proven", False: "READ-ONLY", None: "not proven"}.get(a.get("write_access"), "?")
         data_at = a.get("data_as_of")
         data = f"read {fmt_duration(now - data_at)} ago" if isinstance(data_at, int | float) else "never read"
-        fresh = "fresh" if a.get("data_fresh") else "STALE"
+        fresh = "fresh" if a.get("data_fresh") and stale is None else "STALE"
         state = "ready" if a.get("ready") else "NOT READY"
         lines.append(f"{a.get('account')}: {state} · write access {access} · positions {data} ({fresh})")
         positions = a.get("positions", [])

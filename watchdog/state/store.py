@@ -307,6 +307,15 @@ class StateStore:
         daemon encodes a large book off the event loop): atomic, not fsynced."""
         self._write_bytes(READINESS_FILE, data, durable=False)
 
+    def read_readiness_bytes(self) -> bytes | None:
+        """The raw `readiness.json` (None when there is none) for a reader with its own schema."""
+        if not self.dir.is_dir():
+            return None
+        try:
+            return self.files.read(READINESS_FILE)
+        except (OSError, StateError) as exc:
+            raise StateError(f"cannot read {self.dir / READINESS_FILE}: {why(exc)}") from exc
+
     def read_readiness(self) -> dict[str, Any] | None:
         data = self._read(READINESS_FILE)
         return data if isinstance(data, dict) else None

@@ -12,21 +12,27 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from watchdog.commands.status import status_data
 from watchdog.config.schema import Config, GatewayConfig
+from watchdog.daemon.kill_status import running_kill
 from watchdog.daemon.readiness_job import gather_inputs, plan_from_inputs
 from watchdog.errors import ConfigError, GatewayError, SafetyValveError, StateError
 from watchdog.gateway.client import Gateway
 from watchdog.kill.readiness import MarketSessions, readiness_json
+from watchdog.outputs.readiness_file import Currency, judge_currency, parse_plan
 from watchdog.outputs.readiness_table import render_plan
 from watchdog.readiness_model import Readiness
-from watchdog.state.store import StateStore
+from watchdog.state.store import READINESS_FILE, StateStore
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_GATEWAY = 0, 1, 2, 3
+# exit codes (README, "What a kill would do right now"): 0 = ready and current; 1 = no plan or a
+# damaged one; 2 = usage; 3 = gateway unreachable (--gateway); 4 = not ready (the plan is current);
+# 5 = stale (daemon not running, plan older than its interval allows, or paused while a kill runs)
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_GATEWAY, EXIT_NOT_READY, EXIT_STALE = 0, 1, 2, 3, 4, 5
 QUOTES_WAIT = 2.0  # seconds a one-off look waits for the P&L values that price positions
-OLD_PLAN = 600.0  # seconds: an older plan says so (is the daemon still running?)
 
 
 def plan_command(
@@ -36,7 +42,9 @@ def plan_command(
     as_json: bool = False,
     gateway: str | None = None,
     client_id: int | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> int:
+    """Print the plan; returns the exit code (EXIT_*: 0 ready and current, 4 not ready, 5 stale)."""
     if gateway is not None:
         return _look_command(config_path, gateway, client_id, as_json=as_json)
     try:
@@ -47,22 +55,31 @@ def plan_command(
         )
         return EXIT_USAGE
     try:
-        plan = StateStore(directory, time.time).read_readiness()
+        raw = StateStore(directory, clock).read_readiness_bytes()
     except StateError as exc:
         print(f"ibkr-watchdog plan: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    if plan is None:
+    if raw is None:
         print(
             f"ibkr-watchdog plan: no readiness plan in {directory} yet: the daemon writes one every "
             "kill.readiness_interval (is it running?); or look once with --gateway HOST:PORT --client-id N",
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    _print(plan, as_json)
-    at = plan.get("planned_at")
-    if isinstance(at, int | float) and time.time() - at > OLD_PLAN and not as_json:
-        print(f"note: this plan is {time.time() - at:.0f}s old: is the daemon running?", file=sys.stderr)
-    return EXIT_OK
+    try:
+        plan = parse_plan(raw)
+    except ValueError as exc:
+        print(f"ibkr-watchdog plan: {directory / READINESS_FILE} is damaged: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    # whether the daemon runs and a kill has readiness paused: as `ibkr-watchdog status` sees it
+    status = status_data(directory, clock)
+    currency = judge_currency(
+        plan,
+        now=clock(),
+        daemon_running=status["daemon_pid"] is not None,
+        kill_running=running_kill(status) is not None,
+    )
+    return _print(plan, as_json, currency)
 
 
 def _load(config_path: str) -> Config:
@@ -71,8 +88,15 @@ def _load(config_path: str) -> Config:
     return load_config(config_path)
 
 
-def _print(plan: dict[str, Any], as_json: bool) -> None:
-    sys.stdout.write(json.dumps(plan, indent=2, sort_keys=True) + "\n" if as_json else render_plan(plan))
+def _print(plan: dict[str, Any], as_json: bool, currency: Currency) -> int:
+    """Print the plan; the exit code a script acts on: 0 ready and current, 4 not ready, 5 stale."""
+    if as_json:
+        sys.stdout.write(json.dumps(plan | {"currency": currency.as_json()}, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_plan(plan, stale=currency.stale))
+    if currency.stale is not None:
+        return EXIT_STALE
+    return EXIT_OK if plan["ready"] else EXIT_NOT_READY
 
 
 def _look_command(config_path: str, endpoint: str, client_id: int | None, *, as_json: bool) -> int:
@@ -98,8 +122,9 @@ def _look_command(config_path: str, endpoint: str, client_id: int | None, *, as_
     except (GatewayError, SafetyValveError, OSError) as exc:
         print(f"ibkr-watchdog plan: gateway {endpoint}: {exc}", file=sys.stderr)
         return EXIT_NO_GATEWAY
-    _print(readiness_json(readiness), as_json)
-    return EXIT_OK
+    plan = readiness_json(readiness)
+    current = judge_currency(plan, now=time.time(), daemon_running=False, kill_running=False)
+    return _print(plan, as_json, current)
 
 
 async def look_at_gateway(config: Config) -> Readiness:
