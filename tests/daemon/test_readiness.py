@@ -154,6 +154,20 @@ async def test_it_plans_again_right_after_a_reconnect_and_says_gateway_down_whil
     assert again.ready and problems(d, DU1) == {} and ready(d, DU1) == 1
 
 
+async def test_no_plan_after_a_reconnect_until_the_positions_are_read_again(
+    make_daemon: Factory, clock: Clock
+) -> None:
+    d = await make_daemon()
+    before = await plan(d)
+    clock.offset += 30.0  # the book was last read before the gateway went away
+    d.readiness.on_connect(d.c.clock())  # as a reconnect does
+    await asyncio.wait_for(d.readiness_job(), 5)
+    assert d.readiness.last is before  # the timer's turn would say data_stale about the old book
+    await asyncio.wait_for(d.poll_once(), 10)  # the first reads on the new session: planned at once
+    await until(lambda: d.readiness.last is not before, 5, "the plan after the reconnect's reads")
+    assert d.readiness.last is not None and d.readiness.last.ready
+
+
 def assert_shows(
     d: Daemon, r: Readiness, capsys: pytest.CaptureFixture[str], reason: PlanReason, count: int
 ) -> None:

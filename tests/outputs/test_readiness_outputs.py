@@ -75,7 +75,7 @@ def test_metrics_count_each_reason_per_account_at_zero_when_absent_and_forget_go
 
 def test_a_change_is_told_once_and_info_reasons_alone_never_notify() -> None:
     sent: list[Notification] = []
-    notices = ReadinessNotices(sent.append)
+    notices = ReadinessNotices(sent.append, hold=1)  # every change at once (the hold-down: below)
     assert not notices.observe(readiness())  # ready from the start: nothing to say
     assert not notices.observe(readiness(PlanReason.MARKET_CLOSED))  # expected every night
     assert notices.observe(readiness(PlanReason.NO_PRICE, PlanReason.MARKET_CLOSED))
@@ -90,6 +90,48 @@ def test_a_change_is_told_once_and_info_reasons_alone_never_notify() -> None:
     assert "AAPL 100: because no_price" in sent[0].body and "New: DU1 no_price" in sent[0].body
     assert "New: DU1 read_only_api" in sent[1].body and not sent[1].limited  # critical never waits
     assert "Cleared: DU1 no_price, DU1 read_only_api" in sent[2].body
+
+
+def test_a_change_is_told_only_once_it_held_for_two_plans_so_a_flapping_price_says_nothing() -> None:
+    sent: list[Notification] = []
+    notices = ReadinessNotices(sent.append)
+    for _ in range(6):  # a price that comes and goes between plans
+        assert not notices.observe(readiness(PlanReason.NO_PRICE))
+        assert not notices.observe(readiness())
+    assert sent == []
+    assert not notices.observe(readiness(PlanReason.NO_PRICE))
+    assert notices.observe(readiness(PlanReason.NO_PRICE))  # held for two plans
+    assert not notices.observe(readiness())
+    assert notices.observe(readiness())
+    assert [n.severity.value for n in sent] == ["warning", "info"]
+
+
+def test_a_gateway_down_and_its_stale_book_are_the_gateway_notifications_never_readiness() -> None:
+    sent: list[Notification] = []
+    notices = ReadinessNotices(sent.append, hold=1)
+    for reasons in ((PlanReason.GATEWAY_DOWN,), (PlanReason.DATA_STALE,), ()):
+        notices.observe(readiness(account_wide=reasons))
+    assert sent == []
+
+
+def test_restored_says_exactly_what_still_would_not_close() -> None:
+    sent: list[Notification] = []
+    notices = ReadinessNotices(sent.append, hold=1)
+    notices.observe(readiness(PlanReason.NO_PRICE))
+    notices.observe(readiness(PlanReason.MARKET_CLOSED))  # no warning left, but not ready
+    notices.observe(readiness())  # a market opening alone says nothing (it would every morning)
+    notices.observe(readiness(PlanReason.NO_PRICE))
+    notices.observe(readiness())
+    assert [n.title for n in sent] == [
+        "Kill readiness: a kill now would NOT close everything on DU1",
+        "Kill readiness: no warning problem left; still not everything would close",
+        "Kill readiness: a kill now would NOT close everything on DU1",
+        "Kill readiness restored: a kill now would close every position",
+    ]
+    assert "would close every position" not in sent[1].body
+    assert sent[1].body == (
+        "Cleared: DU1 no_price\nStill:\n  DU1: 1 position(s) would not close (market_closed: AAPL)"
+    )
 
 
 async def test_the_change_notification_reaches_a_real_endpoint(capture: Capture) -> None:

@@ -128,6 +128,14 @@ class ReadinessRunner:
         """After a (re)connect: plan again as soon as positions have been read on the new session."""
         self._after_connect = now
 
+    def _awaiting_reads(self, config: Config) -> bool:
+        """Just reconnected and the positions not read again yet: a plan now would judge the book
+        from before the outage (data_stale for a restart the gateway-down notification owns). Only
+        for as long as the stale bound: reads that never come are data_stale again."""
+        due = self._after_connect
+        c = self._c
+        return due is not None and c.gateway.status().connected and c.clock() - due < stale_after(config)
+
     def after_cycle(self, snapshot: Snapshot, config: Config) -> None:
         """Called after each evaluation: starts the plan due after a reconnect once the book is fresh."""
         due = self._after_connect
@@ -144,6 +152,8 @@ class ReadinessRunner:
         if self._task is None or self._task.done():
             if self._kill_running():
                 return None  # the book is moving and the kill has the loop: the next turn plans
+            if self._awaiting_reads(config):
+                return None  # after_cycle plans once the new session's positions are in
             self._task = asyncio.ensure_future(self._run(config, None))
         return await asyncio.shield(self._task)
 

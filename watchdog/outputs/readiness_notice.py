@@ -3,7 +3,10 @@
 Deduplicated by a signature of (account, reason) pairs with severity warning or above: a new
 position with a reason already reported, a price or a count that moves, says nothing new. A closed
 market and a dry run (severity info) are expected at times and never notify on their own; they are
-still in the plan, the metrics and `ibkr-watchdog plan`.
+still in the plan, the metrics and `ibkr-watchdog plan`. A gateway that is down and the stale book
+it leaves behind are the gateway-down notification's (after `notifications.gateway_down_after`), as
+the KillNotReady alert leaves them out too. A change is announced only once it held for
+`HOLD_PLANS` consecutive plans, so a price that comes and goes between plans never flaps.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from watchdog.readiness_model import PlanReason, Readiness
 
 Signature = frozenset[tuple[str, PlanReason]]
 PLAN_HINT = "ibkr-watchdog plan  (what a kill would send now, position by position)"
+HOLD_PLANS = 2  # consecutive plans a change must hold before it is announced
+# owned by the gateway-down notification: a short restart below gateway_down_after says nothing
+GATEWAY_OWNED = frozenset({PlanReason.GATEWAY_DOWN, PlanReason.DATA_STALE})
 
 
 def readiness_signature(readiness: Readiness) -> Signature:
@@ -24,19 +30,37 @@ def readiness_signature(readiness: Readiness) -> Signature:
         (a.account, reason)
         for a in readiness.accounts
         for reason in a.problem_counts()
-        if reason.severity is not Severity.INFO
+        if reason.severity is not Severity.INFO and reason not in GATEWAY_OWNED
     )
+
+
+def _still(readiness: Readiness) -> list[str]:
+    """What still would not close, per account and reason (every severity): for the "restored" text."""
+    lines = []
+    for a in readiness.accounts:
+        for reason, n in sorted(a.problem_counts().items(), key=lambda x: x[0].value):
+            if reason.account_wide:
+                lines.append(f"{a.account}: {reason.value} (nothing of the account would close)")
+                continue
+            labels = [p.contract.label for p in a.positions if any(x.reason is reason for x in p.problems)]
+            shown = ", ".join(labels[:5]) + (f", … {len(labels) - 5} more" if len(labels) > 5 else "")
+            lines.append(f"{a.account}: {n} position(s) would not close ({reason.value}: {shown})")
+    return lines
 
 
 def format_readiness(readiness: Readiness, before: Signature) -> Notification:
     now = readiness_signature(readiness)
     if not now:
-        return Notification(
-            kind=Kind.READINESS,
-            severity=Severity.INFO,
-            title="Kill readiness restored: a kill now would close every position",
-            body="Cleared: " + ", ".join(sorted(f"{a} {r.value}" for a, r in before)),
-        )
+        gone = "Cleared: " + ", ".join(sorted(f"{a} {r.value}" for a, r in before))
+        still = _still(readiness)
+        if readiness.ready:
+            title = "Kill readiness restored: a kill now would close every position"
+        elif not readiness.accounts:
+            title, still = "Kill readiness: no warning problem left, but no account is known yet", []
+        else:
+            title = "Kill readiness: no warning problem left; still not everything would close"
+        body = "\n".join([gone, *(["Still:", *(f"  {x}" for x in still)] if still else [])])
+        return Notification(kind=Kind.READINESS, severity=Severity.INFO, title=title, body=body)
     severity = max_severity(r.severity for _, r in now)
     lines: list[str] = []
     for a in readiness.accounts:
@@ -70,16 +94,24 @@ def format_readiness(readiness: Readiness, before: Signature) -> Notification:
 
 
 class ReadinessNotices:
-    """Tells people when readiness changes, once per change (the first plan only when not ready)."""
+    """Tells people when readiness changes, once per change that held for `hold` consecutive plans
+    (the first plans only when not ready)."""
 
-    def __init__(self, send: Callable[[Notification], object]) -> None:
+    def __init__(self, send: Callable[[Notification], object], *, hold: int = HOLD_PLANS) -> None:
         self._send = send
-        self._last: Signature = frozenset()
+        self._hold = hold
+        self._last: Signature = frozenset()  # announced
+        self._candidate: Signature = frozenset()
+        self._seen = 0  # consecutive plans with the candidate signature
 
     def observe(self, readiness: Readiness) -> bool:
         """True when a notification went out for this plan."""
         now = readiness_signature(readiness)
-        if now == self._last:
+        if now == self._candidate:
+            self._seen += 1
+        else:
+            self._candidate, self._seen = now, 1
+        if now == self._last or self._seen < self._hold:
             return False
         before, self._last = self._last, now
         self._send(format_readiness(readiness, before))
