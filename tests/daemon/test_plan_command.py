@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -94,6 +96,8 @@ async def test_plan_gateway_prints_the_table_and_json_from_the_command_line(
     assert "a read-only look at the gateway; nothing was sent" in text
     # market or limit depends on the hour the test runs at (the real regular-hours table)
     assert "AAPL STK  100  SELL 100 " in text and "ESZ6 FUT  -1   BUY 1 " in text
+    # write access cannot be proven without sending: no account is simply "ready"
+    assert not re.search(r"^DU\d+: ready ·", text, re.MULTILINE), text
     assert await asyncio.wait_for(asyncio.to_thread(cli, [*argv, "--json"]), 30) in (0, 4)
     data = json.loads(capsys.readouterr().out)
     assert data["version"] == 1 and data["source"] == "gateway"
@@ -121,10 +125,17 @@ def test_plan_gateway_that_refuses_the_connection_exits_3(
     assert f"gateway 127.0.0.1:{refused_port}" in capsys.readouterr().err
 
 
-def write_plan(directory: Path, *reasons: PlanReason, age: float = 1.0) -> StateStore:
+def write_plan(directory: Path, *reasons: PlanReason, age: float = 1.0, proven: bool = True) -> StateStore:
     store = StateStore(directory, time.time)
     store.files.open_dir()
-    data = readiness_json(readiness(*reasons, at=time.time() - age), interval=60.0)
+    r = readiness(*reasons, at=time.time() - age)
+    if proven:  # the probe proved write access 10 s before the plan
+        accounts = [
+            dataclasses.replace(a, write_access=True, write_access_as_of=r.planned_at - 10)
+            for a in r.accounts
+        ]
+        r = dataclasses.replace(r, accounts=tuple(accounts))
+    data = readiness_json(r, interval=60.0)
     store.write_readiness(json.dumps(data).encode())
     return store
 
@@ -147,7 +158,13 @@ def test_plan_exit_code_says_ready_not_ready_or_stale_and_a_dead_daemon_is_stale
     assert code == 5 and json.loads(text)["currency"]["stale"] == "daemon not running"
     store.write_pid()  # the daemon's lock, as a running daemon holds it
     try:
-        assert run_plan(directory, capsys)[0] == 0
+        code, text = run_plan(directory, capsys)
+        assert code == 0 and "DU1: ready · write access proven 11s ago" in text
+        write_plan(directory, proven=False)  # no probe answered yet: ready only if the API is writable
+        code, text = run_plan(directory, capsys)
+        assert code == 4 and text.startswith("Kill readiness: READY IF WRITABLE")
+        assert "DU2: ready if writable — write access not proven yet · " in text
+        write_plan(directory)
         assert json.loads(run_plan(directory, capsys, "--json")[1])["currency"]["current"] is True
         write_plan(directory, PlanReason.NO_PRICE)
         assert run_plan(directory, capsys)[0] == 4

@@ -333,6 +333,24 @@ async def test_a_read_only_api_appears_once_the_probe_finds_it_and_clears_when_w
     assert "write access proven" in plan_text(d, capsys)
 
 
+async def test_read_only_ticked_while_connected_shows_in_the_next_plan_not_after_the_5_minute_probe(
+    sim: Simulator, make_daemon: Factory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = await make_daemon(kill="readiness_interval: 1s")
+    await asyncio.wait_for(d.poll_once(), 10)  # the heartbeat proves write access at connect
+    await until(lambda: d.c.gateway.write_access() is True, 5, "the probe at connect")
+    sim.set_read_only()  # ticked in the gateway's settings while the watchdog is connected
+
+    def proof_age() -> float:
+        as_of = d.c.gateway.write_access_as_of()
+        return 0.0 if as_of is None else d.c.clock() - as_of
+
+    await until(lambda: proof_age() >= 1.0, 5, "the proof to be one readiness interval old")
+    r = await plan(d)  # the heartbeat's own probe is minutes away: the plan renews the proof
+    assert_shows(d, r, capsys, PlanReason.READ_ONLY_API, 1)
+    assert "write access READ-ONLY (found 0s ago)" in plan_text(d, capsys)
+
+
 async def test_a_price_older_than_the_bound_appears_and_clears_when_a_fresh_quote_is_there(
     sim: Simulator, make_daemon: Factory, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -99,6 +99,20 @@ def test_the_table_says_stale_and_why_and_no_position_is_called_fresh() -> None:
     text = render_plan(plan, now=NOW + 44, stale="daemon not running")
     assert text.startswith("Kill readiness: STALE — daemon not running; the last plan said READY")
     assert "(fresh)" not in text
-    assert "DU2: ready · write access not proven · positions read 45s ago (STALE)" in text
+    assert "DU2: ready if writable — write access not proven yet · positions read 45s ago (STALE)" in text
     text = render_plan(plan, now=NOW - 3600, stale="planned 60m00s in the future (a clock was changed?)")
     assert "(60m00s in the future)" in text and "(0s ago)" not in text
+
+
+def test_a_read_only_look_never_calls_an_account_ready_and_a_proof_shows_its_age() -> None:
+    plan = parse_plan(raw(good() | {"source": "gateway"}))
+    text = render_plan(plan, now=NOW + 1)
+    assert text.startswith("Kill readiness: READY IF WRITABLE")
+    assert "DU2: ready if writable — write access not proven in a read-only look · positions" in text
+    data = good()
+    for a in data["accounts"]:
+        a["write_access"], a["write_access_as_of"] = True, NOW - 30
+    data["accounts"][0]["write_access"] = False
+    text = render_plan(parse_plan(raw(data)), now=NOW + 1)
+    assert "DU1: NOT READY · write access READ-ONLY (found 31s ago) · " in text
+    assert "DU2: ready · write access proven 31s ago · " in text

@@ -24,7 +24,7 @@ from watchdog.errors import ConfigError, GatewayError, SafetyValveError, StateEr
 from watchdog.gateway.client import Gateway
 from watchdog.kill.readiness import MarketSessions, readiness_json
 from watchdog.outputs.readiness_file import Currency, judge_currency, parse_plan
-from watchdog.outputs.readiness_table import render_plan
+from watchdog.outputs.readiness_table import render_plan, write_proven
 from watchdog.readiness_model import Readiness
 from watchdog.state.store import READINESS_FILE, StateStore
 
@@ -89,14 +89,15 @@ def _load(config_path: str) -> Config:
 
 
 def _print(plan: dict[str, Any], as_json: bool, currency: Currency) -> int:
-    """Print the plan; the exit code a script acts on: 0 ready and current, 4 not ready, 5 stale."""
+    """Print the plan; the exit code a script acts on: 0 ready and current, 4 not ready (or ready
+    only if writable: write access not proven), 5 stale."""
     if as_json:
         sys.stdout.write(json.dumps(plan | {"currency": currency.as_json()}, indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(render_plan(plan, stale=currency.stale))
     if currency.stale is not None:
         return EXIT_STALE
-    return EXIT_OK if plan["ready"] else EXIT_NOT_READY
+    return EXIT_OK if plan["ready"] and write_proven(plan) else EXIT_NOT_READY
 
 
 def _look_command(config_path: str, endpoint: str, client_id: int | None, *, as_json: bool) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from watchdog.config.schema import Config
 from watchdog.daemon.wiring import Components
-from watchdog.errors import StateError
+from watchdog.errors import GatewayError, StateError
 from watchdog.gateway.client import Gateway
 from watchdog.kill.plan import closing_side, route_exchange
 from watchdog.kill.pricing import contract_session
@@ -74,9 +74,23 @@ async def gather_inputs(
     )
     for p, q in zip(wanted, asked, strict=True):
         quotes[p.key] = q if isinstance(q, Quote) else gateway.quotes.mark(p.key)
+    await _prove_write_access(gateway, config, now)
     access = WriteAccess(allowed=gateway.write_access(), as_of=gateway.write_access_as_of())
     accounts = gateway.watched_accounts or config.gateway.accounts
     return PlanInputs(snap, details, quotes, access, tuple(accounts), now)
+
+
+async def _prove_write_access(gateway: Gateway, config: Config, now: float) -> None:
+    """A proof older than `kill.readiness_interval` is renewed first (the heartbeat's own probe runs
+    every `write_access.INTERVAL`, 5 min): Read-Only API ticked while connected shows in the next plan.
+    The probe is a cancel of an id never used (`gateway.write_access`); a read-only look skips it."""
+    as_of = gateway.write_access_as_of()
+    if gateway.read_only or not gateway.status().connected:
+        return
+    if as_of is not None and now - as_of < config.kill.readiness_interval:
+        return
+    with contextlib.suppress(GatewayError):  # no answer leaves the state as it was
+        await gateway.check_write_access()
 
 
 def _kill_would_quote(

@@ -124,7 +124,8 @@ def parse_plan(raw: bytes) -> dict[str, Any]:
             p["would_close"] = not p["problems"]
         # the counts cover positions beyond the listed ones too
         account["ready"] = (
-            not account["problems"]
+            account["write_access"] is not False  # read-only: nothing would be sent
+            and not account["problems"]
             and not any(account["problem_counts"].values())
             and all(p["would_close"] for p in account["positions"])
         )

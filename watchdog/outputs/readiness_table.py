@@ -61,6 +61,22 @@ def _reasons(problems: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(dict.fromkeys(str(x.get("reason")) for x in problems))
 
 
+def write_proven(plan: Mapping[str, Any]) -> bool:
+    """Every account's write access proven: a plan that is otherwise ready is not ready without it."""
+    return all(a.get("write_access") is True for a in plan.get("accounts", []))
+
+
+def _access(a: Mapping[str, Any], now: float) -> str:
+    at = a.get("write_access_as_of")
+    ago = f" {fmt_duration(now - at)} ago" if isinstance(at, int | float) else ""
+    allowed = a.get("write_access")
+    if allowed is True:
+        return f"proven{ago}"
+    if allowed is False:
+        return f"READ-ONLY (found{ago})" if ago else "READ-ONLY"
+    return "not proven"
+
+
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -80,7 +96,9 @@ def render_plan(plan: Mapping[str, Any], *, now: float | None = None, stale: str
         else "at an unknown time"
     )
     by = "a read-only look at the gateway" if plan.get("source") == "gateway" else "the daemon"
-    verdict = "READY" if plan.get("ready") else "NOT READY"
+    verdict = "NOT READY"
+    if plan.get("ready"):
+        verdict = "READY" if write_proven(plan) else "READY IF WRITABLE"
     if isinstance(at, int | float) and at > now:
         when = when.replace(f"({fmt_duration(now - at)} ago)", f"({fmt_duration(at - now)} in the future)")
     if stale is not None:
@@ -90,12 +108,15 @@ def render_plan(plan: Mapping[str, Any], *, now: float | None = None, stale: str
         lines.append("No account known yet: the gateway has not been reached since the daemon started.")
     for a in plan.get("accounts", []):
         lines.append("")
-        access = {True: "proven", False: "READ-ONLY", None: "not proven"}.get(a.get("write_access"), "?")
+        access = _access(a, now)
         data_at = a.get("data_as_of")
         data = f"read {fmt_duration(now - data_at)} ago" if isinstance(data_at, int | float) else "never read"
         fresh = "fresh" if a.get("data_fresh") and stale is None else "STALE"
-        state = "ready" if a.get("ready") else "NOT READY"
-        lines.append(f"{a.get('account')}: {state} · write access {access} · positions {data} ({fresh})")
+        state = f"{'ready' if a.get('ready') else 'NOT READY'} · write access {access}"
+        if a.get("ready") and a.get("write_access") is not True:
+            look = "in a read-only look" if plan.get("source") == "gateway" else "yet"
+            state = f"ready if writable — write access not proven {look}"
+        lines.append(f"{a.get('account')}: {state} · positions {data} ({fresh})")
         positions = a.get("positions", [])
         if positions:
             rows = [HEADERS]
