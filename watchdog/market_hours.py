@@ -17,7 +17,9 @@ aggressive limit order with `outsideRth` instead of a market order, which every 
 | anything else | never (limit orders only) |
 
 The table knows no holidays, half days or non-US markets: it is used only when a contract's details
-carry no hours for the moment in question.
+carry no hours for the moment in question. Outside its regular hours it knows one extended session,
+US stocks' pre- and after-market (STK, Mon–Fri 04:00–20:00 New York); US options, warrants, indices,
+futures and FX have none, so outside regular hours the table calls them closed (`table_session`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,19 @@ def is_regular_hours(sec_type: str, now: float) -> bool:
 
 
 Session = Literal["regular", "extended", "closed"]
+
+
+def table_session(sec_type: str, regular: bool, now: float) -> Session:
+    """The session by the table, given its regular-hours answer `regular` (the calendar in use, which
+    may be swapped): "extended" only for a US stock in the 04:00–20:00 New York weekday window."""
+    if regular:
+        return "regular"
+    t = dt.datetime.fromtimestamp(now, NEW_YORK)
+    if sec_type.upper() == "STK" and t.weekday() <= _FRI and 4 * 60 <= _minutes(t) < 20 * 60:
+        return "extended"
+    return "closed"
+
+
 Intervals = tuple[tuple[float, float], ...]
 
 # IB's timeZoneId values that are not (or no longer) IANA names on every system

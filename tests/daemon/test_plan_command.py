@@ -187,3 +187,19 @@ def test_a_damaged_plan_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.Ca
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith(f"ibkr-watchdog plan: {directory}/readiness.json is damaged: ")
+
+
+async def test_a_client_id_in_use_advises_another_client_id_not_the_daemons_setting(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = Harness(sim).gateway()  # holds client id 99
+    await asyncio.wait_for(other.connect(), 5)
+    try:
+        argv = ["plan", "--config", str(tmp_path / "none.yaml"), "--gateway", f"127.0.0.1:{sim.port}"]
+        code = await asyncio.wait_for(asyncio.to_thread(cli, [*argv, "--client-id", "99"]), 30)
+    finally:
+        await asyncio.wait_for(other.close(), 5)
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "client id 99 is already in use (error 326): pass a free one with --client-id" in err
+    assert "gateway.client_id" not in err

@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from tests.kill.conftest import kill_config
-from tests.kill.fakes import WATCHDOG_REF, future, stock
+from tests.kill.fakes import WATCHDOG_REF, future, option, stock
+from watchdog import market_hours
 from watchdog.kill.readiness import MarketSessions, WriteAccess, plan_readiness, readiness_json
 from watchdog.model import (
     AccountState,
@@ -88,6 +89,16 @@ def test_outside_the_session_it_plans_the_kills_limit_and_says_the_market_is_clo
               for p in r.accounts[0].positions}  # fmt: skip
     assert orders == {1: [("LMT", 98.0, True)], 2: [("LMT", 102.0, True)]}
     assert r.accounts[0].problem_counts() == {PlanReason.MARKET_CLOSED: 2}  # judged by the table: may rest
+
+
+def test_outside_regular_hours_by_the_table_only_us_stocks_have_an_extended_session() -> None:
+    # NOW is a Tuesday 17:13 in New York: after-market for stocks; options, futures (table: closed) none
+    r = plan(snapshot(position(stock(1), 100), position(option(3), 2), position(future(2), -2)), open_=False)
+    sessions = {p.contract.sec_type: (p.session, p.hours_from_table) for p in r.accounts[0].positions}
+    assert sessions == {"STK": ("extended", True), "OPT": ("closed", True), "FUT": ("closed", True)}
+    late = NOW + 4 * 3600  # 21:13 New York: after the after-market
+    assert market_hours.table_session("STK", False, late) == "closed"
+    assert market_hours.table_session("OPT", True, late) == "regular"
 
 
 def test_read_only_api_is_an_account_wide_critical_reason_counted_once() -> None:

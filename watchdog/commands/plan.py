@@ -20,7 +20,7 @@ from watchdog.commands.status import status_data
 from watchdog.config.schema import Config, GatewayConfig
 from watchdog.daemon.kill_status import running_kill
 from watchdog.daemon.readiness_job import gather_inputs, plan_from_inputs
-from watchdog.errors import ConfigError, GatewayError, SafetyValveError, StateError
+from watchdog.errors import ClientIdInUse, ConfigError, GatewayError, SafetyValveError, StateError
 from watchdog.gateway.client import Gateway
 from watchdog.kill.readiness import MarketSessions, readiness_json
 from watchdog.outputs.readiness_file import Currency, judge_currency, parse_plan
@@ -120,6 +120,13 @@ def _look_command(config_path: str, endpoint: str, client_id: int | None, *, as_
         return EXIT_USAGE
     try:
         readiness = asyncio.run(look_at_gateway(config))
+    except ClientIdInUse as exc:  # its own text advises gateway.client_id: the daemon's, not this look's
+        print(
+            f"ibkr-watchdog plan: gateway {endpoint}: client id {exc.client_id} is already in use "
+            "(error 326): pass a free one with --client-id",
+            file=sys.stderr,
+        )
+        return EXIT_NO_GATEWAY
     except (GatewayError, SafetyValveError, OSError) as exc:
         print(f"ibkr-watchdog plan: gateway {endpoint}: {exc}", file=sys.stderr)
         return EXIT_NO_GATEWAY

@@ -178,7 +178,8 @@ def _position_plan(
     from_table = session is None
     if session is None:
         regular, until = table(p.contract, now)
-        session = "regular" if regular else "extended"  # what the planner judges by the table
+        # the table knows extended hours for US stocks only: US options have no extended session
+        session = market_hours.table_session(p.contract.sec_type, regular, now)
     else:
         until = session_change(inputs.details, now) if inputs.details is not None else None
     problems: list[PlanProblem] = []
