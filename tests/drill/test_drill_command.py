@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import threading
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -181,35 +176,6 @@ def test_a_damaged_book_snapshot_is_refused_with_exit_2(tmp_path: Path) -> None:
 def test_an_unknown_scenario_id_is_a_usage_error(tmp_path: Path) -> None:
     run = run_drill(tmp_path, "--config", str(EXAMPLE), "--only", "no-such-thing", timeout=60)
     assert run.returncode == 2 and "manual-kill" in run.stderr
-
-
-class _Inbox(BaseHTTPRequestHandler):
-    bodies: ClassVar[list[dict[str, object]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        type(self).bodies.append(json.loads(self.rfile.read(length) or b"{}"))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[int, list[dict[str, object]]]]:
-    """The operator's own notification endpoint (what their apprise json:// target would reach)."""
-    handler = type("Inbox", (_Inbox,), {"bodies": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1]), handler.bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
 
 
 def test_without_notify_the_operators_targets_hear_nothing(

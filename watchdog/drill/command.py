@@ -98,7 +98,10 @@ async def run_drill(
         with tempfile.TemporaryDirectory(prefix="ibkr-watchdog-drill-") as work:
             plan = Plan(config, book, capture, notify, Path(work))
             ids = [sid for sid, _ in scenario_list(plan) if not only or sid in only]
-            plan.notify_sid = "manual-kill" if "manual-kill" in ids else (ids[0] if ids else "")
+            # the on-call route is judged from the notifier's own per-target outcomes: an in-process
+            # daemon (the restart scenario's daemons are other processes)
+            in_process = [sid for sid in ids if sid != "kill-9-restart"]
+            plan.notify_sid = "manual-kill" if "manual-kill" in ids else (in_process[0] if in_process else "")
             plan.overrides = drill_config(
                 config,
                 port=1,

@@ -166,6 +166,7 @@ def html_page(report: DrillReport) -> str:
         f'<h1>Fire drill {_badge(verdict)}</h1><p class="summary">{escape(d.summary_line)}</p>'
         f"<h2>Configuration</h2><ul><li>file: <code>{escape(d.config_path)}</code></li>"
         f"<li>sha256: <code>{escape(d.digest)}</code></li><li>kill: {escape(kill)}</li>"
+        f"<li>notifications sent for real: {escape(d.notify_text)}</li>"
         f"<li>the drill took {d.finished - d.started:.0f} s ({len(d.results)} scenarios)</li></ul>"
         f"<h2>Versions</h2><ul>{vers}</ul>"
         f"<h2>Book used</h2><p>{escape(d.book['origin'])} ({escape(d.book['source'])}); accounts "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import Callable
 
@@ -17,6 +19,7 @@ from watchdog.drill.runner import (
     over_close,
 )
 from watchdog.model import Action, KillOutcome, KillReport
+from watchdog.outputs.targets import TargetSpec, describe_url
 from watchdog.sim import SimOpenOrder
 
 KILL_TIMEOUT = 30.0  # real seconds for a kill to end (max_attempts × verify rounds fit well inside)
@@ -115,7 +118,58 @@ async def judge_common(r: Rehearsal, res: ScenarioResult, *, kill: bool) -> None
         announced = await r.plan.capture.wait(
             lambda: any("KILL" in m.title for m in r.plan.capture.of(r.sid)), MESSAGE_TIMEOUT
         )
-        res.check("the kill was announced (notification delivered)", announced)
+        res.check("the kill was announced (the drill's loopback capture received it)", announced)
+    if r.plan.notifies(r.sid):
+        await judge_on_call(r, res)
+
+
+def target_name(spec: TargetSpec) -> str:
+    """A target as the operator's config numbers it, redacted (`notifications.targets[0] tgram://…`).
+
+    The rehearsal's notifier has the drill's capture first, so `targets[i]` there is the config's i-1."""
+    source = spec.source
+    if source.startswith("targets[") and source.endswith("]") and source[8:-1].isdigit():
+        source = f"notifications.targets[{int(source[8:-1]) - 1}]"
+    return f"{source} {describe_url(spec.url)}"
+
+
+async def judge_on_call(r: Rehearsal, res: ScenarioResult) -> None:
+    """--notify: apprise's own outcome for each of the config's targets, one check per target.
+
+    The loopback capture proves the daemon sent; only these prove the on-call route received."""
+    notifier = r.daemon.c.notifier
+    mine = r.plan.capture.url(r.sid)
+    real = [t for t in notifier.targets if t.url != mine]
+    with contextlib.suppress(TimeoutError):  # a hanging target ends in its own timeout: wait past it
+        await notifier.drain(r.config.notifications.timeout + 2.0)
+    for problem in notifier.problems:
+        problem = re.sub(r"^targets\[(\d+)\]", lambda m: f"notifications.targets[{int(m[1]) - 1}]", problem)
+        res.check("on-call target usable", False, problem)
+        res.on_call.append({"target": problem, "ok": False, "delivered": 0, "failed": 0, "why": problem})
+    if not real and not notifier.problems:
+        res.check("on-call route tested (--notify)", False, "the config names no notification target")
+    for spec in real:
+        name = target_name(spec)
+        tried = [d for d in notifier.deliveries if d.target == spec]
+        failed = [d for d in tried if not d.ok]
+        for d in tried:
+            state = "delivered" if d.ok else f"FAILED ({d.why})"
+            r.events.append(Event(d.at - r.t0, "message", f"on-call {name}: {state}: {d.title}"))
+        why = "; ".join(sorted({d.why for d in failed})) or ("" if tried else "no message sent to it")
+        res.on_call.append(
+            {
+                "target": name,
+                "ok": bool(tried) and not failed,
+                "delivered": len(tried) - len(failed),
+                "failed": len(failed),
+                "why": why,
+            }
+        )
+        res.check(
+            f"on-call target {name} received the messages ({len(tried) - len(failed)}/{len(tried)})",
+            bool(tried) and not failed,
+            why,
+        )
 
 
 async def judge_alert(r: Rehearsal, res: ScenarioResult, rule: str, trigger_at: float | None) -> None:

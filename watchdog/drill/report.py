@@ -70,6 +70,11 @@ class DrillReport:
         found = list(findings) + [
             f"rule {r.rule}: {r.summary}" for r in results if r.verdict is Verdict.FINDING
         ]
+        if notify and not any(r.on_call for r in results):
+            found.append(
+                "--notify was asked but no scenario that can prove delivery ran (the restart scenario's "
+                "daemons are other processes): the on-call route was NOT tested"
+            )
         by_rule = {r.rule: r for r in results if r.rule}
         never = []
         for rule in config.rules:
@@ -117,6 +122,23 @@ class DrillReport:
         return sum(1 for r in self.results if r.verdict is verdict)
 
     @property
+    def on_call(self) -> list[dict[str, Any]]:
+        """--notify: each of the config's targets with apprise's outcome, from the scenario that sent."""
+        return [{**t, "scenario": r.sid} for r in self.results for t in r.on_call]
+
+    @property
+    def notify_text(self) -> str:
+        if not self.notify:
+            return "no (--notify not given): every message went only to the drill's loopback capture"
+        if not self.on_call:
+            return "asked (--notify) but NOT tested: no scenario that proves delivery ran"
+        parts = [
+            f"{t['target']} {'delivered' if t['ok'] else 'FAILED: ' + str(t['why'])} ({t['scenario']})"
+            for t in self.on_call
+        ]
+        return "yes (--notify), apprise's outcome per target: " + "; ".join(parts)
+
+    @property
     def latencies_ms(self) -> list[float]:
         return [r.trigger_to_cancel_ms for r in self.results if r.trigger_to_cancel_ms is not None]
 
@@ -154,6 +176,7 @@ class DrillReport:
             "book": self.book,
             "overrides": self.overrides,
             "notifications_sent_for_real": self.notify,
+            "on_call_targets": self.on_call,
             "findings": self.findings,
             "rules_never_fired": self.never_fired,
             "scenarios": [r.as_dict() for r in self.results],
@@ -184,7 +207,7 @@ def markdown(report: DrillReport) -> str:
         f"- file: `{d.config_path}`",
         f"- sha256: `{d.digest}`",
         "- kill: " + ", ".join(f"{k} {v}" for k, v in d.kill_settings.items()),
-        f"- notifications sent for real: {'yes (--notify)' if d.notify else 'no (captured on loopback)'}",
+        f"- notifications sent for real: {d.notify_text}",
         f"- the drill took {d.finished - d.started:.0f} s ({len(d.results)} scenarios, a fresh simulator and "
         "daemon each)",
         "",

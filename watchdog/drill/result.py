@@ -41,6 +41,7 @@ class ScenarioResult:
     orders_sent: dict[str, int] = field(default_factory=dict)
     over_close: list[str] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    on_call: list[dict[str, Any]] = field(default_factory=list)  # --notify: each real target's outcome
     events: list[Event] = field(default_factory=list)
     warped: float = 0.0  # drill seconds the clock was advanced
     duration: float = 0.0  # real seconds the scenario took
@@ -92,6 +93,7 @@ class ScenarioResult:
             "orders_sent": self.orders_sent,
             "over_close": self.over_close,
             "messages": self.messages,
+            "on_call_targets": self.on_call,
             "events": [e.as_dict() for e in sorted(self.events, key=lambda e: e.t)],
             "time_advanced_s": round(self.warped, 3),
             "duration_s": round(self.duration, 3),

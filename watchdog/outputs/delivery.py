@@ -20,6 +20,17 @@ _NOTIFY_TYPE = {Severity.INFO: "info", Severity.WARNING: "warning", Severity.CRI
 GOOD_NEWS = frozenset({Kind.RECOVERED, Kind.RECONNECT})
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery attempt to one target: apprise's outcome for that one URL (`why` says why not)."""
+
+    target: TargetSpec  # its URL never in repr(); show `target.label`
+    title: str
+    ok: bool
+    why: str = ""
+    at: float = 0.0  # the notifier's clock when apprise answered (or gave up)
+
+
 @dataclass(slots=True)
 class Target:
     spec: TargetSpec

@@ -23,7 +23,7 @@ from typing import Any
 
 from watchdog.config.schema import NotificationsConfig
 from watchdog.model import Action, Breach, KillReport, Severity
-from watchdog.outputs.delivery import Target, build_targets, deliver
+from watchdog.outputs.delivery import Delivery, Target, build_targets, deliver
 from watchdog.outputs.incidents import Incidents
 from watchdog.outputs.logging_setup import mask
 from watchdog.outputs.messages import (
@@ -42,7 +42,7 @@ from watchdog.outputs.messages import (
 )
 from watchdog.outputs.targets import SecretFilter, TargetSpec, all_fragments, load_targets, redact
 
-__all__ = ["Kind", "Notification", "Notifier", "NotifierStats"]
+__all__ = ["Delivery", "Kind", "Notification", "Notifier", "NotifierStats"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class Notifier:
         self._running = False
         self._closed = False
         self.problems: tuple[str, ...] = ()
+        # the last attempts, per target, for whoever must prove a route works (the fire drill)
+        self.deliveries: deque[Delivery] = deque(maxlen=200)
         self._config = config
         self._targets = self._build(config)
 
@@ -372,6 +374,7 @@ class Notifier:
                 if n is None:
                     return
                 ok, why = await deliver(t, n, self._config.timeout)
+                self.deliveries.append(Delivery(t.spec, n.title, ok, why, self._clock()))
                 if ok:
                     self._c.delivered += 1
                 else:

@@ -1,0 +1,41 @@
+"""The report is evidence: it never claims what the drill did not check (issue 18 review)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.drill.conftest import closed_port, example_with, run_drill
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_notify_records_each_real_targets_outcome_and_fails_naming_a_dead_one(
+    tmp_path: Path, inbox: tuple[int, list[dict[str, object]]]
+) -> None:
+    port, bodies = inbox
+    dead = closed_port()
+    config = example_with(
+        tmp_path,
+        "  targets: []",
+        f"  targets: [{{url: 'json://127.0.0.1:{port}/oncall'}}, {{url: 'json://127.0.0.1:{dead}/pager'}}]",
+    )
+    config.chmod(0o600)
+    run = run_drill(tmp_path, "--config", str(config), "--notify", "--only", "manual-kill", timeout=90)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert any(str(b.get("title", "")).startswith("[KILL") for b in bodies)  # the live one heard it
+    scenario = run.scenario("manual-kill")
+    assert scenario["verdict"] == "fail"
+    failed = [c for c in scenario["checks"] if not c["ok"]]
+    assert [c["name"].split(" received")[0] for c in failed] == [
+        f"on-call target notifications.targets[1] json://127.0.0.1:{dead}/…"
+    ]
+    outcome = {t["target"]: t["ok"] for t in run.json()["on_call_targets"]}
+    assert outcome == {
+        f"notifications.targets[0] json://127.0.0.1:{port}/…": True,
+        f"notifications.targets[1] json://127.0.0.1:{dead}/…": False,
+    }
+    md = (run.report_dir / "drill.md").read_text(encoding="utf-8")
+    assert f"notifications.targets[1] json://127.0.0.1:{dead}/… FAILED" in md
+    assert "/pager" not in md and "/oncall" not in md  # shown redacted
