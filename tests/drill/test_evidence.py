@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drill.conftest import closed_port, example_with, run_drill
+from tests.drill.conftest import EXAMPLE, closed_port, example_with, run_drill
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,3 +39,18 @@ def test_notify_records_each_real_targets_outcome_and_fails_naming_a_dead_one(
     md = (run.report_dir / "drill.md").read_text(encoding="utf-8")
     assert f"notifications.targets[1] json://127.0.0.1:{dead}/… FAILED" in md
     assert "/pager" not in md and "/oncall" not in md  # shown redacted
+
+
+def test_a_partial_drill_says_partial_everywhere_and_never_plain_pass(tmp_path: Path) -> None:
+    run = run_drill(tmp_path, "--config", str(EXAMPLE), "--only", "manual-kill", timeout=90)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = run.json()
+    assert data["result"] == "partial-pass" and data["partial"] is True
+    assert "reject-retry" in data["scenarios_skipped"] and "manual-kill" not in data["scenarios_skipped"]
+    summary = data["summary"]
+    assert summary.endswith("RESULT: PARTIAL PASS") and summary in run.stdout
+    assert "ran 1 of " in summary and "(manual-kill); skipped rule-daily-loss" in summary
+    for name in ("drill.md", "drill.json", "drill.html"):
+        text = (run.report_dir / name).read_text(encoding="utf-8")
+        assert "PARTIAL" in text and "RESULT: PASS" not in text, name
+    assert (run.report_dir / "drill.md").read_text(encoding="utf-8").startswith("# Fire drill — PARTIAL PASS")

@@ -147,6 +147,7 @@ async def run_drill(
         started=started,
         finished=time.time(),
         notify=notify,
+        skipped=[sid for sid, _ in scenario_list(plan) if sid not in {c for c, _ in chosen}],
     )
     out.write(report.summary_line + "\n")
     try:

@@ -146,6 +146,7 @@ def _scenario(r: ScenarioResult) -> str:
 def html_page(report: DrillReport) -> str:
     d = report
     verdict = Verdict.PASS if d.passed else Verdict.FAIL
+    partial = '<span class="v" style="background:#1d4ed8">PARTIAL</span> ' if d.partial else ""
     positions = "".join(
         f"<tr><td>{escape(str(p['account']))}</td><td>{escape(str(p['symbol']))}</td>"
         f'<td class="n">{p["quantity"]:g}</td></tr>'
@@ -162,8 +163,9 @@ def html_page(report: DrillReport) -> str:
     kill = ", ".join(f"{k} {v}" for k, v in d.kill_settings.items())
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Fire drill — {verdict.value.upper()}</title><style>{CSS}</style></head><body>"
-        f'<h1>Fire drill {_badge(verdict)}</h1><p class="summary">{escape(d.summary_line)}</p>'
+        f"<title>Fire drill — {escape(d.verdict_word)}</title><style>{CSS}</style></head><body>"
+        f'<h1>Fire drill {partial}{_badge(verdict)}</h1><p class="summary">{escape(d.summary_line)}</p>'
+        f"<p><strong>Scope:</strong> {escape(d.scope_text)}</p>"
         f"<h2>Configuration</h2><ul><li>file: <code>{escape(d.config_path)}</code></li>"
         f"<li>sha256: <code>{escape(d.digest)}</code></li><li>kill: {escape(kill)}</li>"
         f"<li>notifications sent for real: {escape(d.notify_text)}</li>"

@@ -51,6 +51,7 @@ class DrillReport:
     findings: list[str] = field(default_factory=list)
     never_fired: list[dict[str, str]] = field(default_factory=list)
     notify: bool = False
+    skipped: list[str] = field(default_factory=list)  # scenario ids of the standard drill not run (--only)
 
     @classmethod
     def build(
@@ -66,6 +67,7 @@ class DrillReport:
         started: float,
         finished: float,
         notify: bool,
+        skipped: list[str] | None = None,
     ) -> DrillReport:
         found = list(findings) + [
             f"rule {r.rule}: {r.summary}" for r in results if r.verdict is Verdict.FINDING
@@ -110,6 +112,28 @@ class DrillReport:
             findings=found,
             never_fired=never,
             notify=notify,
+            skipped=list(skipped or ()),
+        )
+
+    @property
+    def partial(self) -> bool:
+        """Some scenarios of the standard drill were left out (--only): never the annual evidence."""
+        return bool(self.skipped)
+
+    @property
+    def verdict_word(self) -> str:
+        """PASS, FAIL, or PARTIAL PASS / PARTIAL FAIL: a partial drill never reads as a plain PASS."""
+        word = "PASS" if self.passed else "FAIL"
+        return f"PARTIAL {word}" if self.partial else word
+
+    @property
+    def scope_text(self) -> str:
+        if not self.partial:
+            return f"the full standard drill ({len(self.results)} scenarios)"
+        ran = ", ".join(r.sid for r in self.results)
+        return (
+            f"PARTIAL drill (--only): ran {len(self.results)} of {len(self.results) + len(self.skipped)} "
+            f"scenarios ({ran}); skipped {', '.join(self.skipped)}"
         )
 
     @property
@@ -162,12 +186,15 @@ class DrillReport:
             f"{self.count(Verdict.PASS)}/{len(self.results)} scenarios passed, "
             f"{self.count(Verdict.FAIL)} failed, "
             f"{len(self.findings)} finding(s); kill verified in {flat}/{len(kills)} kill scenarios{timing}. "
-            f"RESULT: {'PASS' if self.passed else 'FAIL'}"
+            + (f"{self.scope_text}. " if self.partial else "")
+            + f"RESULT: {self.verdict_word}"
         )
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "result": "pass" if self.passed else "fail",
+            "result": self.verdict_word.lower().replace(" ", "-"),
+            "partial": self.partial,
+            "scenarios_skipped": self.skipped,
             "summary": self.summary_line,
             "started": _iso(self.started),
             "duration_s": round(self.finished - self.started, 2),
@@ -198,9 +225,11 @@ def _cell(text: str) -> str:
 def markdown(report: DrillReport) -> str:
     d = report
     lines = [
-        f"# Fire drill — {'PASS' if d.passed else 'FAIL'}",
+        f"# Fire drill — {d.verdict_word}",
         "",
         f"> {d.summary_line}",
+        "",
+        f"Scope: {d.scope_text}" + (": not the full drill, not the annual evidence" if d.partial else ""),
         "",
         "## Configuration",
         "",
