@@ -125,7 +125,10 @@ def test_the_drill_config_talks_only_to_its_simulator_and_loads_as_a_file(tmp_pa
     ("rule", "why"),
     [
         ('{name: r, when: "heartbeat_rtt > 2s", action: alert}', "heartbeat.timeout (1.5s)"),
-        ('{name: r, when: "drawdown >= 5000000", action: close_all, scope: all}', "more than the accounts"),
+        (
+            '{name: r, when: "drawdown >= 5000000", action: close_all, scope: all}',
+            "larger than the whole account",
+        ),
         ('{name: r, when: "daily_pnl_pct <= -100%", action: close_all}', "whole account"),
         ('{name: r, when: {any: ["daily_pnl <= -9000000", "drawdown > 9000000"]}, action: close_all}', "; "),
         ('{name: r, when: "daily_pnl < -1000 and daily_pnl > 0", action: close_all}', "exclude each other"),
@@ -151,6 +154,46 @@ def test_a_reachable_threshold_is_driven_past_it(tmp_path: Path) -> None:
     for _, step in drive.steps:
         step(sim)
     assert sim.pnl("DU111111")[0] == -3000.0  # 20 % past the limit
+
+
+@pytest.mark.parametrize(("op", "share"), [("<=", 0.85), ("<=", 0.99), ("<=", 1.0), ("<", 0.9)])
+def test_a_loss_limit_close_to_the_whole_account_can_still_fire(
+    tmp_path: Path, op: str, share: float
+) -> None:
+    """Judged from the threshold itself: only the 20 % overshoot of the drive passes the account's worth."""
+    sim = Simulator.from_scenario("default")
+    worths = [float(sim.account_values(a)["NetLiquidation"]) for a in ("DU111111", "DU222222")]
+    worth = min(worths)  # `each`: the limit must be reachable in every account
+    config = load_config(
+        write_config(
+            tmp_path,
+            4002,
+            f'  - {{name: r, when: "daily_pnl {op} -{worth * share:.0f}", action: close_all}}\n',
+        )
+    )
+    drive = plan_drive(config.rules[0], config, sim, ["DU111111", "DU222222"])
+    assert not drive.cannot_fire and not drive.findings and drive.steps
+    for _, step in drive.steps:
+        step(sim)
+    assert sim.pnl("DU111111")[0] <= -worth * share  # past the limit, and never more than the account
+    assert sim.pnl("DU111111")[0] >= -worths[0]  # DU111111: the account the drive uses
+
+
+def test_an_each_loss_limit_is_judged_on_every_account(tmp_path: Path) -> None:
+    """1,040,000: within DU111111 (1,052,500) but more than DU222222 is worth (1,026,300)."""
+    config = load_config(
+        write_config(tmp_path, 4002, '  - {name: r, when: "daily_pnl <= -1040000", action: close_all}\n')
+    )
+    sim = Simulator.from_scenario("default")
+    drive = plan_drive(config.rules[0], config, sim, ["DU111111", "DU222222"])
+    assert not drive.cannot_fire and drive.steps
+    assert drive.findings == [
+        "daily_pnl <= -1,040,000 can never fire in DU222222 is worth 1,026,300 net liquidation"
+    ]
+    assert all("DU111111" in text for text, _ in drive.steps if "P&L" in text and "-1" in text)
+    # and the other way round: the drive still goes to an account where it can fire
+    swapped = plan_drive(config.rules[0], config, sim, ["DU222222", "DU111111"])
+    assert swapped.steps[0][0].startswith("daily P&L of DU111111 set to -1,052,500")
 
 
 def test_without_a_snapshot_the_demo_book_stands_in_and_says_so(tmp_path: Path) -> None:

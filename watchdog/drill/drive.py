@@ -35,16 +35,28 @@ class Drive:
     bot: str = ""  # a bot_silence rule's bot: the drill heartbeats as it once, then falls silent
     heartbeat: bool = False
     time_based: bool = False  # the condition itself needs time to pass (down, stale, silent)
+    findings: list[str] = field(
+        default_factory=list
+    )  # `each`: accounts where it can never fire (driven elsewhere)
 
 
 def scope_accounts(rule: Rule, watched: list[str], sim: Simulator) -> list[str]:
-    """The accounts a rule reads: one for `each` (the first with positions), all for `all`, or its own."""
+    """The accounts a rule reads: all for `each` and `all` (those with positions first), or its own.
+
+    `each` is judged per account: reachability is checked on every one, the drive uses one."""
+    if rule.scope not in ("each", "all"):
+        return [rule.scope]
     if rule.scope == "all":
         return watched
-    if rule.scope != "each":
-        return [rule.scope]
-    held = [a for a in watched if sim.positions(a)]
-    return held[:1] or watched[:1]
+    return sorted(watched, key=lambda a: not sim.positions(a))
+
+
+def _reachable(op: str, need: float, worth: float) -> bool:
+    """A fall of `need` (base currency) can happen in an account worth `worth`: it can lose all of it,
+    never more. An unknown or empty worth (<= 0) is not judged."""
+    if worth <= 0:
+        return True
+    return need < worth or (need == worth and op in ("<=", ">="))
 
 
 def _past(value: float, op: str, kind: MetricKind) -> float:
@@ -74,6 +86,7 @@ def plan_drive(rule: Rule, config: Config, sim: Simulator, watched: list[str]) -
     drive = Drive(warp=(rule.for_ or 0.0) + (1.0 if rule.for_ else 0.0), bot=rule.bot or "")
     assert rule.when is not None
     _drive_condition(rule.when, rule, config, sim, scope_accounts(rule, watched, sim), drive)
+    drive.findings = list(dict.fromkeys(drive.findings))
     return drive
 
 
@@ -81,7 +94,7 @@ def _drive_condition(
     cond: Condition, rule: Rule, config: Config, sim: Simulator, accounts: list[str], drive: Drive
 ) -> None:
     if cond.metric is not None:
-        _drive_leaf(cond, config, sim, accounts, drive)
+        _drive_leaf(cond, config, sim, accounts, drive, each=rule.scope == "each")
         return
     if cond.all is not None:
         clash = contradiction(cond.all)
@@ -96,6 +109,7 @@ def _drive_condition(
         trial = Drive(bot=drive.bot)
         _drive_condition(part, rule, config, sim, accounts, trial)
         if not trial.cannot_fire and not trial.not_driven:
+            drive.findings += trial.findings
             drive.steps += trial.steps
             drive.undo += trial.undo
             drive.warp += trial.warp
@@ -128,15 +142,35 @@ def contradiction(parts: tuple[Condition, ...]) -> str:
     return ""
 
 
-def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str], drive: Drive) -> None:
+def _drive_leaf(
+    c: Condition, config: Config, sim: Simulator, accounts: list[str], drive: Drive, *, each: bool = False
+) -> None:
     assert c.metric is not None and c.op is not None and c.value is not None
     metric, op, threshold = c.metric, c.op, c.value
     info = METRICS[metric]
     target = _past(threshold, op, info.kind)
-    first, others = accounts[0], accounts[1:]
     below = op in ("<", "<=")
     nlv = {a: _values(sim, a, "NetLiquidation") for a in accounts}
-    total = sum(nlv.values())
+    # a fall in money the rule waits for: judged from the threshold itself (not the drive's overshoot),
+    # on every account an `each` rule reads, or on the sum for `all`
+    need = -threshold if metric == "daily_pnl" and below else threshold if metric == "drawdown" else None
+    if need is not None:
+        what = "a loss" if metric == "daily_pnl" else "a drawdown"
+        worths = {a: nlv[a] for a in accounts} if each else {", ".join(accounts): sum(nlv.values())}
+        never = {a: w for a, w in worths.items() if not _reachable(op, need, w)}
+        text = "; ".join(f"{a} is worth {w:,.0f} net liquidation" for a, w in never.items())
+        if never and len(never) == len(worths):
+            drive.cannot_fire = (
+                f"{metric} {op} {threshold:,.0f} needs {what} larger than the whole account ({text})"
+            )
+            return
+        if never:
+            drive.findings.append(f"{metric} {op} {threshold:,.0f} can never fire in {text}")
+            accounts = [a for a in accounts if a not in never]
+    if each:
+        accounts = accounts[:1]
+    first, others = accounts[0], accounts[1:]
+    total = sum(nlv[a] for a in accounts)
 
     def step(text: str, fn: Step) -> None:
         drive.steps.append((text, fn))
@@ -146,12 +180,8 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
 
     if metric in ("daily_pnl", "unrealized_pnl", "realized_pnl"):
         field_name = metric.split("_")[0]
-        if metric == "daily_pnl" and below and -target > total > 0:
-            drive.cannot_fire = (
-                f"daily_pnl {op} {threshold:,.0f} needs a loss larger than the whole account "
-                f"({total:,.0f} net liquidation in {', '.join(accounts)})"
-            )
-            return
+        if metric == "daily_pnl" and below and nlv[first] > 0:
+            target = max(target, -nlv[first])  # 20 % past, but never more than the account can lose
         for a in accounts:
             value = target if a == first else 0.0
             step(
@@ -177,12 +207,7 @@ def _drive_leaf(c: Condition, config: Config, sim: Simulator, accounts: list[str
         rest = sum(_values(sim, a, tag_name) for a in others)
         step(f"{tag_name} of {first} set to {target - rest:,.0f}", tag(first, tag_name, target - rest))
     elif metric == "drawdown":
-        if threshold > total > 0:
-            drive.cannot_fire = (
-                f"drawdown {op} {threshold:,.0f} is more than the accounts are worth "
-                f"({total:,.0f} net liquidation in {', '.join(accounts)})"
-            )
-            return
+        target = min(target, total) if total > 0 else target  # 20 % past, but never below zero
         value = nlv[first] - target
         step(
             f"net liquidation of {first} falls by {target:,.0f} to {value:,.0f}",

@@ -87,6 +87,10 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
         await _undo(r, drive)
         collect(r, res)
     res.summary = res.summary or _summary(res)
+    if drive.findings:  # rehearsed where it can fire; where it never can is a finding all the same
+        res.settle()
+        res.summary = "cannot fire everywhere: " + "; ".join(drive.findings) + f" (rehearsed: {res.summary})"
+        res.verdict = Verdict.FINDING
     return res
 
 
