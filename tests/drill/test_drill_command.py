@@ -261,7 +261,7 @@ def test_a_scenario_file_is_the_book_rehearsed(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     data = run.json()
     assert data["book"]["source"] == "scenario" and data["book"]["origin"] == str(book)
-    assert [(p["symbol"], p["quantity"]) for p in data["book"]["positions"]] == [("MSFT", 300), ("ES", -4)]
+    assert [(p["symbol"], p["quantity"]) for p in data["book"]["positions"]] == [("MSFT", 300), ("ESZ6", -4)]
     assert any("timeline is not played" in n for n in data["book"]["notes"])
     placed = [
         e["text"].split(": ", 1)[1]  # without the order id

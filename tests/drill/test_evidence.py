@@ -54,3 +54,36 @@ def test_a_partial_drill_says_partial_everywhere_and_never_plain_pass(tmp_path: 
         text = (run.report_dir / name).read_text(encoding="utf-8")
         assert "PARTIAL" in text and "RESULT: PASS" not in text, name
     assert (run.report_dir / "drill.md").read_text(encoding="utf-8").startswith("# Fire drill — PARTIAL PASS")
+
+
+def test_the_report_shows_the_book_the_simulator_held_not_the_files_rows(tmp_path: Path) -> None:
+    book = tmp_path / "dup.yaml"
+    book.write_text(
+        "name: dup\naccounts: [DU111111, DU222222]\n"
+        "positions:\n"
+        "  - {account: DU111111, symbol: AAPL, quantity: 200}\n"
+        "  - {account: DU111111, symbol: AAPL, quantity: 100}\n"
+        "  - {account: DU222222, symbol: SPY, quantity: 50}\n"
+        "orders:\n"  # the watchdog's own client id (rules.yaml: 99): its orders are left out
+        "  - {client_id: 99, account: DU111111, symbol: AAPL, action: SELL, quantity: 5, order_type: LMT,"
+        " lmt_price: 900.0}\n"
+        "  - {client_id: 7, account: DU111111, symbol: AAPL, action: BUY, quantity: 10, order_type: LMT,"
+        " lmt_price: 100.0}\n"
+    )
+    run = run_drill(
+        tmp_path, "--config", str(EXAMPLE), "--book", "scenario", str(book), "--only", "manual-kill"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    used = run.json()["book"]
+    assert sorted((p["account"], p["symbol"], p["quantity"]) for p in used["positions"]) == [
+        ("DU111111", "AAPL", 100),  # the simulator kept the last row, not the sum
+        ("DU222222", "SPY", 50),
+    ]
+    assert [(o["client_id"], o["action"], o["remaining"]) for o in used["orders"]] == [(7, "BUY", 10)]
+    notes = " | ".join(used["notes"])
+    assert "positions[1] repeats AAPL in DU111111" in notes
+    assert "left out a working order of the watchdog's own client id" in notes
+    placed = [e["text"] for e in run.scenario("manual-kill")["events"] if e["text"].startswith("placeOrder")]
+    assert any(t.endswith("SELL 100 AAPL MKT") for t in placed), placed
+    md = (run.report_dir / "drill.md").read_text(encoding="utf-8")
+    assert "| DU111111 | AAPL | 100 |" in md and "| DU111111 | AAPL | 300 |" not in md

@@ -42,19 +42,6 @@ class DrillBook:
     def accounts(self) -> tuple[str, ...]:
         return self.scenario.accounts
 
-    def describe(self) -> dict[str, Any]:
-        """The book as the report shows it: positions and resting orders per account."""
-        return {
-            "source": self.source,
-            "origin": self.origin,
-            "accounts": list(self.accounts),
-            "positions": [
-                {**p, "symbol": self.labels.get(p["symbol"], p["symbol"])} for p in self.scenario.positions
-            ],
-            "orders": [dict(o) for o in self.scenario.orders],
-            "notes": list(self.notes),
-        }
-
 
 def load_drill_book(config: Config, source: str, path: str | None) -> DrillBook:
     """`source`: "auto" (state when the daemon left a snapshot, else demo), "state", "scenario", "demo"."""
@@ -255,3 +242,59 @@ def build_simulator(book: DrillBook, clock: Any, *, watchdog_client_id: int) -> 
             cash = float(sim.account_values(account).get("TotalCashValue", "0") or 0)
             sim.set_account_value(account, "TotalCashValue", cash + nlv - now)
     return sim, notes
+
+
+def rehearsed(book: DrillBook, sim: Simulator, setup_notes: Sequence[str]) -> dict[str, Any]:
+    """The book as the simulator holds it after set-up: what every scenario really rehearses.
+
+    Read back, not the file's rows: an order the simulator refused, a working order of the watchdog's
+    own client id left out, two rows of one position (the simulator keeps the last) all show as they
+    were rehearsed, and the set-up notes say why."""
+    notes = [*book.notes, *setup_notes]
+    seen: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(book.scenario.positions):
+        symbol = row.get("symbol")
+        key = (
+            str(row.get("account")),
+            str(book.labels.get(symbol, symbol) if isinstance(symbol, int) else symbol),
+        )
+        if key in seen:
+            notes.append(
+                f"positions[{i}] repeats {key[1]} in {key[0]} (first at positions[{seen[key]}]): the "
+                "simulator holds one position per account and contract, the last row's quantity"
+            )
+        seen.setdefault(key, i)
+
+    def label(con_id: int, symbol: str) -> str:
+        inst = sim.universe.by_con_id.get(con_id)
+        return (inst.local_symbol or inst.symbol) if inst is not None else symbol
+
+    return {
+        "source": book.source,
+        "origin": book.origin,
+        "accounts": list(sim.book.accounts),
+        "positions": [
+            {
+                "account": p.account,
+                "symbol": label(p.con_id, p.symbol),
+                "con_id": p.con_id,
+                "quantity": p.quantity,
+                "avg_cost": p.avg_cost,
+                "mark": p.market_price,
+            }
+            for p in sim.positions()
+        ],
+        "orders": [
+            {
+                "account": o.account,
+                "client_id": o.client_id,
+                "symbol": label(o.con_id, o.symbol),
+                "action": o.action,
+                "remaining": o.quantity - o.filled,
+                "order_type": o.order_type,
+                "lmt_price": o.lmt_price,
+            }
+            for o in sim.open_orders()
+        ],
+        "notes": notes,
+    }

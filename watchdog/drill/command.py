@@ -89,6 +89,12 @@ async def run_drill(
     except BookError as exc:
         print(f"drill: {exc}", file=sys.stderr)
         return 2
+    from watchdog.drill.book import build_simulator, rehearsed
+    from watchdog.drill.runner import DrillClock
+
+    # the book as every scenario's simulator will hold it, read back: the report shows what was rehearsed
+    probe, setup_notes = build_simulator(book, DrillClock(), watchdog_client_id=config.gateway.client_id)
+    book_used = rehearsed(book, probe, setup_notes)
     digest = hashlib.sha256(Path(config_path).read_bytes()).hexdigest()  # noqa: ASYNC240 - once, small
     started = time.time()
     capture = Capture()
@@ -111,7 +117,7 @@ async def run_drill(
                 notify_label=plan.notify_sid,
             )[1]
             out.write(f"ibkr-watchdog drill of {config_path} (sha256 {digest[:12]}…) on the {book.origin}\n")
-            for note in book.notes:
+            for note in book_used["notes"]:
                 out.write(f"  note: {note}\n")
             results: list[ScenarioResult] = []
             chosen = [(sid, fn) for sid, fn in scenario_list(plan) if not only or sid in only]
@@ -140,7 +146,7 @@ async def run_drill(
         config=config,
         config_path=config_path,
         digest=digest,
-        book=book,
+        book=book_used,
         overrides=plan.overrides,
         results=results,
         findings=config_findings(config),

@@ -11,7 +11,6 @@ from typing import Any
 
 from watchdog import __version__
 from watchdog.config.schema import Config
-from watchdog.drill.book import DrillBook
 from watchdog.drill.result import ScenarioResult, Verdict
 
 REPORT_NAMES = ("drill.md", "drill.json", "drill.html")
@@ -60,7 +59,7 @@ class DrillReport:
         config: Config,
         config_path: str,
         digest: str,
-        book: DrillBook,
+        book: dict[str, Any],
         overrides: list[str],
         results: list[ScenarioResult],
         findings: list[str],
@@ -105,7 +104,7 @@ class DrillReport:
             started=started,
             finished=finished,
             versions=versions(),
-            book=book.describe(),
+            book=book,
             kill_settings=kill_settings,
             overrides=overrides,
             results=results,
@@ -253,6 +252,13 @@ def markdown(report: DrillReport) -> str:
         *[f"| {p['account']} | {p['symbol']} | {p['quantity']:g} |" for p in d.book["positions"]],
         "",
         f"Resting orders of other clients: {len(d.book['orders'])}",
+        "",
+        *[
+            f"- {o['account']} {o['action']} {o['remaining']:g} {o['symbol']} {o['order_type']}"
+            + (f" {o['lmt_price']:g}" if o.get("lmt_price") is not None else "")
+            + f" (client {o['client_id']})"
+            for o in d.book["orders"]
+        ],
         "",
         *[f"- note: {n}" for n in d.book["notes"]],
         "",
