@@ -15,7 +15,8 @@ from tests.drill.conftest import EXAMPLE
 from watchdog.config.load import load_config
 from watchdog.daemon.lifecycle import Daemon
 from watchdog.daemon.wiring import build_components
-from watchdog.drill.book import BookError, build_simulator, load_drill_book
+from watchdog.drill.book import build_simulator, load_drill_book
+from watchdog.drill.book_check import BookError
 from watchdog.drill.drive import plan_drive
 from watchdog.drill.runner import DrillClock
 from watchdog.drill.setup import config_yaml, drill_config

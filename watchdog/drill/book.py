@@ -6,6 +6,7 @@ contracts the built-in universe lacks, so every rehearsal starts from the same b
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,17 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.config.schema import Config
+from watchdog.drill.book_check import BookError, check_book, read_scenario_file
 from watchdog.errors import StateError
 from watchdog.model import ContractRef
-from watchdog.sim import Instrument, Scenario, ScenarioError, Simulator, SimulatorError, load_scenario
+from watchdog.sim import Instrument, Scenario, Simulator, SimulatorError, load_scenario
 from watchdog.state.book import BOOK_FILE, contract_from, load_book
 
 DEMO_ACCOUNTS = ("DU111111", "DU222222")
 LIVE_STAND_INS = ("U1111111", "U2222222")  # demo book accounts for a live (paper: false) config
-
-
-class BookError(ValueError):
-    """The book cannot be used (missing, damaged, or not the config's accounts); the message says where."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +46,7 @@ def load_drill_book(config: Config, source: str, path: str | None) -> DrillBook:
     if source == "scenario":
         if not path:
             raise BookError("--book scenario needs a FILE")
-        try:
-            spec = load_scenario(Path(path))
-        except (ScenarioError, OSError) as exc:
-            raise BookError(str(exc)) from None
+        spec = read_scenario_file(path)
         notes = ("the scenario's timeline is not played: the drill drives its own scenarios",)
         return _checked(config, DrillBook("scenario", path, replace(spec, timeline=()), notes=notes))
     if source == "auto" and not _present(Path(config.state_dir) / BOOK_FILE):
@@ -82,6 +77,7 @@ def _present(path: Path) -> bool:
 
 
 def _checked(config: Config, book: DrillBook) -> DrillBook:
+    check_book(book.origin, config, book.scenario, book.instruments, book.net_liquidation)
     missing = [a for a in config.gateway.accounts if a not in book.accounts]
     if missing:
         raise BookError(
@@ -160,42 +156,42 @@ def _from_state(data: Mapping[str, Any], where: str) -> DrillBook:
     for i, row in enumerate(data["positions"]):
         try:
             c = contract_from(row["contract"], f"{where}: positions[{i}]")
-            qty, mark = float(row["quantity"]), row.get("market_price")
-        except (KeyError, TypeError, ValueError, StateError) as exc:
-            raise BookError(f"{where}: positions[{i}]: {exc}") from None
-        instruments.setdefault(c.con_id, _instrument(c, mark))
-        if isinstance(mark, int | float) and mark > 0:
-            prices[c.con_id] = float(mark)
-        avg = row.get("avg_cost")
-        positions.append(
-            {"account": str(row["account"]), "symbol": c.con_id, "quantity": qty}
-            | ({"avg_cost": float(avg)} if isinstance(avg, int | float) and avg else {})
-        )
+            mark = row.get("market_price")
+            instruments.setdefault(c.con_id, _instrument(c, mark if _finite(mark) else None))
+            if _finite(mark) and mark > 0:
+                prices[c.con_id] = float(mark)
+            avg = row.get("avg_cost")
+            positions.append(
+                {"account": row["account"], "symbol": c.con_id, "quantity": row["quantity"]}
+                | ({"avg_cost": avg} if avg else {})
+            )  # typed and bounded by check_book, which names the row
+        except (KeyError, TypeError, ValueError, AttributeError, StateError) as exc:
+            raise BookError(f"{where}: positions[{i}]: {_missing(exc)}") from None
     orders: list[dict[str, Any]] = []
     for i, row in enumerate(data["orders"]):
         try:
             c = contract_from(row["contract"], f"{where}: orders[{i}]")
-        except (KeyError, TypeError, StateError) as exc:
-            raise BookError(f"{where}: orders[{i}]: {exc}") from None
-        instruments.setdefault(c.con_id, _instrument(c, None))
-        orders.append(
-            {
-                "client_id": int(row.get("client_id", 0)),
-                "account": str(row["account"]),
-                "symbol": c.con_id,
-                "action": str(row["action"]),
-                "quantity": float(row["remaining"]),
-                "order_type": str(row.get("order_type", "LMT")),
-                "lmt_price": row.get("lmt_price"),
-                "aux_price": row.get("aux_price"),
-                "outside_rth": bool(row.get("outside_rth", False)),
-                "order_ref": str(row.get("order_ref", "")),
-            }
-        )
+            instruments.setdefault(c.con_id, _instrument(c, None))
+            orders.append(
+                {
+                    "client_id": row.get("client_id", 0),
+                    "account": row["account"],
+                    "symbol": c.con_id,
+                    "action": row["action"],
+                    "quantity": row["remaining"],
+                    "order_type": row.get("order_type", "LMT"),
+                    "lmt_price": row.get("lmt_price"),
+                    "aux_price": row.get("aux_price"),
+                    "outside_rth": row.get("outside_rth", False),
+                    "order_ref": row.get("order_ref", ""),
+                }
+            )  # typed and bounded by check_book, which names the row
+        except (KeyError, TypeError, ValueError, AttributeError, StateError) as exc:
+            raise BookError(f"{where}: orders[{i}]: {_missing(exc)}") from None
     nlv = {
-        str(a): float(v["net_liquidation"])
+        str(a): v["net_liquidation"]
         for a, v in data["accounts"].items()
-        if isinstance(v, dict) and isinstance(v.get("net_liquidation"), int | float)
+        if isinstance(v, dict) and v.get("net_liquidation") is not None
     }
     spec = Scenario(
         name="state snapshot",
@@ -206,6 +202,14 @@ def _from_state(data: Mapping[str, Any], where: str) -> DrillBook:
     )
     labels = {c: i.local_symbol or i.symbol for c, i in instruments.items()}
     return DrillBook("state", where, spec, tuple(instruments.values()), nlv, tuple(notes), labels)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _missing(exc: Exception) -> str:
+    return f"{exc.args[0]} is missing" if isinstance(exc, KeyError) else str(exc)
 
 
 def build_simulator(book: DrillBook, clock: Any, *, watchdog_client_id: int) -> tuple[Simulator, list[str]]:

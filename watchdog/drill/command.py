@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TextIO
 
 from watchdog.config.schema import Config
-from watchdog.drill.book import BookError, load_drill_book
+from watchdog.drill.book import load_drill_book
+from watchdog.drill.book_check import BookError
 from watchdog.drill.html import html_page
 from watchdog.drill.report import REPORT_NAMES, DrillReport, markdown
 from watchdog.drill.result import ScenarioResult, Verdict
@@ -93,7 +94,11 @@ async def run_drill(
     from watchdog.drill.runner import DrillClock
 
     # the book as every scenario's simulator will hold it, read back: the report shows what was rehearsed
-    probe, setup_notes = build_simulator(book, DrillClock(), watchdog_client_id=config.gateway.client_id)
+    try:
+        probe, setup_notes = build_simulator(book, DrillClock(), watchdog_client_id=config.gateway.client_id)
+    except (KeyError, ValueError, TypeError) as exc:  # check_book should have named it; never a traceback
+        print(f"drill: {book.origin}: the simulator cannot hold this book: {exc}", file=sys.stderr)
+        return 2
     book_used = rehearsed(book, probe, setup_notes)
     digest = hashlib.sha256(Path(config_path).read_bytes()).hexdigest()  # noqa: ASYNC240 - once, small
     started = time.time()
