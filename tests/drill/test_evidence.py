@@ -87,3 +87,28 @@ def test_the_report_shows_the_book_the_simulator_held_not_the_files_rows(tmp_pat
     assert any(t.endswith("SELL 100 AAPL MKT") for t in placed), placed
     md = (run.report_dir / "drill.md").read_text(encoding="utf-8")
     assert "| DU111111 | AAPL | 100 |" in md and "| DU111111 | AAPL | 300 |" not in md
+
+
+def test_close_all_scenarios_on_a_flat_book_are_not_driven_never_verified(tmp_path: Path) -> None:
+    book = tmp_path / "flat.yaml"
+    book.write_text("name: flat\naccounts: [DU111111, DU222222]\npositions: []\n")
+    ids = ["rule-daily-loss", "manual-kill", "market-closed-part", "half-open-mid-close", "reject-retry"]
+    run = run_drill(
+        tmp_path,
+        "--config",
+        str(EXAMPLE),
+        "--book",
+        "scenario",
+        str(book),
+        *[a for i in ids for a in ("--only", i)],
+    )
+    for sid in ids:
+        scenario = run.scenario(sid)
+        assert scenario["verdict"] == "not driven", (sid, scenario["summary"])
+        assert (
+            scenario["summary"] == "not driven: the book has no positions (a close-all has nothing to close)"
+        )
+        assert scenario["checks"] == [] and scenario["outcome"] == ""
+    summary = run.json()["summary"]
+    assert "0/5 scenarios passed" in summary and "5 not driven" in summary
+    assert "kill verified in 0/0 kill scenarios" in summary

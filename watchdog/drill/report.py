@@ -183,7 +183,7 @@ class DrillReport:
             f"{_iso(self.started)} ibkr-watchdog {self.versions['ibkr-watchdog']} fire drill of "
             f"{self.config_path} (sha256 {self.digest[:16]}) on the {self.book['origin']}: "
             f"{self.count(Verdict.PASS)}/{len(self.results)} scenarios passed, "
-            f"{self.count(Verdict.FAIL)} failed, "
+            f"{self.count(Verdict.FAIL)} failed, {self.count(Verdict.NOT_DRIVEN)} not driven, "
             f"{len(self.findings)} finding(s); kill verified in {flat}/{len(kills)} kill scenarios{timing}. "
             + (f"{self.scope_text}. " if self.partial else "")
             + f"RESULT: {self.verdict_word}"

@@ -18,7 +18,7 @@ from watchdog.drill.book import build_simulator
 from watchdog.drill.judge import collect, judge_common
 from watchdog.drill.result import ScenarioResult, Verdict
 from watchdog.drill.runner import GLOBAL_CANCEL, PLACE_ORDER, Event, Plan, Rehearsal
-from watchdog.drill.scenarios import _has_positions, _summary, watched
+from watchdog.drill.scenarios import NO_POSITIONS, _has_positions, _summary, watched
 from watchdog.drill.setup import LOOPBACK, config_yaml, drill_config
 from watchdog.model import TradingState
 from watchdog.state.audit import AuditRecord, read_audit
@@ -118,7 +118,7 @@ async def kill_nine_restart(plan: Plan) -> ScenarioResult:
         action="close_all",
     )
     if not _has_positions(plan):
-        res.verdict, res.summary = Verdict.NOT_DRIVEN, "the book holds no position: no close to interrupt"
+        res.verdict, res.summary = Verdict.NOT_DRIVEN, NO_POSITIONS
         return res
     async with ProcessRehearsal(plan, res.sid) as r:
         first = await r.spawn(1)

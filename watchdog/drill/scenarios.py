@@ -32,6 +32,17 @@ REJECT_TEXT = "Order rejected - reason: fire drill: the venue refuses the first 
 TRADES_EXTENDED = frozenset({"FUT", "CASH", "STK"})
 
 
+NO_POSITIONS = "not driven: the book has no positions (a close-all has nothing to close)"
+
+
+def _empty(res: ScenarioResult, plan: Plan) -> bool:
+    """A close-all on a book without positions proves nothing: reported as not driven, never verified."""
+    if res.action != Action.CLOSE_ALL.value or _has_positions(plan):
+        return False
+    res.verdict, res.summary = Verdict.NOT_DRIVEN, NO_POSITIONS
+    return True
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "rule"
 
@@ -60,6 +71,8 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
         rule=rule.name,
         action=rule.action.value,
     )
+    if _empty(res, plan):
+        return res
     probe, _ = build_simulator(plan.book, DrillClock(), watchdog_client_id=plan.config.gateway.client_id)
     drive = plan_drive(rule, plan.config, probe, watched(plan))
     if drive.cannot_fire or drive.not_driven:
@@ -165,6 +178,8 @@ async def manual_kill(plan: Plan) -> ScenarioResult:
         action="close_all",
     )
     reason = "fire drill: manual kill"
+    if _empty(res, plan):
+        return res
     async with Rehearsal(plan, res.sid) as r:
         config_file = r.state_dir / "rules.yaml"
         config_file.write_text(config_yaml(r.config), encoding="utf-8")
@@ -240,6 +255,9 @@ async def half_open_close(plan: Plan) -> ScenarioResult:
         action="close_all",
     )
 
+    if _empty(res, plan):
+        return res
+
     def slow_fills(sim: Simulator) -> None:
         sim.fill.fill_delay = 0.5  # closing orders rest half a second: the mute lands mid-close
 
@@ -276,11 +294,7 @@ async def reject_retry(plan: Plan) -> ScenarioResult:
     res = ScenarioResult(
         "reject-retry", "a closing order rejected by the venue, then retried", "standard", action="close_all"
     )
-    if not _has_positions(plan):
-        res.verdict, res.summary = (
-            Verdict.NOT_DRIVEN,
-            "the book holds no position: there is no closing order to reject",
-        )
+    if _empty(res, plan):
         return res
 
     def rejecting(sim: Simulator) -> None:
@@ -307,6 +321,9 @@ async def market_closed(plan: Plan) -> ScenarioResult:
         "standard",
         action="close_all",
     )
+
+    if _empty(res, plan):
+        return res
 
     def extended(sim: Simulator) -> None:
         sim.set_session("extended")
@@ -368,6 +385,8 @@ async def scheduled_rule(plan: Plan, rule: Rule) -> ScenarioResult:
         rule=rule.name,
         action=rule.action.value,
     )
+    if _empty(res, plan):
+        return res
     async with Rehearsal(plan, res.sid) as r:
         r.add("drive", f"the cron time of {rule.name} is reached")
         at = r.now()
