@@ -112,3 +112,22 @@ def test_close_all_scenarios_on_a_flat_book_are_not_driven_never_verified(tmp_pa
     summary = run.json()["summary"]
     assert "0/5 scenarios passed" in summary and "5 not driven" in summary
     assert "kill verified in 0/0 kill scenarios" in summary
+
+
+def test_a_kill_that_escalated_as_expected_is_never_called_done_or_verified(tmp_path: Path) -> None:
+    run = run_drill(tmp_path, "--config", str(EXAMPLE), "--only", "market-closed-part", timeout=90)
+    scenario = run.scenario("market-closed-part")
+    assert scenario["verdict"] == "pass" and scenario["outcome"] == "escalated", scenario["summary"]
+    # the options stay (escalated by name): the book in scope is never done, whatever the open part did
+    assert scenario["flat_at"] is None and scenario["trigger_to_flat_s"] is None
+    assert not [e for e in scenario["events"] if e["kind"] == "flat"]
+    assert "simulator: no working order left" in [c["name"] for c in scenario["checks"]]
+    open_part = [
+        e for e in scenario["events"] if e["text"].startswith("simulator: every position in an open")
+    ]
+    assert len(open_part) == 1
+    working_orders_gone = max(  # the last cancel or fill the wire/book shows comes before "open part done"
+        (e["t"] for e in scenario["events"] if e["kind"] == "fill"), default=0.0
+    )
+    assert open_part[0]["t"] >= working_orders_gone
+    assert "kill verified in 0/1 kill scenarios" in run.json()["summary"]

@@ -219,7 +219,8 @@ def collect(r: Rehearsal, res: ScenarioResult) -> None:
     res.messages = messages_of(r)
     events += [Event(m["t"], "message", f"[{m['kind']}] {m['title']}") for m in res.messages]
     if res.flat_at is not None:
-        events.append(Event(res.flat_at, "flat", "simulator: book in scope done (flat / no working order)"))
+        what = "no position, no working order" if res.action == "close_all" else "no working order"
+        events.append(Event(res.flat_at, "flat", f"simulator: book in scope done ({what})"))
     res.events = sorted(events, key=lambda e: e.t)
     res.orders_sent = counts
     res.warped = r.warped

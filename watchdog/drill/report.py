@@ -172,7 +172,9 @@ class DrillReport:
             for r in self.results
             if r.action in ("cancel_all", "close_all") and r.verdict is not Verdict.NOT_DRIVEN
         ]
-        flat = sum(1 for r in kills if r.verdict is Verdict.PASS)
+        # verified: the scenario passed AND the kill ended FLAT (an escalated kill that was expected
+        # to escalate passes its scenario, but is not a verified kill)
+        flat = sum(1 for r in kills if r.verdict is Verdict.PASS and r.outcome == "flat")
         lat = self.latencies_ms
         timing = (
             f"; trigger → first cancel median {statistics.median(lat):.0f} ms, max {max(lat):.0f} ms"

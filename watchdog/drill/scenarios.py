@@ -18,7 +18,7 @@ from watchdog.drill.book import build_simulator
 from watchdog.drill.drive import BOT_CLIENT, Drive, plan_drive
 from watchdog.drill.judge import collect, escalation, judge_alert, judge_common, judge_kill, watch_kill
 from watchdog.drill.result import ScenarioResult, Verdict
-from watchdog.drill.runner import PLACE_ORDER, DrillClock, Plan, Rehearsal
+from watchdog.drill.runner import PLACE_ORDER, DrillClock, Event, Plan, Rehearsal
 from watchdog.drill.setup import LOOPBACK, config_yaml
 from watchdog.model import Action, Health, KillOutcome
 from watchdog.sim import Simulator
@@ -340,11 +340,38 @@ async def market_closed(plan: Plan) -> ScenarioResult:
         }
         trigger = await _manual(r, "fire drill: market closed for part of the book")
 
-        def done() -> bool:
-            return set(r.positions(scope)) <= stuck
+        def done() -> bool:  # the kill's FLAT: no position and no working order in scope
+            return not r.positions(scope) and not r.working(scope)
 
-        report, flat_at = await watch_kill(r, lambda _: done(), [scope], lambda _: scope)
+        def open_part_done() -> bool:  # every position in an open market closed, nothing working
+            return set(r.positions(scope)) <= stuck and not r.working(scope)
+
+        open_at: list[float | None] = [None]
+
+        async def watch_open_part() -> None:
+            while True:
+                now = r.now()
+                open_at[0] = (open_at[0] if open_at[0] is not None else now) if open_part_done() else None
+                await asyncio.sleep(0.02)
+
+        watcher = asyncio.ensure_future(watch_open_part())
+        try:
+            report, flat_at = await watch_kill(r, lambda _: done(), [scope], lambda _: scope)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if open_at[0] is None and open_part_done():  # reached between the watcher's last look and the report
+            open_at[0] = r.now()
         res.trigger_at, res.flat_at = trigger, flat_at
+        if stuck and open_at[0] is not None:
+            r.events.append(
+                Event(
+                    open_at[0],
+                    "note",
+                    "simulator: every position in an open market closed, no working order in scope "
+                    "(the closed-market positions stay: escalated, not done)",
+                )
+            )
         res.first_cancel_at = r.first_wire(58, after=trigger)
         res.check("global cancel on the wire after the trigger", res.first_cancel_at is not None)
         res.check("a kill ran", report is not None)
@@ -363,6 +390,12 @@ async def market_closed(plan: Plan) -> ScenarioResult:
             )
         left = set(r.positions(scope))
         res.check("every position in an open market closed", left <= stuck, f"{len(left - stuck)} still open")
+        working = r.working(scope)
+        res.check(
+            "simulator: no working order left",
+            not working,
+            ", ".join(f"{o.symbol} id {o.order_id}" for o in working),
+        )
         await judge_common(r, res, kill=True)
         if not stuck:
             r.add(
