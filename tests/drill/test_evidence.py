@@ -131,3 +131,14 @@ def test_a_kill_that_escalated_as_expected_is_never_called_done_or_verified(tmp_
     )
     assert open_part[0]["t"] >= working_orders_gone
     assert "kill verified in 0/1 kill scenarios" in run.json()["summary"]
+
+
+def test_a_manual_kill_is_timed_from_the_operators_command_not_the_daemons_log_line(tmp_path: Path) -> None:
+    run = run_drill(tmp_path, "--config", str(EXAMPLE), "--only", "manual-kill", timeout=90)
+    scenario = run.scenario("manual-kill")
+    events = scenario["events"]
+    asked = next(e["t"] for e in events if e["text"].startswith("operator runs: ibkr-watchdog kill"))
+    daemon = next(e["t"] for e in events if e["kind"] == "kill" and " from manual:" in e["text"])
+    assert scenario["trigger_at"] == pytest.approx(asked, abs=0.002)
+    assert daemon > scenario["trigger_at"] + 0.05  # the command's start-up and signal are counted
+    assert scenario["trigger_to_first_cancel_ms"] >= (daemon - asked) * 1000

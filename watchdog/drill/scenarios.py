@@ -187,6 +187,9 @@ async def manual_kill(plan: Plan) -> ScenarioResult:
         r.daemon.install_signal_handlers()  # the daemon shares this process: the signal comes here
         try:
             r.add("drive", f'operator runs: ibkr-watchdog kill --reason "{reason}"')
+            # the trigger is the operator's request (the command starting), not the daemon's own log
+            # line: the command's start-up and its signal are part of what the operator waits for
+            requested = r.now()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -207,7 +210,7 @@ async def manual_kill(plan: Plan) -> ScenarioResult:
             )
             res.check("`ibkr-watchdog kill` signalled the daemon (exit 0)", ok, detail)
             await r.until(lambda: _kill_started(r) is not None, 10.0)
-            report = await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), _kill_started(r))
+            report = await judge_kill(r, res, Action.CLOSE_ALL, watched(plan), requested)
             if report is not None:
                 res.check(
                     "the operator's reason is on the kill", report.reason.startswith(reason), report.reason
