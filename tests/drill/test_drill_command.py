@@ -239,6 +239,8 @@ def test_a_silent_bot_is_rehearsed_through_its_heartbeat_and_the_token_stays_out
     kill = "[KILL DONE] cancel_all by rule:alpha-silent on DU111111"
     assert any(kill in m["title"] for m in silent["messages"])
     assert run.scenario("kill-9-restart")["verdict"] == "pass"  # the real processes load the bots' tokens
+    restart = {c["name"]: c["ok"] for c in run.scenario("kill-9-restart")["checks"]}
+    assert restart["global cancel on the wire after the trigger"] is True
     for name in ("drill.md", "drill.json", "drill.html"):
         assert BOT_TOKEN not in (run.report_dir / name).read_text(encoding="utf-8")
 

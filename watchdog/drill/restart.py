@@ -148,6 +148,7 @@ async def kill_nine_restart(plan: Plan) -> ScenarioResult:
         scope = frozenset(watched(plan))
         await r.until(lambda: not r.positions(scope) and not r.working(scope), 5.0)
         res.trigger_at, res.first_cancel_at = trigger, r.first_wire(GLOBAL_CANCEL, after=trigger)
+        res.check("global cancel on the wire after the trigger", res.first_cancel_at is not None)
         res.flat_at = r.now() if not r.positions(scope) and not r.working(scope) else None
         ended = done and bool(finished())
         res.check("process 2 finished the kill", ended, "" if ended else _tail(r, 2))
