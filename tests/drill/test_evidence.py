@@ -142,3 +142,20 @@ def test_a_manual_kill_is_timed_from_the_operators_command_not_the_daemons_log_l
     assert scenario["trigger_at"] == pytest.approx(asked, abs=0.002)
     assert daemon > scenario["trigger_at"] + 0.05  # the command's start-up and signal are counted
     assert scenario["trigger_to_first_cancel_ms"] >= (daemon - asked) * 1000
+
+
+def test_a_rule_whose_kill_another_rule_fired_first_fails_saying_so(tmp_path: Path) -> None:
+    config = example_with(
+        tmp_path,
+        "rules:\n  - name: daily-loss",
+        'rules:\n  - name: tight-loss\n    when: "daily_pnl <= -2000"\n    action: close_all\n\n'
+        "  - name: daily-loss",
+    )
+    run = run_drill(tmp_path, "--config", str(config), "--only", "rule-daily-loss", timeout=90)
+    assert run.returncode == 1, run.stdout + run.stderr
+    scenario = run.scenario("rule-daily-loss")
+    assert scenario["verdict"] == "fail"
+    failed = {c["name"]: c["detail"] for c in scenario["checks"] if not c["ok"]}
+    why = failed["the kill was triggered by this rule (rule:daily-loss)"]
+    assert why.startswith("triggered by rule:tight-loss: another rule fired first")
+    assert "triggered by rule:tight-loss" in scenario["summary"]

@@ -94,7 +94,14 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
             if rule.action.is_kill:
                 # a gateway or data fault must end for the (pending) kill to act: undo it first
                 await _undo(r, drive)
-                await judge_kill(r, res, rule.action, None, trigger)
+                report = await judge_kill(r, res, rule.action, None, trigger)
+                if report is not None:
+                    mine = f"rule:{rule.name}"
+                    res.check(
+                        f"the kill was triggered by this rule ({mine})",
+                        report.trigger == mine,
+                        f"triggered by {report.trigger}: another rule fired first on the driven values",
+                    )
             else:
                 await judge_alert(r, res, rule.name, trigger)
         await _undo(r, drive)
