@@ -133,6 +133,11 @@ def test_the_drill_config_talks_only_to_its_simulator_and_loads_as_a_file(tmp_pa
         ('{name: r, when: "daily_pnl_pct <= -100%", action: close_all}', "whole account"),
         ('{name: r, when: {any: ["daily_pnl <= -9000000", "drawdown > 9000000"]}, action: close_all}', "; "),
         ('{name: r, when: "daily_pnl < -1000 and daily_pnl > 0", action: close_all}', "exclude each other"),
+        (
+            '{name: r, when: "drawdown <= -100", action: close_all}',
+            "never negative (a sign slip? drawdown >= 100)",
+        ),
+        ('{name: r, when: "data_age < 0s", action: alert}', "a sign slip? data_age > 0"),
     ],
 )
 def test_a_threshold_the_book_can_never_reach_is_a_finding(tmp_path: Path, rule: str, why: str) -> None:

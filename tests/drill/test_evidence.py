@@ -159,3 +159,21 @@ def test_a_rule_whose_kill_another_rule_fired_first_fails_saying_so(tmp_path: Pa
     why = failed["the kill was triggered by this rule (rule:daily-loss)"]
     assert why.startswith("triggered by rule:tight-loss: another rule fired first")
     assert "triggered by rule:tight-loss" in scenario["summary"]
+
+
+@pytest.mark.timeout(90)
+def test_a_rule_that_did_not_fire_in_time_says_so_and_why(tmp_path: Path) -> None:
+    """A sign slip is a finding before any rehearsal; a rule that needs more evaluations than the
+    drill gives reads 'did not fire within 20 s', never 'failed: the rule fired'."""
+    sign = example_with(tmp_path, '"daily_pnl <= -2500"', '"drawdown <= -100"', name="sign.yaml")
+    run = run_drill(tmp_path, "--config", str(sign), "--only", "rule-daily-loss", timeout=60)
+    scenario = run.scenario("rule-daily-loss")
+    assert scenario["verdict"] == "finding" and "a sign slip? drawdown >= 100" in scenario["summary"]
+    slow = example_with(
+        tmp_path, "    for: 2s                        # must", "    consecutive: 1000 #", "slow.yaml"
+    )
+    run = run_drill(tmp_path, "--config", str(slow), "--only", "rule-daily-loss", timeout=80)
+    scenario = run.scenario("rule-daily-loss")
+    assert scenario["verdict"] == "fail"
+    assert scenario["summary"].startswith("failed: the rule did not fire within 20 s")
+    assert "consecutive: 1000 asks for that many evaluations" in scenario["summary"]

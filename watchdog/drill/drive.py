@@ -18,6 +18,24 @@ if TYPE_CHECKING:
     from watchdog.sim import Simulator
 
 Step = Callable[["Simulator"], Awaitable[None] | None]
+# metrics that are never below zero: a limit below zero on them is a sign slip, not a limit
+NEVER_NEGATIVE = frozenset(
+    {
+        "drawdown",
+        "drawdown_pct",
+        "margin_ratio",
+        "gross_position_value",
+        "largest_position_value",
+        "position_count",
+        "open_order_count",
+        "fills_per_minute",
+        "orders_per_minute",
+        "heartbeat_rtt",
+        "gateway_down_seconds",
+        "data_age",
+        "bot_silence",
+    }
+)
 BOT_CLIENT = 7  # the client id the drill's "bot" orders come from
 CURRENT_TIME = 49  # TWS API currentTime, the answer to the heartbeat (outgoing message id)
 
@@ -148,6 +166,17 @@ def _drive_leaf(
     assert c.metric is not None and c.op is not None and c.value is not None
     metric, op, threshold = c.metric, c.op, c.value
     info = METRICS[metric]
+    if (
+        metric in NEVER_NEGATIVE
+        and (threshold < 0 or (threshold == 0 and op == "<"))
+        and op in ("<", "<=", "==")
+    ):
+        flip = {"<": ">", "<=": ">=", "==": "=="}[op]
+        drive.cannot_fire = (
+            f"{metric} {op} {threshold:g} can never hold: {info.label} is never negative "
+            f"(a sign slip? {metric} {flip} {abs(threshold):g})"
+        )
+        return
     target = _past(threshold, op, info.kind)
     below = op in ("<", "<=")
     nlv = {a: _values(sim, a, "NetLiquidation") for a in accounts}

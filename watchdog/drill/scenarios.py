@@ -88,9 +88,17 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
             ready=lambda: drive.time_based or r.holding(rule.name),
         )
         trigger = _fired(r, rule.name)
-        if res.check(
-            "the rule fired", trigger is not None, "" if trigger else "no breach within the drill's limits"
-        ):
+        if not res.check(f"the rule fired within {FIRE_TIMEOUT:g} s", trigger is not None):
+            hint = (
+                f"; consecutive: {rule.consecutive} asks for that many evaluations in a row"
+                if rule.consecutive
+                else ""
+            )
+            res.summary = (
+                f"failed: the rule did not fire within {FIRE_TIMEOUT:g} s (real time; the drill clock "
+                f"advanced {r.warped:g} s){hint}"
+            )
+        else:
             if rule.action.is_kill:
                 # a gateway or data fault must end for the (pending) kill to act: undo it first
                 await _undo(r, drive)
