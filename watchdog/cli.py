@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     drill.add_argument("--report", default="drill-report", help="directory for drill.md/.json/.html")
     drill.add_argument("--notify", action="store_true", help="also send notifications to your targets")
     drill.add_argument("--only", action="append", metavar="ID", help="run only this scenario (repeatable)")
+    drill.add_argument(
+        "--force", action="store_true", help="write into a --report directory that is not empty"
+    )
     return p
 
 
@@ -200,7 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "drill":
         from watchdog.drill.command import drill_command
 
-        return drill_command(args.config, args.book, args.report, args.notify, args.only)
+        return drill_command(args.config, args.book, args.report, args.notify, args.only, force=args.force)
     raise AssertionError(cmd)  # argparse enforces the choices
 
 

@@ -35,7 +35,10 @@ class DrillRun:
 
 def run_drill(cwd: Path, *args: str, timeout: float = 150.0) -> DrillRun:
     """`python -m watchdog drill ARGS --report cwd/report` in `cwd` (so a relative state_dir is fresh)."""
-    report = cwd / "report"
+    report, n = cwd / "report", 1
+    while report.exists():  # a second drill in the same directory gets its own report (no --force)
+        n += 1
+        report = cwd / f"report-{n}"
     proc = subprocess.run(
         [sys.executable, "-m", "watchdog", "drill", *args, "--report", str(report)],
         cwd=cwd,

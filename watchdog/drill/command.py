@@ -7,10 +7,13 @@ book or arguments; 1 otherwise. Nothing is ever sent to the configured gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
 import logging
+import os
+import stat
 import sys
 import tempfile
 import time
@@ -196,13 +199,23 @@ def _restore_logging(saved: tuple[int, list[logging.Handler], int]) -> None:
 
 
 def drill_command(
-    config_path: str, book: list[str] | None, report_dir: str, notify: bool, only: list[str] | None = None
+    config_path: str,
+    book: list[str] | None,
+    report_dir: str,
+    notify: bool,
+    only: list[str] | None = None,
+    *,
+    force: bool = False,
 ) -> int:
-    """Parse `--book state | scenario FILE | demo` and run the drill."""
+    """Parse `--book state | scenario FILE | demo`, check the report directory, and run the drill."""
     words = list(book or ["auto"])
     source, path = words[0], (words[1] if len(words) > 1 else None)
     if source not in ("auto", "state", "scenario", "demo") or (source == "scenario") != (path is not None):
         print("drill: --book takes state, demo, or scenario FILE", file=sys.stderr)
+        return 2
+    problem = report_target_problem(Path(report_dir), force=force)
+    if problem:
+        print(f"drill: --report {report_dir}: {problem}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_drill(config_path, source, path, Path(report_dir), notify, sys.stdout, only))
@@ -211,10 +224,62 @@ def drill_command(
         return 1
 
 
+def report_target_problem(directory: Path, *, force: bool) -> str:
+    """'' when the report can be written there: an empty (or, with --force, any) writable directory, or
+    one that can be created. Checked before the drill runs: its evidence must not be lost at the end."""
+    try:
+        st = directory.lstat()
+    except FileNotFoundError:
+        parent = directory.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"cannot be created: {parent} is not a directory"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"cannot be created: {parent} is not writable"
+        return ""
+    except NotADirectoryError:
+        return "cannot be created: a part of the path is not a directory"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISLNK(st.st_mode) and directory.is_dir():
+        st = directory.stat()  # a link to a directory is the operator's choice; a link to a file is not
+    if not stat.S_ISDIR(st.st_mode):
+        return "exists and is not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "is not writable"
+    if not force and any(directory.iterdir()):
+        return "is not empty (an earlier report?); choose another directory or add --force to overwrite"
+    return ""
+
+
 def write_reports(report: DrillReport, directory: Path) -> list[Path]:
+    """The three files, each written whole under a temporary name and renamed into place, relative to
+    the directory's descriptor: a reader never sees half a report, and a link planted under a report's
+    name is replaced, never followed."""
     directory.mkdir(parents=True, exist_ok=True)
-    md, js, page = (directory / n for n in REPORT_NAMES)
-    md.write_text(markdown(report), encoding="utf-8")
-    js.write_text(json.dumps(report.as_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    page.write_text(html_page(report), encoding="utf-8")
-    return [md, js, page]
+    contents = {
+        REPORT_NAMES[0]: markdown(report),
+        REPORT_NAMES[1]: json.dumps(report.as_dict(), indent=2, allow_nan=False) + "\n",
+        REPORT_NAMES[2]: html_page(report),
+    }
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for name, text in contents.items():
+            temp = f".{name}.{os.getpid()}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(temp, flags, 0o644, dir_fd=dfd)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dfd)
+                raise
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return [directory / name for name in REPORT_NAMES]
