@@ -177,3 +177,13 @@ def test_a_rule_that_did_not_fire_in_time_says_so_and_why(tmp_path: Path) -> Non
     assert scenario["verdict"] == "fail"
     assert scenario["summary"].startswith("failed: the rule did not fire within 20 s")
     assert "consecutive: 1000 asks for that many evaluations" in scenario["summary"]
+
+
+def test_a_drill_without_notify_needs_no_notification_secret(tmp_path: Path) -> None:
+    config = example_with(tmp_path, "  targets: []", "  targets: [{url: '${DRILL_TEST_UNSET_NOTIFY_URL}'}]")
+    config.chmod(0o600)
+    run = run_drill(tmp_path, "--config", str(config), "--only", "manual-kill", timeout=90)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert any("targets and urls_file were not read (no --notify)" in o for o in run.json()["overrides"])
+    run = run_drill(tmp_path, "--config", str(config), "--notify", "--only", "manual-kill", timeout=60)
+    assert run.returncode == 2 and "DRILL_TEST_UNSET_NOTIFY_URL" in run.stderr  # --notify needs it

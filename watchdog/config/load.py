@@ -59,9 +59,16 @@ def load_config(
 
 
 def load(
-    path: str | Path, *, environ: Mapping[str, str] | None = None, credentials_dir: str | None = None
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    credentials_dir: str | None = None,
+    without_notification_targets: bool = False,
 ) -> LoadResult:
-    """Like `load_config`, but hands the warnings back instead of logging them."""
+    """Like `load_config`, but hands the warnings back instead of logging them.
+
+    `without_notification_targets`: `notifications.targets` and `urls_file` are left out before any
+    secret is resolved (the fire drill without --notify sends nothing to them, so needs none of them)."""
     name = str(path)
     env = os.environ if environ is None else environ
     creds = credentials_dir if credentials_dir is not None else env.get("CREDENTIALS_DIRECTORY")
@@ -82,7 +89,12 @@ def load(
         )
         raise ConfigError(problems)
     interp = _Interpolator(doc, env, creds)
-    data = interp.walk(doc.data, ())
+    source = doc.data
+    notifications = source.get("notifications")
+    if without_notification_targets and isinstance(notifications, dict):
+        kept = {k: v for k, v in notifications.items() if k not in ("targets", "urls_file")}
+        source = {**source, "notifications": kept}
+    data = interp.walk(source, ())
     problems += [ConfigProblem(name, doc.line_of(p), _dotted(p), msg) for p, msg in interp.problems]
     for p, msg in cross_check(data):
         if p in interp.tainted:  # a value from outside the file is never echoed

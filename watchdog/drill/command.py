@@ -77,11 +77,16 @@ async def run_drill(
     out: TextIO,
     only: list[str] | None = None,
 ) -> int:
-    from watchdog.config.load import load_config
+    from watchdog.config.load import load
     from watchdog.drill.scenarios import timed
 
     try:
-        config = load_config(config_path)
+        # without --notify nothing goes to the config's targets: their secrets (${VAR}, file:,
+        # credential:) are not resolved, so a drill needs none of them
+        loaded = load(config_path, without_notification_targets=not notify)
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        config = loaded.config
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

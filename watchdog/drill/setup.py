@@ -96,7 +96,10 @@ def drill_config(
             "once; every scenario's messages are captured by the drill on loopback"
         )
     else:
-        notes.append("notifications: captured by the drill on loopback only (--notify also sends them)")
+        notes.append(
+            "notifications: captured by the drill on loopback only; the config's targets and urls_file "
+            "were not read (no --notify), so their secrets were neither needed nor checked"
+        )
     notifications = config.notifications.model_copy(
         update={"targets": tuple(targets), "urls_file": config.notifications.urls_file if notify else None}
     )
