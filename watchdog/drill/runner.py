@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from watchdog.config.schema import Config
 from watchdog.drill.book import DrillBook, build_simulator
-from watchdog.drill.setup import LOOPBACK, Capture, drill_config
+from watchdog.drill.setup import LOOPBACK, Capture, drill_config, isolated
 from watchdog.model import KillReport, TradingState
 
 if TYPE_CHECKING:
@@ -103,8 +103,16 @@ class _LogTap(logging.Handler):
 class Rehearsal:
     """A simulator and a daemon for one scenario; `async with` starts and stops both."""
 
-    def __init__(self, plan: Plan, sid: str, *, prepare: Callable[[Simulator], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        sid: str,
+        *,
+        prepare: Callable[[Simulator], None] | None = None,
+        isolate: str | None = None,
+    ) -> None:
         self.plan = plan
+        self.isolate = isolate  # a rule scenario: the other kill rules only alert (setup.isolated)
         self.sid = sid
         self.clock = DrillClock()
         self.t0 = self.clock()
@@ -125,7 +133,7 @@ class Rehearsal:
         from watchdog.daemon.lifecycle import Daemon
         from watchdog.daemon.wiring import build_components
 
-        cfg = self.plan.config
+        cfg = self.plan.config if self.isolate is None else isolated(self.plan.config, self.isolate)
         self.sim, self.notes = build_simulator(
             self.plan.book, self.clock, watchdog_client_id=cfg.gateway.client_id
         )

@@ -79,7 +79,7 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
         res.verdict = Verdict.FINDING if drive.cannot_fire else Verdict.NOT_DRIVEN
         res.summary = ("cannot fire: " + drive.cannot_fire) if drive.cannot_fire else drive.not_driven
         return res
-    async with Rehearsal(plan, res.sid) as r:
+    async with Rehearsal(plan, res.sid, isolate=rule.name) as r:
         await _drive(r, drive)
         await r.warp_until(
             lambda: _fired(r, rule.name) is not None,
@@ -88,6 +88,12 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
             ready=lambda: drive.time_based or r.holding(rule.name),
         )
         trigger = _fired(r, rule.name)
+        first = _others_first(r, rule.name, trigger)
+        if first:
+            r.add(
+                "note",
+                f"on the driven values {', '.join(first)} breached first (its kill held to an alert here)",
+            )
         if not res.check(f"the rule fired within {FIRE_TIMEOUT:g} s", trigger is not None):
             hint = (
                 f"; consecutive: {rule.consecutive} asks for that many evaluations in a row"
@@ -115,11 +121,24 @@ async def rule_scenario(plan: Plan, rule: Rule) -> ScenarioResult:
         await _undo(r, drive)
         collect(r, res)
     res.summary = res.summary or _summary(res)
+    if first and res.verdict is not Verdict.FAIL:
+        res.summary += f"; {', '.join(first)} breached first on the same values"
     if drive.findings:  # rehearsed where it can fire; where it never can is a finding all the same
         res.settle()
         res.summary = "cannot fire everywhere: " + "; ".join(drive.findings) + f" (rehearsed: {res.summary})"
         res.verdict = Verdict.FINDING
     return res
+
+
+def _others_first(r: Rehearsal, rule: str, trigger: float | None) -> list[str]:
+    """Other rules whose breach was announced before this one's (or at all, when this one never fired)."""
+    mine = f"rule {rule} breach"
+    names = [
+        e.text.split(" ")[1]
+        for e in r.events
+        if e.kind == "breach" and not e.text.startswith(mine) and (trigger is None or e.t <= trigger)
+    ]
+    return list(dict.fromkeys(names))
 
 
 async def _undo(r: Rehearsal, drive: Drive) -> None:

@@ -113,6 +113,11 @@ def drill_config(
     notes.append("metrics on an ephemeral loopback port; state dir: a fresh temporary directory per scenario")
     if config.quiet_windows:
         notes.append("quiet windows left out: every rule is rehearsed whatever the time of day")
+    if sum(1 for r in config.rules if r.enabled and r.action.is_kill) > 1:
+        notes.append(
+            "in a rule's scenario the other kill rules alert instead of killing: each rule's own kill is "
+            "rehearsed (a rule that breached first on the same values is named)"
+        )
     rules = tuple(r.model_copy(update={"enabled": False}) if r.schedule else r for r in config.rules)
     if any(r.schedule and r.enabled for r in config.rules):
         notes.append("scheduled rules are fired by the drill, not by their cron times")
@@ -133,6 +138,20 @@ def drill_config(
     if drilled.gateway.host != LOOPBACK or drilled.gateway.port != port:  # belt and braces
         raise AssertionError("a drill must only ever talk to its own simulator")
     return drilled, notes
+
+
+def isolated(config: Config, rule: str) -> Config:
+    """The config with every other kill rule held to an alert: a rule's scenario rehearses *its* kill.
+
+    A value driven past one limit often passes another (a 3 % loss is also past a 2,500 loss limit);
+    the other rules still judge and announce, but only the rehearsed rule's kill may run."""
+    from watchdog.model import Action
+
+    rules = tuple(
+        r if r.name == rule or not r.action.is_kill else r.model_copy(update={"action": Action.ALERT})
+        for r in config.rules
+    )
+    return config.model_copy(update={"rules": rules})
 
 
 def config_yaml(config: Config) -> str:
