@@ -36,7 +36,7 @@ log = logging.getLogger("watchdog.drill")
 
 def scenario_list(plan: Plan) -> list[tuple[str, Callable[[], Awaitable[ScenarioResult]]]]:
     """Every scenario of the standard drill for this config, in the order they run."""
-    from watchdog.drill import restart, scenarios
+    from watchdog.drill import restart, rule_scenarios, scenarios
 
     out: list[tuple[str, Callable[[], Awaitable[ScenarioResult]]]] = []
     for rule in plan.config.rules:
@@ -44,10 +44,10 @@ def scenario_list(plan: Plan) -> list[tuple[str, Callable[[], Awaitable[Scenario
             continue
         if rule.schedule is not None:
             sid = f"schedule-{scenarios.slug(rule.name)}"
-            out.append((sid, functools.partial(scenarios.scheduled_rule, plan, rule)))
+            out.append((sid, functools.partial(rule_scenarios.scheduled_rule, plan, rule)))
         else:
             sid = f"rule-{scenarios.slug(rule.name)}"
-            out.append((sid, functools.partial(scenarios.rule_scenario, plan, rule)))
+            out.append((sid, functools.partial(rule_scenarios.rule_scenario, plan, rule)))
     out += [
         ("manual-kill", lambda: scenarios.manual_kill(plan)),
         ("reject-retry", lambda: scenarios.reject_retry(plan)),
