@@ -68,14 +68,17 @@ def _parser() -> argparse.ArgumentParser:
         help="state, each value's age, latch and last kill; exit 0 armed, 1 tripped/pending, 3 not running",
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--pid", type=int, default=None, help="the daemon's pid: its state dir is read")
     where(status)
 
     history = sub.add_parser("history", help="past kills from the audit log, one line each")
     history.add_argument("--limit", "-n", type=int, default=20, help="the last N kills (0 = all)")
+    history.add_argument("--pid", type=int, default=None, help="the daemon's pid: its state dir is read")
     where(history)
 
     report = sub.add_parser("report", help="one kill's timeline from the audit log (default: the latest)")
     report.add_argument("kill_id", nargs="?", default=None, help="a kill id (or its prefix) from `history`")
+    report.add_argument("--pid", type=int, default=None, help="the daemon's pid: its state dir is read")
     where(report)
 
     sim = sub.add_parser("sim", help="run the TWS API gateway simulator alone")
@@ -133,12 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _state_dir(args: argparse.Namespace, command: str, *, needed: bool) -> Path | None:
     """The state dir from --state-dir or the config (valid or not); None (after saying why) if unknown."""
-    from watchdog.commands.locate import locate
-    from watchdog.state.pidfile import state_dir_of
+    from watchdog.commands.locate import locate, state_dir_of_process
 
     if getattr(args, "pid", None) is not None and args.config is None and args.state_dir is None:
         # `kill --pid N` alone: the request goes where that daemon holds its lock, not to ./rules.yaml's dir
-        held = state_dir_of(args.pid)
+        held = state_dir_of_process(args.pid)
         if held is None and needed:
             print(
                 f"ibkr-watchdog {command}: cannot tell pid {args.pid}'s state dir; pass --state-dir",

@@ -74,6 +74,11 @@ async def test_kill_by_pid_alone_needs_no_config_and_finds_the_daemons_state_dir
     config = write_config(tmp_path, sim.port)
     d = await start_ready(launch, config, notify)
     config.unlink()  # no config anywhere: --pid is all the operator has
+    for command in ("status", "history", "report"):  # README: these take --pid too
+        rc, out, err = await cli(command, "--pid", str(d.pid))
+        assert "unrecognized arguments" not in err and "no state dir" not in err, (command, out, err)
+    rc, out, _ = await cli("status", "--pid", str(d.pid))
+    assert rc == 0 and f"running, pid {d.pid}" in out, out
 
     rc, out, err = await cli("kill", "--cancel-only", "--pid", str(d.pid), "--reason", "by pid")
 
@@ -161,6 +166,32 @@ async def test_the_cli_never_signals_a_process_that_is_not_the_daemon(tmp_path: 
     finally:
         holder.kill()
         await asyncio.wait_for(holder.wait(), 10)
+
+
+async def test_kill_by_pid_never_signals_a_process_only_named_like_the_daemon(tmp_path: Path) -> None:
+    """`ibkr-watchdog sim` and `journalctl -u ibkr-watchdog -f` were killed by `kill --pid N`."""
+    lookalikes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import time; print('up', flush=True); time.sleep(60)",
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        for argv in (("journalctl", "-u", "ibkr-watchdog", "-f"), ("/usr/bin/ibkr-watchdog", "sim"))
+    ]
+    try:
+        for p in lookalikes:
+            assert p.stdout is not None
+            assert await asyncio.wait_for(p.stdout.readline(), 10) == b"up\n"
+            rc, out, err = await cli("kill", "--pid", str(p.pid))
+            assert rc == 1 and "pass --state-dir" in err and err.count("\n") == 1, (out, err)
+            assert p.returncode is None
+    finally:
+        for p in lookalikes:
+            p.kill()
+            await asyncio.wait_for(p.wait(), 10)
 
 
 async def test_run_refuses_a_paper_config_on_a_live_port_before_binding_metrics_or_announcing(

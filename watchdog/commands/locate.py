@@ -87,3 +87,32 @@ def _state_dir_as_written(path: str) -> Path | None:
     if isinstance(value, str) and value and "${" not in value:
         return Path(os.path.expanduser(value))
     return None
+
+
+def state_dir_of_process(pid: int) -> Path | None:
+    """The state dir of daemon `pid` (`kill --pid N` alone): the directory it holds locked, else the
+    `state_dir` of the config its command line runs (`ibkr-watchdog run --config FILE`, relative to its
+    working directory). None when neither can be read; the caller still verifies the pid against it.
+    """
+    from watchdog.state.pidfile import daemon_arguments, state_dir_of
+
+    held = state_dir_of(pid)
+    if held is not None:
+        return held
+    args = daemon_arguments(pid)
+    if args is None:
+        return None
+    config = "rules.yaml"
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            config = args[i + 1]
+        elif a.startswith("--config="):
+            config = a.split("=", 1)[1]
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    if not (cwd / config).is_file():
+        return None
+    found = locate(str(cwd / config), None).state_dir
+    return cwd / found if found is not None else None  # a relative state_dir is the daemon's, not ours

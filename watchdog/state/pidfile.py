@@ -6,8 +6,9 @@ daemon start on the same state (the old lock on the pid file could be lost that 
 takes that lock, not even briefly: a shared lock taken by `status` made a daemon starting in that
 instant exit 2. Instead it reads the lock's holder from `/proc/locks` and the pid file's record
 (pid and the process's start time from `/proc/PID/stat`, field 22), and signals a pid only when the
-two agree, or when the lock holder's command line is an ibkr-watchdog — a recycled pid or an
-unrelated process holding some lock is never signalled.
+two agree. Only when the pid file is missing (deleted while the daemon runs) does the lock holder
+count as the daemon if its command line is `ibkr-watchdog run …`. A pid is never signalled on its
+command line alone: `ibkr-watchdog sim` or `journalctl -u ibkr-watchdog -f` hold no state dir's lock.
 """
 
 from __future__ import annotations
@@ -55,12 +56,24 @@ def process_argv(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
-def looks_like_daemon(pid: int) -> bool:
-    """Whether the process's command line is `ibkr-watchdog …` or `python -m watchdog …`."""
+def daemon_arguments(pid: int) -> list[str] | None:
+    """The arguments after `run` when the process is `ibkr-watchdog run …` / `python -m watchdog run …`.
+
+    None for any other process (`ibkr-watchdog sim`, `journalctl -u ibkr-watchdog -f`, …).
+    """
     argv = process_argv(pid)
-    named = any(os.path.basename(a) == "ibkr-watchdog" for a in argv)
-    module = any(a == "watchdog" and prev == "-m" for prev, a in itertools.pairwise(argv))
-    return named or module
+    for i, (prev, a) in enumerate(itertools.pairwise(argv)):
+        program = os.path.basename(prev) == "ibkr-watchdog" or (
+            prev == "watchdog" and i > 0 and argv[i - 1] == "-m"
+        )
+        if program and a == "run":
+            return argv[i + 2 :]
+    return None
+
+
+def looks_like_daemon(pid: int) -> bool:
+    """Whether the process's command line is `ibkr-watchdog run …` (only ever a second witness)."""
+    return daemon_arguments(pid) is not None
 
 
 def lock_holder(state_dir: Path) -> int | None:
@@ -168,7 +181,7 @@ def find_daemon(state_dir: Path) -> DaemonLookup:
         return DaemonLookup(None)
     if holder is None:
         return DaemonLookup(None)  # a pid file nobody's lock backs is stale (daemon killed with -9)
-    if _record_matches(record, holder) or looks_like_daemon(holder):
+    if _record_matches(record, holder) or (record is None and looks_like_daemon(holder)):
         return DaemonLookup(holder)
     return DaemonLookup(
         None,
@@ -194,17 +207,23 @@ def state_dir_of(pid: int) -> Path | None:
 
 
 def verify_pid(pid: int, state_dir: Path | None) -> str:
-    """'' when `pid` (given with --pid) is an ibkr-watchdog daemon (of `state_dir` if known); else why not."""
+    """'' when `pid` (given with --pid) is verified as the daemon of `state_dir`; else why not (one line).
+
+    Verified means: it holds the lock on `state_dir` and `watchdog.pid` there names it with its start
+    time (or, the pid file deleted, it is `ibkr-watchdog run`). Without a state dir nothing is verified.
+    """
     if process_start_ticks(pid) is None:
         return f"no process with pid {pid}"
-    if state_dir is not None:
-        with contextlib.suppress(OSError):
-            holder = lock_holder(state_dir)
-            if holder is not None and holder != pid:
-                return f"pid {pid} is not the daemon of {state_dir} (pid {holder} is); refusing to signal it"
-            if holder == pid and _record_matches(read_record(state_dir), pid):
-                return ""
-    if looks_like_daemon(pid):
-        return ""
     argv = " ".join(process_argv(pid))[:80] or "command line unreadable"
-    return f"pid {pid} is not an ibkr-watchdog daemon ({argv}); refusing to signal it"
+    if state_dir is None:
+        return f"cannot verify that pid {pid} is an ibkr-watchdog daemon ({argv}); pass --state-dir"
+    try:
+        holder = lock_holder(state_dir)
+        record = read_record(state_dir)
+    except (OSError, StateError) as exc:
+        return f"cannot verify pid {pid} against {state_dir} ({exc}); pass --state-dir"
+    if holder is not None and holder != pid:
+        return f"pid {pid} is not the daemon of {state_dir} (pid {holder} is); refusing to signal it"
+    if holder == pid and (_record_matches(record, pid) or (record is None and looks_like_daemon(pid))):
+        return ""
+    return f"pid {pid} is not an ibkr-watchdog daemon of {state_dir} ({argv}); refusing to signal it"
