@@ -129,7 +129,10 @@ async def test_a_hundred_sigusr1_in_a_burst_run_one_kill_with_one_notice(
     await asyncio.wait_for(serving, 5)
 
     assert [r.outcome for r in d.kill_reports] == [KillOutcome.FLAT]
-    assert len([r for r in d.c.audit.read() if r.event == "kill.folded"]) == 99
+    folded = [r for r in d.c.audit.read() if r.event == "kill.folded"]
+    assert len(folded) == 99
+    # under the running kill's id: `kill --wait` of a folded trigger follows that kill
+    assert {r.kill_id for r in folded} == {d.kill_reports[0].kill_id}
     await until(lambda: bool(said(capture, "[KILL DONE]")), 5, "the kill report")
     assert len(said(capture, "[KILL STARTED]")) == 1
     assert (

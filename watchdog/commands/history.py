@@ -55,6 +55,15 @@ class KillStory:
         return str(t.details.get("reason", "")) if t else ""
 
     @property
+    def later_reasons(self) -> list[str]:
+        """Reasons of manual triggers merged or folded into this kill while it ran."""
+        return [
+            str(r.details.get("reason"))
+            for r in self.records
+            if r.event in ("kill.merged", "kill.folded") and r.details.get("reason")
+        ]
+
+    @property
     def dry_run(self) -> bool:
         t = self.first("kill.triggered")
         return bool(t and t.details.get("dry_run"))
@@ -88,7 +97,9 @@ def history_line(k: KillStory) -> str:
     end = k.last_of(*ENDINGS)
     took = f" in {end.ts - k.started:.1f}s" if end is not None else ""
     dry = " (dry run)" if k.dry_run else ""
-    reason = f" — {k.reason}" if k.reason else ""
+    reasons = [k.reason] if k.reason else []
+    reasons += [f"also: {r}" for r in k.later_reasons]
+    reason = f" — {'; '.join(reasons)}" if reasons else ""
     return f"{fmt_ts(k.started)}  {k.kill_id}  {k.action} by {k.trigger} → {k.outcome}{dry}{took}{reason}"
 
 
@@ -107,6 +118,8 @@ def _step_text(r: AuditRecord) -> str:
         return f"triggered: {d.get('action')} by {d.get('trigger')} on {accounts}{dry} — {why}"
     if event == "kill.merged":
         return f"merged: {d.get('trigger')} ({d.get('reason') or 'no reason'}) folded into this kill"
+    if event == "kill.folded":
+        return f"folded: {d.get('trigger')} ({d.get('reason') or 'no reason'}) sent while this kill ran"
     if event == "cancel.global":
         sent = "sent" if d.get("sent", True) else "planned (dry run)"
         return f"global cancel {sent} ({d.get('why', '')})"
@@ -159,6 +172,7 @@ def report_lines(k: KillStory) -> list[str]:
         f"kill {k.kill_id}: {k.action} by {k.trigger}{' (dry run)' if k.dry_run else ''} → {k.outcome}",
         f"reason: {k.reason or 'none given'}",
     ]
+    lines += [f"later trigger's reason: {r}" for r in k.later_reasons]
     for r in k.records:
         lines.append(f"  {fmt_ts(r.ts)}  +{r.ts - k.started:7.3f}s  {_step_text(r)}")
     end = k.last_of(*ENDINGS)

@@ -70,15 +70,17 @@ def send_kill(
     return wait_for_outcome(state_dir, since=requested, timeout=wait)
 
 
-def _our_kill(state_dir: Path, since: float) -> KillStory | None:
-    """The kill our signal started (or was merged into): the first manual trigger at or after `since`."""
+def _our_kill(state_dir: Path, since: float) -> tuple[KillStory, str] | None:
+    """The kill our signal started, or was merged or folded into (then also that record's event): the
+    first manual trigger at or after `since`."""
     records = read_audit(state_dir / AUDIT_FILE)
     for r in records:
         if r.ts < since - 0.5 or r.kill_id is None:
             continue
         manual = str(r.details.get("trigger", "")).startswith("manual:")
-        if r.event in ("kill.triggered", "kill.merged") and manual:
-            return next((k for k in kills(records) if k.kill_id == r.kill_id), KillStory(r.kill_id))
+        if r.event in ("kill.triggered", "kill.merged", "kill.folded") and manual:
+            story = next((k for k in kills(records) if k.kill_id == r.kill_id), KillStory(r.kill_id))
+            return story, r.event
     return None
 
 
@@ -87,12 +89,17 @@ def wait_for_outcome(
 ) -> int:
     """Follow the audit log until our kill ends; print its timeline. 0 = flat (or dry run), 1 otherwise."""
     story: list[KillStory] = []
+    told: list[str] = []
 
     def ended() -> bool:
-        k = _our_kill(state_dir, since)
-        if k is None:
+        found = _our_kill(state_dir, since)
+        if found is None:
             return False
+        k, how = found
         story[:] = [k]
+        if how != "kill.triggered" and not told:
+            told.append(k.kill_id)
+            print(f"folded into kill {k.kill_id} already running; following it", flush=True)
         return k.last_of(*ENDINGS) is not None
 
     if not wait_until(ended, timeout, sleep):

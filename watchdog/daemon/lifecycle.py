@@ -312,7 +312,9 @@ class Daemon(GatewayWatch, Cycle):
                 details = {"trigger": trigger, "action": action.value, "reason": reason, "n": self._folded}
                 # not fsynced one by one: a burst must not stall the loop the kill runs on; the kill's
                 # next record fsyncs the file, these lines included
-                self.c.audit.record("kill.folded", details, durable=False)
+                # under the running kill's id: `kill --wait` follows it, `report` shows this reason
+                kill_id = self.c.killswitch.running_kill_id
+                self.c.audit.record("kill.folded", details, kill_id=kill_id, durable=False)
                 log.info(
                     "%s %s folded into the running manual kill (%d so far)",
                     trigger,

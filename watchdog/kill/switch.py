@@ -98,6 +98,12 @@ class KillSwitch:
     def busy(self) -> bool:
         return self._lock.locked()
 
+    @property
+    def running_kill_id(self) -> str | None:
+        """The id of the kill running now (a folded manual trigger is recorded under it); None if none."""
+        run = self._current
+        return run.kill_id if run is not None and self._lock.locked() else None
+
     def progress(self) -> dict[str, object] | None:
         """The running kill for `status` (status.json "kill", `run.progress`); None when none runs."""
         run = self._current

@@ -1,0 +1,45 @@
+"""`kill --wait`, `history` and `report` read back from the audit log (issue 14): written as the daemon does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from watchdog.commands.history import history_command, report_command
+from watchdog.commands.kill import wait_for_outcome
+
+KILL = "abc123def456"
+
+
+def write_audit(state_dir: Path, *records: dict[str, object]) -> None:
+    state_dir.mkdir(exist_ok=True, mode=0o750)
+    lines = [json.dumps(r) for r in records]
+    (state_dir / "audit.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _record(ts: float, event: str, kill_id: str | None = KILL, **details: object) -> dict[str, object]:
+    return {"ts": ts, "event": event, "kill_id": kill_id, "details": details}
+
+
+def test_a_kill_wait_folded_into_a_running_kill_follows_it_and_keeps_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_audit(
+        tmp_path,
+        _record(1000.0, "kill.triggered", trigger="manual:SIGUSR1", action="close_all", reason="first"),
+        _record(1001.0, "kill.folded", trigger="manual:SIGUSR1", action="close_all", reason="second op"),
+        _record(1003.0, "kill.finished", outcome="flat", cancelled=0, close_orders=1),
+    )
+
+    rc = wait_for_outcome(tmp_path, since=1001.0, timeout=0.5, sleep=lambda _: None)
+
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"folded into kill {KILL} already running" in out
+    assert "second op" in out
+    assert history_command(tmp_path, limit=0) == 0
+    assert "also: second op" in capsys.readouterr().out
+    assert report_command(tmp_path, KILL) == 0
+    assert "folded: manual:SIGUSR1 (second op)" in capsys.readouterr().out
