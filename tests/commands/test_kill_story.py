@@ -1,4 +1,4 @@
-"""`kill --wait`, `history` and `report` read back from the audit log (issue 14): written as the daemon does."""
+"""`kill --wait`, `history` and `report` read back from the audit log (issue 14), as the daemon writes it."""
 
 from __future__ import annotations
 
