@@ -178,7 +178,9 @@ def test_status_shows_the_age_of_the_snapshot_not_of_the_file(tmp_path: Path) ->
         store.write_status(
             {
                 "updated": now - 0.5,  # rewritten every cycle ...
-                "snapshot_taken_at": now - 125,  # ... from a snapshot two minutes old
+                "snapshot_taken_at": now - 0.5,  # ... and its snapshot stamped every cycle, read or not
+                "positions_as_of": now - 125,  # the last successful reads: two minutes old
+                "orders_as_of": now - 65,
                 "gateway": {
                     "health": "down",
                     "connected": False,
@@ -195,7 +197,27 @@ def test_status_shows_the_age_of_the_snapshot_not_of_the_file(tmp_path: Path) ->
         store.remove_pid()
     text = out.getvalue()
     assert "status written 0.5s ago" in text
-    assert "book:      3 positions, 2 working orders, from a snapshot 2m old" in text, text
+    assert "book:      3 positions read 2m ago, 2 working orders read 65s ago" in text, text
     assert "down, NOT connected; last heartbeat answer 2m ago" in text
     assert "down since 2023-11-14 22:11:12 UTC (2m)" in text
     assert code == 0  # running (its pid file record matches this process) and ARMED
+
+
+def test_status_says_no_data_yet_for_a_daemon_that_never_read_the_book(tmp_path: Path) -> None:
+    """Issue 14: a daemon that never connected showed "0 positions … 1.0s old"."""
+    from watchdog.model import Snapshot
+    from watchdog.state.store import status_from_snapshot
+
+    now = 1_700_000_000.0
+    store = StateStore(tmp_path, lambda: now)
+    store.write_pid(os.getpid())
+    try:
+        never_read = Snapshot(taken_at=now - 1, accounts={}, orders_as_of=now - 3)
+        store.write_status(status_from_snapshot(never_read, now - 1) | {"positions": 0, "open_orders": 0})
+        out = io.StringIO()
+        show_status(tmp_path, as_json=False, out=out, clock=lambda: now)
+    finally:
+        store.remove_pid()
+    assert "book:      positions: no data yet, 0 working orders read 3.0s ago" in out.getvalue(), (
+        out.getvalue()
+    )

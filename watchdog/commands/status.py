@@ -1,9 +1,9 @@
 """`ibkr-watchdog status`: what the watchdog knows now, each value with its age, and an exit code for scripts.
 
 `status.json` is the daemon's last word, not the present: with the daemon dead it says
-"NOT RUNNING — last seen at …"; with the gateway down the book counts are shown with the age of
-the snapshot they come from (the daemon rewrites the file every cycle, so its time alone says
-nothing about the data).
+"NOT RUNNING — last seen at …"; the position and order counts are each shown with the age of their
+last *successful* read ("no data yet" when there was none): the daemon rewrites the file and stamps
+its snapshot every cycle, with the gateway down too, so neither time says anything about the data.
 
 Exit codes (documented in README "In an incident"):
   0 running and ARMED; 1 running but TRIPPED or a kill pending (a person must look);
@@ -58,6 +58,10 @@ def status_data(state_dir: Path, clock: Callable[[], float] = time.time) -> dict
     gateway: dict[str, Any] = gw if isinstance(gw, dict) else {}
     data["status_age_seconds"] = _age(now, status.get("updated"))
     data["snapshot_age_seconds"] = _age(now, status.get("snapshot_taken_at"))
+    for kind in ("positions", "orders"):
+        # a status.json from before these keys: the snapshot's time is all there is
+        read_at = status.get(f"{kind}_as_of", status.get("snapshot_taken_at"))
+        data[f"{kind}_age_seconds"] = _age(now, read_at)
     data["heartbeat_age_seconds"] = _age(now, gateway.get("last_heartbeat"))
     data["gateway_down_seconds"] = _age(now, gateway.get("down_since"))
     data["problems"] = list(store.problems)
@@ -85,6 +89,15 @@ def fmt_age(seconds: float | None) -> str:
     if s < 172800:
         return f"{s / 3600:.1f}h"
     return f"{s / 86400:.1f}d"
+
+
+def _count(n: Any, what: str, age: float | None) -> str:
+    """'3 positions read 2m ago', or 'positions: no data yet' when never read successfully."""
+    return (
+        f"{what}: no data yet"
+        if age is None
+        else f"{n if n is not None else '?'} {what} read {fmt_age(age)} ago"
+    )
 
 
 def fmt_time(epoch: Any) -> str:
@@ -129,8 +142,8 @@ def status_lines(data: dict[str, Any]) -> list[str]:
         text += f"; down since {fmt_time(gw.get('down_since'))} ({fmt_age(down)})" if down is not None else ""
         lines.append(text)
         lines.append(
-            f"book:      {status.get('positions', '?')} positions, {status.get('open_orders', '?')} working "
-            f"orders, from a snapshot {fmt_age(data['snapshot_age_seconds'])} old{seen}"
+            f"book:      {_count(status.get('positions'), 'positions', data['positions_age_seconds'])}, "
+            f"{_count(status.get('open_orders'), 'working orders', data['orders_age_seconds'])}{seen}"
         )
     elif data["status"]:
         lines.append(f"status:    {data['status']['error']}")

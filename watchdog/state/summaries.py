@@ -39,7 +39,10 @@ def status_from_snapshot(snapshot: Snapshot, now: float) -> dict[str, Any]:
     gw = snapshot.gateway
     return {
         "updated": now,
-        "snapshot_taken_at": snapshot.taken_at,
+        "snapshot_taken_at": snapshot.taken_at,  # stamped every cycle, read or not: says nothing of the data
+        # the last successful read of each kind (None: none yet); `status` shows these ages
+        "positions_as_of": snapshot.positions_as_of,
+        "orders_as_of": snapshot.orders_as_of,
         "gateway": {
             "health": gw.health.value,
             "connected": gw.connected,
