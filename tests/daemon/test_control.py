@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon.conftest import DaemonFactory, until
 from tests.kill.conftest import MakeSwitch
 from tests.kill.fakes import FakeBook, stock
 from watchdog.cli import main
@@ -221,3 +223,27 @@ def test_status_says_no_data_yet_for_a_daemon_that_never_read_the_book(tmp_path:
     assert "book:      positions: no data yet, 0 working orders read 3.0s ago" in out.getvalue(), (
         out.getvalue()
     )
+
+
+async def test_a_leftover_kill_request_is_discarded_and_the_signals_own_reason_kept(
+    make_daemon: DaemonFactory,
+) -> None:
+    """Issue 14: a stale close_all request merged with a fresh cancel made the operator's reason vanish."""
+    d = await make_daemon()
+    now = d.c.clock()
+    left = {"action": "close_all", "reason": "old leftover", "who": "alice", "requested_at": now - 600}
+    d.c.store.put_request("kill", left)
+    fresh = {"action": "cancel_all", "reason": "desk says stop", "who": "bob", "requested_at": now}
+    d.c.store.put_request("kill", fresh)
+    serving = asyncio.ensure_future(d.serve())
+    d.request_kill(Action.CANCEL_ALL, "manual:SIGUSR2", "")  # what the SIGUSR2 handler does
+    await until(lambda: d.kill_reports != [], 30, "the kill to end")
+    d.request_stop()
+    await asyncio.wait_for(serving, 5)
+
+    records = d.c.audit.read()
+    triggered = [r for r in records if r.event == "kill.triggered"]
+    assert len(triggered) == 1 and triggered[0].details["action"] == "cancel_all"
+    assert triggered[0].details["reason"] == "desk says stop (by bob)"
+    discarded = [r for r in records if r.event == "kill.request_discarded"]
+    assert [r.details["reason"] for r in discarded] == ["old leftover"]

@@ -3,7 +3,9 @@
 The CLI never edits state a running daemon owns. It drops a request file in `<state_dir>/requests/`
 (atomic) and signals the daemon found through its lock on the state dir: SIGUSR1 = close all,
 SIGUSR2 = cancel only, SIGHUP for a reset (the daemon's reload handler takes queued requests). The
-signal alone fires a kill; the request only adds the reason and who asked. The daemon creates
+signal alone fires a kill; the request only adds the reason and who asked. A kill request older than
+`KILL_REQUEST_MAX_AGE` is a leftover (its signal never came, or came long ago) and is discarded,
+audited, rather than lending its reason to a later kill. The daemon creates
 `requests/` itself at start, so it is owned by the service user and not by whoever ran the CLI first.
 """
 
@@ -20,8 +22,12 @@ from typing import Any
 from watchdog.errors import ControlError, StateError
 from watchdog.kill.switch import KillSwitch
 from watchdog.model import Action, TradingState
+from watchdog.state.audit import AuditLog
 from watchdog.state.schemas import ResetRequestFile, StateDamage, validate
 from watchdog.state.store import REQUESTS_DIR, Latch, StateStore
+
+
+KILL_REQUEST_MAX_AGE = 60.0  # seconds: the CLI writes its request just before it signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +54,46 @@ def _request(data: dict[str, Any], kind: str) -> ControlRequest:
 class ControlChannel:
     """The daemon's side: take the requests the CLI queued in the state directory."""
 
-    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: StateStore, clock: Callable[[], float] = time.time, audit: AuditLog | None = None
+    ) -> None:
         self.store = store
         self._clock = clock
+        self._audit = audit
 
-    def take_kill_request(self) -> ControlRequest | None:
-        """Every queued kill request folded into one (signals can coalesce): strongest action, all reasons."""
-        reqs = [_request(d, "kill") for d in self.store.take_requests("kill")]
+    def take_kill_request(self, action: Action | None = None) -> ControlRequest | None:
+        """Every fresh queued kill request folded into one (signals can coalesce): strongest action; the
+        reasons of the requests matching the signal's `action` first, the others' after, marked.
+
+        Requests older than KILL_REQUEST_MAX_AGE seconds are discarded (audited `kill.request_discarded`)."""
+        now = self._clock()
+        reqs: list[ControlRequest] = []
+        for r in (_request(d, "kill") for d in self.store.take_requests("kill")):
+            age = now - r.requested_at
+            if age > KILL_REQUEST_MAX_AGE:
+                if self._audit is not None:
+                    details = {
+                        "who": r.who, "reason": r.reason, "action": r.action.value if r.action else None,
+                        "age_seconds": round(age, 1),
+                        "why": f"older than {KILL_REQUEST_MAX_AGE:g}s: a leftover, not this signal's request",
+                    }  # fmt: skip
+                    self._audit.record("kill.request_discarded", details)
+                continue
+            reqs.append(r)
         if not reqs:
             return None
         close = any(r.action is Action.CLOSE_ALL for r in reqs)
-        reason = "; ".join(f"{r.reason} (by {r.who})" if r.who else r.reason for r in reqs if r.reason)
+
+        def text(r: ControlRequest) -> str:
+            return f"{r.reason} (by {r.who})" if r.who else r.reason
+
+        matching = [text(r) for r in reqs if r.reason and (action is None or r.action is action)]
+        others = [
+            f"{text(r)} [queued as {r.action.value if r.action else '?'}]"
+            for r in reqs
+            if r.reason and action is not None and r.action is not action
+        ]
+        reason = "; ".join(matching + others)
         who = ", ".join(sorted({r.who for r in reqs if r.who}))
         return ControlRequest(
             "kill", Action.CLOSE_ALL if close else Action.CANCEL_ALL, reason, who, reqs[-1].requested_at

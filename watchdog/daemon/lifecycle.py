@@ -303,8 +303,9 @@ class Daemon(GatewayWatch, Cycle):
         of signals folds into the running kill, audited, with one notice instead of one per signal."""
         while self._requests.kill:
             action, trigger, reason = self._requests.kill.pop(0)
-            request = self.c.control.take_kill_request()
-            if request is not None and request.action is action:
+            # the reason of the request matching this signal is always kept (stale ones are discarded)
+            request = self.c.control.take_kill_request(action)
+            if request is not None:
                 reason = request.reason or reason
             running = self._manual_kill
             if running is not None and not running[1].done() and _covers(running[0], action):

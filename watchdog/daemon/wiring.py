@@ -237,7 +237,7 @@ def build_components(
         store=store,
         audit=audit,
         killswitch=killswitch,
-        control=ControlChannel(store, clock),
+        control=ControlChannel(store, clock, audit),
         metrics=metrics,
         notifier=notifier,
         sd=sd if sd is not None else SdNotifier(),
