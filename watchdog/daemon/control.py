@@ -26,7 +26,6 @@ from watchdog.state.audit import AuditLog
 from watchdog.state.schemas import ResetRequestFile, StateDamage, validate
 from watchdog.state.store import REQUESTS_DIR, Latch, StateStore
 
-
 KILL_REQUEST_MAX_AGE = 60.0  # seconds: the CLI writes its request just before it signals
 
 
