@@ -43,3 +43,22 @@ def test_a_kill_wait_folded_into_a_running_kill_follows_it_and_keeps_the_reason(
     assert "also: second op" in capsys.readouterr().out
     assert report_command(tmp_path, KILL) == 0
     assert "folded: manual:SIGUSR1 (second op)" in capsys.readouterr().out
+
+
+def test_report_renders_notes_rejections_and_hand_off_as_one_readable_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_audit(
+        tmp_path,
+        _record(1000.0, "kill.triggered", trigger="rule:loss", action="close_all", reason="loss"),
+        _record(1000.1, "close.note", position="DU1 100 AAPL", message="AAPL: hours from the fallback table"),
+        _record(1000.2, "close.rejected", order_id=7, message="closing order 7 for DU1 AAPL rejected: 201"),
+        _record(1000.3, "kill.handoff", ours_still_alive=[], message="handed over: cancelled order 7 (held)"),
+        _record(1001.0, "kill.escalated", outcome="escalated", problems=["DU1 AAPL 100 still open"]),
+    )
+    assert report_command(tmp_path, None) == 0
+    out = capsys.readouterr().out
+    assert "note: AAPL: hours from the fallback table" in out
+    assert "closing order REJECTED: closing order 7 for DU1 AAPL rejected: 201" in out
+    assert "hand-off: handed over: cancelled order 7 (held)" in out
+    assert "{" not in out, out

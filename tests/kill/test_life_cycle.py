@@ -116,6 +116,12 @@ async def test_escalation_cancels_the_held_closing_order_so_a_manual_sale_never_
     audit = [r for r in read_audit(ks.store.audit_path) if r.event == "kill.handoff"]
     assert audit and audit[-1].details["ours_still_alive"] == []
     assert "held" in str(audit[-1].details["cancelled"])  # its state was named: held for trading hours
+    # `ibkr-watchdog report` prints each step as one readable line, never raw JSON (issue 14)
+    from watchdog.commands.history import kills, report_lines
+
+    lines = report_lines(kills(read_audit(ks.store.audit_path))[-1])
+    assert any("hand-off: " in ln and "held" in ln for ln in lines), lines
+    assert not [ln for ln in lines if "{" in ln], lines
     # the operator sells by hand; at the open only that sale fills
     sim.place_order_as(0, DU1, "AAPL", "SELL", 100, order_type="MKT")
     sim.set_session("regular")

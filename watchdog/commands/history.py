@@ -148,7 +148,33 @@ def _step_text(r: AuditRecord) -> str:
         if d.get("error"):
             text += f"; {d.get('error')}"
         return text + "".join(f"\n      still open: {p}" for p in problems)
+    if event in _WORDED:
+        return f"{_WORDED[event]}: {_one_line(d.get('message') or _compact(d))}"
+    if d.get("message"):
+        return f"{event}: {_one_line(d['message'])}"
     return f"{event}: {_compact(d)}"
+
+
+# events whose recorded sentence (the one the operator was told) is their line, under a plain label
+_WORDED = {
+    "close.note": "note",
+    "close.rejected": "closing order REJECTED",
+    "close.refused": "close not sent",
+    "close.manual": "MANUAL close needed",
+    "close.standby_wait": "waiting",
+    "close.reopened": "position reopened",
+    "kill.handoff": "hand-off",
+    "kill.interrupted": "INTERRUPTED",
+    "lockout.detected": "LOCKOUT",
+    "lockout.failed": "lockout re-entry failed",
+    "lockout.recancel": "lockout: cancelled again",
+    "kill.request_discarded": "leftover request discarded",
+}
+
+
+def _one_line(text: Any) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= 300 else flat[:297] + "..."
 
 
 def _request_text(req: Any) -> str:

@@ -97,7 +97,9 @@ class Reporter:
         report: KillReport | None = None,
         durable: bool = True,
     ) -> None:
-        self.audit.record(event, details, kill_id=run.kill_id, durable=durable)
+        # the sentence the operator was told goes into the audit too: `report` prints it as the step's line
+        recorded = details if "message" in details else {**details, "message": message}
+        self.audit.record(event, recorded, kill_id=run.kill_id, durable=durable)
         log.log(logging.CRITICAL if severity is Severity.CRITICAL else logging.INFO, "%s", message)
         self.event(
             kind,
