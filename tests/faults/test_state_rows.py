@@ -141,3 +141,23 @@ async def test_a_hundred_sigusr1_in_a_burst_run_one_kill_with_one_notice(
     )
     row.no_over_close()
     Row.message(caplog, "folded into the running manual kill")
+
+
+async def test_a_dry_run_manual_kill_never_pages_that_the_watchdog_is_cancelling(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """Issue 14: the DRY RUN "KILL STARTED" page said "The watchdog is cancelling now"."""
+    d = await make_daemon(
+        notify_urls=chat(capture), kill="verify_timeout: 2s\nmax_attempts: 3\ndry_run: true"
+    )
+    serving = asyncio.ensure_future(d.serve())
+    d.request_kill(Action.CLOSE_ALL, "manual:SIGUSR1", "drill")  # what the SIGUSR1 handler does
+    await until(lambda: bool(said(capture, "[KILL STARTED]")), 10, "the start page")
+    await until(lambda: not d.kill_in_progress and d.kill_reports != [], 30, "the kill to end")
+    d.request_stop()
+    await asyncio.wait_for(serving, 5)
+
+    [started] = said(capture, "[KILL STARTED]")
+    assert "DRY RUN: nothing is cancelled or closed" in started and "cancelling now" not in started, started

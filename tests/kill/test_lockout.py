@@ -83,3 +83,21 @@ async def test_our_closing_orders_taken_by_the_lockouts_global_cancel_are_placed
     assert ours.status == "Cancelled"
     placed = [m.detail for m in book.messages if m.kind == "place_order"]
     assert [(r.action, r.quantity) for r in placed] == [("SELL", 40.0)]  # type: ignore[attr-defined]
+
+
+async def test_the_lockout_page_names_each_risk_reducing_order_its_global_cancel_removed(
+    book: FakeBook, make_switch: MakeSwitch
+) -> None:
+    """Issue 14: "3 risk-reducing order(s)… enter them again" said neither which orders nor which accounts."""
+    from watchdog.state.audit import read_audit
+
+    ks = await tripped_with_100_long(book, make_switch)
+    book.add_order(MANUAL, "DU1", stock(), "SELL", 50)  # the person's reducing order
+    book.add_order(MANUAL, "DU1", stock(), "BUY", 10)  # new risk: the lockout's global cancel takes both
+
+    assert await asyncio.wait_for(ks.enforce_lockout(*await book_view(book)), T) == 1
+
+    [detected] = [r for r in read_audit(ks.store.audit_path) if r.event == "lockout.detected"]
+    message = str(detected.details["message"])
+    assert "1 risk-reducing order(s) of DU1" in message, message
+    assert "enter them again: DU1 SELL 50" in message and "(client 0, order" in message, message

@@ -183,3 +183,13 @@ def test_plain_words_in_a_url_are_not_scrubbed_from_messages() -> None:
     assert (
         redact("posted to /notifications/webhook/Ab12cd34ef", frags) == "posted to /notifications/webhook/***"
     )
+
+
+def test_an_escalation_lists_each_closing_order_by_id_and_says_which_was_rejected() -> None:
+    """Issue 14: the escalation page listed closing orders without ids and without "rejected"."""
+    report = dataclasses.replace(
+        make_kill_report(KillOutcome.ESCALATED), close_order_ids=(41, 42), rejected={42: "201 Order rejected"}
+    )
+    body = format_kill(report).body
+    assert "SELL 100 AAPL MKT via SMART (order 41)" in body, body
+    assert "(order 42, REJECTED: 201 Order rejected)" in body, body

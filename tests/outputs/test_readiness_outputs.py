@@ -161,3 +161,16 @@ def test_the_table_names_each_position_its_order_market_price_and_every_problem(
     assert "AAPL STK  100  nothing     regular  190 (portfolio, 6s)  NO: no_price" in text
     assert "  ! dry_run: because dry_run" in text and "  ! AAPL: no_price: because no_price" in text
     assert "DU2: ready" in text and "no positions: a kill would only cancel working orders" in text
+
+
+def test_the_readiness_page_gives_the_plan_command_as_installed_on_this_host() -> None:
+    """Issue 14: "Details: ibkr-watchdog plan" is no command on an installed host (path, user, state dir)."""
+    from watchdog.outputs.messages import MessageContext
+    from watchdog.outputs.readiness_notice import format_readiness
+
+    ctx = MessageContext(exe="/opt/ibkr-watchdog/venv/bin/ibkr-watchdog", state_dir="/var/lib/ibkr-watchdog")
+    note = format_readiness(readiness(PlanReason.NO_PRICE), frozenset(), ctx)
+    assert (
+        "Details: sudo /opt/ibkr-watchdog/venv/bin/ibkr-watchdog plan --state-dir /var/lib/ibkr-watchdog"
+        in (note.body)
+    ), note.body

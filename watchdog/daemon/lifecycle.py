@@ -327,7 +327,12 @@ class Daemon(GatewayWatch, Cycle):
             self.c.notifier.notify_text(
                 "critical",
                 f"[KILL STARTED] {action.value} by {trigger}",
-                f"{reason or 'no reason given'}\nThe watchdog is cancelling now; the kill report follows.",
+                f"{reason or 'no reason given'}\n"
+                + (
+                    "DRY RUN: nothing is cancelled or closed; the planned steps follow in the kill report."
+                    if self.config.kill.dry_run
+                    else "The watchdog is cancelling now; the kill report follows."
+                ),
             )
             task = self.start_kill(action, trigger, reason=reason or "manual trigger")
             self._manual_kill = (action, task)

@@ -132,7 +132,7 @@ class ReadinessRunner:
         self._c = c
         self._kill_running = kill_running
         self._sessions = MarketSessions(lambda: c.gateway.market_hours)  # used by the worker thread only
-        self._notices = ReadinessNotices(c.notifier.notify)
+        self._notices = ReadinessNotices(c.notifier.notify, lambda: c.notifier.ctx)
         self.last: Readiness | None = None
         self._after_connect: float | None = None  # plan once the book was read after this epoch
         self._logged: set[tuple[str, PlanReason]] = set()

@@ -162,6 +162,7 @@ class ClosingOrders:
             if err is None:
                 continue
             code, text = err
+            run.rejected[oid] = f"{code} {text}"
             key = (req.account, req.contract.con_id)
             kind = classify(code, text)
             self._refused.setdefault(key, set()).add(_shape(req))

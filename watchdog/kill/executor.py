@@ -335,6 +335,7 @@ class KillExecutor:
             oid = await self.call("place_close_order", lambda: self.broker.place_close_order(req))
             self._placed_ids.add(oid)
         run.close_orders.append(req)
+        run.close_order_ids.append(oid)
         price = f"LMT {req.limit_price:g}" if req.limit_price is not None else "MKT"
         msg = f"{req.action} {req.quantity:g} {req.contract.label} {req.account} {price} on {req.exchange} "
         msg += "(dry run: not sent)" if run.dry else f"sent as order {oid}"

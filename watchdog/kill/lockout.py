@@ -172,9 +172,10 @@ class Lockout:
             run.persist = False  # the next poll sees it again; no pending record needed
             msg = f"lockout: {len(offenders)} new risk-increasing order(s), {len(grown)} new position(s)"
             if spared:
+                accounts = ", ".join(sorted({o.account for o in spared}))
                 msg += (
-                    f"; the global cancel also removes {len(spared)} risk-reducing order(s), "
-                    "which the lockout allows: enter them again"
+                    f"; the global cancel also removes {len(spared)} risk-reducing order(s) of {accounts}, "
+                    "which the lockout allows: enter them again: " + "; ".join(order_label(o) for o in spared)
                 )
             reasons = [why[order_key(o)] for o in offenders if order_key(o) in why]
             if reasons:

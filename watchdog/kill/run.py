@@ -63,6 +63,8 @@ class Run:
     attempts: int = 0
     seen: dict[tuple[int, int, int], OpenOrder] = field(default_factory=dict)  # targets seen working
     close_orders: list[CloseOrderRequest] = field(default_factory=list)
+    close_order_ids: list[int | None] = field(default_factory=list)  # one per close_orders entry
+    rejected: dict[int, str] = field(default_factory=dict)  # closing order id → "code text"
     remaining_orders: list[OpenOrder] = field(default_factory=list)
     remaining_positions: list[Position] = field(default_factory=list)
     final_positions: list[Position] | None = None  # the last positions read (for the lockout baseline)

@@ -339,6 +339,8 @@ class KillSwitch:
             attempts=run.attempts,
             cancelled_orders=tuple(o for k, o in run.seen.items() if k not in left),
             close_orders=tuple(run.close_orders),
+            close_order_ids=tuple(run.close_order_ids),
+            rejected=dict(run.rejected),
             remaining_orders=tuple(run.remaining_orders),
             remaining_positions=tuple(run.remaining_positions),
             reason="; ".join(problems) if escalated else run.reason,
@@ -380,6 +382,8 @@ class KillSwitch:
             dry_run=run.dry,
             attempts=run.attempts,
             close_orders=tuple(run.close_orders),
+            close_order_ids=tuple(run.close_order_ids),
+            rejected=dict(run.rejected),
             reason=f"gateway unavailable ({exc}); the kill runs as soon as it is back",
         )
         details = {"error": str(exc)}

@@ -195,11 +195,13 @@ def _order_line(o: OpenOrder) -> str:
     )
 
 
-def _close_line(c: CloseOrderRequest) -> str:
+def _close_line(c: CloseOrderRequest, oid: int | None = None, rejected: str | None = None) -> str:
     price = f" {c.limit_price:g}" if c.limit_price is not None else ""
     rth = " outside RTH" if c.outside_rth else ""
     where = f" via {c.exchange}" if c.exchange else ""
-    return f"  - {c.account} {c.action} {c.quantity:g} {c.contract.label} {c.order_type}{price}{rth}{where}"
+    which = f" (order {oid}{', REJECTED: ' + rejected if rejected else ''})" if oid is not None else ""
+    what = f"{c.account} {c.action} {c.quantity:g} {c.contract.label} {c.order_type}"
+    return f"  - {what}{price}{rth}{where}{which}"
 
 
 def _fill_line(f: Fill) -> str:
@@ -265,7 +267,10 @@ def format_kill(report: KillReport, ctx: MessageContext = DEFAULT_CONTEXT) -> No
     )
     if r.action is Action.CLOSE_ALL:
         heading = "Would send closing orders" if dry else "Closing orders"
-        lines += _listing(heading, [_close_line(c) for c in r.close_orders], "none needed")
+        ids: list[int | None] = [*r.close_order_ids, *[None] * (len(r.close_orders) - len(r.close_order_ids))]
+        pairs = zip(r.close_orders, ids, strict=True)
+        closes = [_close_line(c, oid, None if oid is None else r.rejected.get(oid)) for c, oid in pairs]
+        lines += _listing(heading, closes, "none needed")
         if r.close_fills:
             lines += _listing("Closing fills", [_fill_line(f) for f in r.close_fills], "none")
     still = [_order_line(o) for o in r.remaining_orders] + [_position_line(p) for p in r.remaining_positions]

@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from watchdog.model import Severity
-from watchdog.outputs.messages import MAX_LINES, Kind, Notification, max_severity
+from watchdog.outputs.messages import (
+    DEFAULT_CONTEXT,
+    MAX_LINES,
+    Kind,
+    MessageContext,
+    Notification,
+    max_severity,
+)
 from watchdog.readiness_model import PlanReason, Readiness
 
 Signature = frozenset[tuple[str, PlanReason]]
@@ -48,7 +55,9 @@ def _still(readiness: Readiness) -> list[str]:
     return lines
 
 
-def format_readiness(readiness: Readiness, before: Signature) -> Notification:
+def format_readiness(
+    readiness: Readiness, before: Signature, ctx: MessageContext = DEFAULT_CONTEXT
+) -> Notification:
     now = readiness_signature(readiness)
     if not now:
         gone = "Cleared: " + ", ".join(sorted(f"{a} {r.value}" for a, r in before))
@@ -82,7 +91,8 @@ def format_readiness(readiness: Readiness, before: Signature) -> Notification:
         lines.append("New: " + ", ".join(new))
     if cleared:
         lines.append("Cleared: " + ", ".join(cleared))
-    lines.append(f"Details: {PLAN_HINT}")
+    # the command as it runs on this host (installed path, sudo, state dir), as the kill pages give it
+    lines.append(f"Details: {ctx.command('plan')}  ({PLAN_HINT.split('(', 1)[1]}")
     accounts = sorted({a for a, _ in now})
     return Notification(
         kind=Kind.READINESS,
@@ -97,8 +107,15 @@ class ReadinessNotices:
     """Tells people when readiness changes, once per change that held for `hold` consecutive plans
     (the first plans only when not ready)."""
 
-    def __init__(self, send: Callable[[Notification], object], *, hold: int = HOLD_PLANS) -> None:
+    def __init__(
+        self,
+        send: Callable[[Notification], object],
+        ctx: Callable[[], MessageContext] = lambda: DEFAULT_CONTEXT,
+        *,
+        hold: int = HOLD_PLANS,
+    ) -> None:
         self._send = send
+        self._ctx = ctx
         self._hold = hold
         self._last: Signature = frozenset()  # announced
         self._candidate: Signature = frozenset()
@@ -114,5 +131,5 @@ class ReadinessNotices:
         if now == self._last or self._seen < self._hold:
             return False
         before, self._last = self._last, now
-        self._send(format_readiness(readiness, before))
+        self._send(format_readiness(readiness, before, self._ctx()))
         return True
