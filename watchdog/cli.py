@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     kill.add_argument("--pid", type=int, default=None, help="daemon pid (default: the state dir's daemon)")
     kill.add_argument(
         "--wait", nargs="?", type=float, const=WAIT_TIMEOUT, default=None, metavar="SECONDS",
-        help=f"follow the kill and print its outcome (exit 0 = flat; default {WAIT_TIMEOUT:g}s at most)",
+        help=(
+            "follow the kill and print its outcome (exit 0 = verified flat; with --cancel-only = every order "
+            f"verified cancelled, positions left open; default {WAIT_TIMEOUT:g}s at most)"
+        ),
     )  # fmt: skip
     where(kill)
 

@@ -62,3 +62,21 @@ def test_report_renders_notes_rejections_and_hand_off_as_one_readable_line_each(
     assert "closing order REJECTED: closing order 7 for DU1 AAPL rejected: 201" in out
     assert "hand-off: handed over: cancelled order 7 (held)" in out
     assert "{" not in out, out
+
+
+def test_a_cancel_only_kill_with_positions_open_is_never_labelled_flat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_audit(
+        tmp_path,
+        _record(
+            1000.0, "kill.triggered", trigger="manual:SIGUSR2", action="cancel_all", reason="stop orders"
+        ),
+        _record(1001.0, "kill.finished", outcome="flat", cancelled=3, close_orders=0, positions_open=2),
+    )
+    assert history_command(tmp_path, limit=0) == 0
+    line = capsys.readouterr().out
+    assert "→ orders cancelled (positions not closed: 2)" in line and "→ flat" not in line, line
+    # kill --wait --cancel-only: 0 means every order verified cancelled (README), and it says what is left
+    assert wait_for_outcome(tmp_path, since=1000.0, timeout=0.5, sleep=lambda _: None) == 0
+    assert "positions not closed: 2" in capsys.readouterr().out

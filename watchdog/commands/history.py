@@ -75,7 +75,11 @@ class KillStory:
             return "running (or interrupted)"
         if end.event == "kill.pending":
             return "pending"
-        return str(end.details.get("outcome", end.event.removeprefix("kill.")))
+        outcome = str(end.details.get("outcome", end.event.removeprefix("kill.")))
+        if outcome == "flat" and self.action == "cancel_all":
+            # verified: every order cancelled; the positions were never meant to close
+            return f"orders cancelled (positions not closed: {end.details.get('positions_open', '?')})"
+        return outcome
 
 
 def kills(records: Sequence[AuditRecord]) -> list[KillStory]:
@@ -143,6 +147,8 @@ def _step_text(r: AuditRecord) -> str:
     if event in ENDINGS:
         problems = _list(d.get("problems"))
         text = f"outcome: {d.get('outcome', event.removeprefix('kill.'))}"
+        if "positions_open" in d:
+            text += f" (cancel only: {d.get('positions_open')} position(s) left open, not closed)"
         if "cancelled" in d:
             text += f"; {d.get('cancelled')} order(s) cancelled, {d.get('close_orders')} closing order(s)"
         if d.get("error"):

@@ -87,7 +87,8 @@ def _our_kill(state_dir: Path, since: float) -> tuple[KillStory, str] | None:
 def wait_for_outcome(
     state_dir: Path, *, since: float, timeout: float, sleep: Callable[[float], None] = time.sleep
 ) -> int:
-    """Follow the audit log until our kill ends; print its timeline. 0 = flat (or dry run), 1 otherwise."""
+    """Follow the audit log until our kill ends; print its timeline. 0 = close_all verified flat, a
+    cancel-only kill with every order verified cancelled (positions stay open), or a dry run; else 1."""
     story: list[KillStory] = []
     told: list[str] = []
 
@@ -111,4 +112,5 @@ def wait_for_outcome(
         return EXIT_FAILURE
     k = story[0]
     print("\n".join(report_lines(k)))
-    return EXIT_OK if k.outcome in ("flat", "dry_run") else EXIT_FAILURE
+    done = k.outcome in ("flat", "dry_run") or k.outcome.startswith("orders cancelled")
+    return EXIT_OK if done else EXIT_FAILURE

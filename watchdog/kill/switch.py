@@ -358,6 +358,11 @@ class KillSwitch:
         msg = f"kill {run.kill_id} {outcome.value}" + (f": {report.reason}" if escalated else "")
         details = {"outcome": outcome.value, "attempts": run.attempts, "problems": problems}
         details |= {"cancelled": len(report.cancelled_orders), "close_orders": len(run.close_orders)}
+        if run.action is Action.CANCEL_ALL and run.final_positions is not None:
+            in_scope = self._x.in_scope(run.scope)  # a cancel-only kill leaves these open, by design
+            details["positions_open"] = len(
+                [p for p in run.final_positions if p.quantity and in_scope(p.account)]
+            )
         if escalated:
             self._r.step(
                 run, "kill.escalated", KillEventKind.ESCALATED, Severity.CRITICAL, msg, details, report=report
