@@ -154,6 +154,10 @@ def _state_dir(args: argparse.Namespace, command: str, *, needed: bool) -> Path 
     found.print_warnings(command)
     if found.state_dir is None and needed:
         print(f"ibkr-watchdog {command}: {found.error or 'no state dir'}; pass --state-dir", file=sys.stderr)
+    if args.state_dir is not None and found.state_dir is not None and not found.state_dir.is_dir():
+        # a mistyped --state-dir must not read as an ARMED watchdog with nothing recorded
+        print(f"ibkr-watchdog {command}: state dir {found.state_dir} does not exist", file=sys.stderr)
+        return None
     return found.state_dir
 
 
@@ -171,7 +175,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from watchdog.commands.kill import send_kill
 
         state_dir = _state_dir(args, cmd, needed=args.pid is None)
-        if state_dir is None and args.pid is None:
+        if state_dir is None and (args.pid is None or args.state_dir is not None):
             return EXIT_USAGE
         return send_kill(
             state_dir, cancel_only=args.cancel_only, reason=args.reason, pid=args.pid, wait=args.wait

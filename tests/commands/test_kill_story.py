@@ -80,3 +80,36 @@ def test_a_cancel_only_kill_with_positions_open_is_never_labelled_flat(
     # kill --wait --cancel-only: 0 means every order verified cancelled (README), and it says what is left
     assert wait_for_outcome(tmp_path, since=1000.0, timeout=0.5, sleep=lambda _: None) == 0
     assert "positions not closed: 2" in capsys.readouterr().out
+
+
+def test_a_damaged_audit_line_is_skipped_with_a_count_not_shown_as_a_1970_kill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_audit(
+        tmp_path,
+        {"event": "kill.triggered", "kill_id": "deadbeef0000", "details": {}},  # no time, no trigger
+        _record(1_700_000_000.0, "kill.triggered", trigger="rule:loss", action="close_all", reason="loss"),
+        _record(1_700_000_001.0, "kill.finished", outcome="flat"),
+    )
+    assert history_command(tmp_path, limit=0) == 0
+    out = capsys.readouterr().out
+    assert "1970" not in out and "? by ?" not in out and "deadbeef" not in out, out
+    assert "(1 damaged audit record skipped)" in out and f"{KILL}  close_all by rule:loss → flat" in out, out
+
+
+def test_report_of_an_empty_id_matches_no_kill(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_audit(tmp_path, _record(1000.0, "kill.triggered", trigger="rule:loss", action="close_all"))
+    assert report_command(tmp_path, "") == 2
+    assert "empty kill id" in capsys.readouterr().err
+
+
+def test_a_mistyped_state_dir_is_said_not_to_exist_never_armed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from watchdog.cli import main
+
+    for command in (["status"], ["history"], ["report"], ["kill"], ["reset", "--reason", "x"]):
+        assert main([*command, "--state-dir", str(tmp_path / "typo")]) == 2, command
+        captured = capsys.readouterr()
+        assert f"state dir {tmp_path / 'typo'} does not exist" in captured.err, (command, captured)
+        assert "ARMED" not in captured.out

@@ -82,15 +82,28 @@ class KillStory:
         return outcome
 
 
+def damaged(r: AuditRecord) -> bool:
+    """A record no kill story can use: no time (it would read as 1970), or a trigger without its fields."""
+    if r.ts <= 0:
+        return True
+    return r.event == "kill.triggered" and not (r.details.get("trigger") and r.details.get("action"))
+
+
 def kills(records: Sequence[AuditRecord]) -> list[KillStory]:
-    """Kills in the order they were triggered (records of one kill may interleave with others)."""
+    """Kills in the order they were triggered (records of one kill may interleave with others); damaged
+    records (see `damaged`) are left out: `skipped_note` counts them for the operator."""
     stories: dict[str, KillStory] = {}
     for r in records:
-        if r.kill_id is None:
+        if r.kill_id is None or damaged(r):
             continue
         if r.event == "kill.triggered" or r.kill_id in stories:
             stories.setdefault(r.kill_id, KillStory(r.kill_id)).records.append(r)
     return list(stories.values())
+
+
+def skipped_note(records: Sequence[AuditRecord]) -> str:
+    n = sum(1 for r in records if r.kill_id is not None and damaged(r))
+    return f"({n} damaged audit record{'s' if n != 1 else ''} skipped)" if n else ""
 
 
 def fmt_ts(epoch: float) -> str:
@@ -215,7 +228,10 @@ def report_lines(k: KillStory) -> list[str]:
 
 def history_command(state_dir: Path, *, limit: int, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    stories = kills(read_audit(state_dir / AUDIT_FILE))
+    records = read_audit(state_dir / AUDIT_FILE)
+    stories = kills(records)
+    if note := skipped_note(records):
+        out.write(note + "\n")
     if not stories:
         out.write(f"no kill recorded in {state_dir / AUDIT_FILE}\n")
         return EXIT_OK
@@ -227,7 +243,16 @@ def history_command(state_dir: Path, *, limit: int, out: TextIO | None = None) -
 def report_command(state_dir: Path, kill_id: str | None, *, out: TextIO | None = None) -> int:
     """The timeline of one kill (default: the latest); a prefix of its id is enough."""
     out = out or sys.stdout
-    stories = kills(read_audit(state_dir / AUDIT_FILE))
+    records = read_audit(state_dir / AUDIT_FILE)
+    stories = kills(records)
+    if note := skipped_note(records):
+        out.write(note + "\n")
+    if kill_id is not None and not kill_id.strip():
+        print(
+            "ibkr-watchdog report: an empty kill id matches nothing; see `ibkr-watchdog history`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if kill_id:
         stories = [k for k in stories if k.kill_id.startswith(kill_id)]
         if len(stories) != 1:
