@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from tests.faults.conftest import DaemonFactory, Row, until
 from watchdog.config.schema import Config
 from watchdog.daemon.jobs import reload_config_async
-from watchdog.gateway.connection import ERROR_CODES_KEPT
+from watchdog.gateway.events import ERROR_CODES_KEPT
 from watchdog.model import KillOutcome
 from watchdog.outputs import logging_setup as logsetup
 from watchdog.outputs.metrics import MAX_ERROR_CODES
