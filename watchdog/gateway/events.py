@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
@@ -71,9 +71,9 @@ class ConnectionEvents:
     malformed_messages: int
     write_probe: WriteAccessProbe
 
-    def _detach(self, ib: IB) -> None:
-        """Disconnect the event handlers from `ib` (GatewayConnection)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # supplied by GatewayConnection, the one class that mixes this in
+
+        def _detach(self, ib: IB) -> None: ...
 
     def _after_data_lost(self, ib: IB) -> None:
         """Error 1101: the gateway restored its link but dropped our subscriptions."""

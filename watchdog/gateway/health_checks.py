@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ib_async import IB
 
@@ -36,13 +37,11 @@ class HealthChecks(ConnectionEvents):
     down_detected_at: float | None  # monotonic time the last half-open was declared
     read_only: bool
 
-    def _require(self) -> IB:
-        """The connected IB instance, else GatewayUnavailable (GatewayConnection)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # supplied by GatewayConnection, the one class that mixes this in
 
-    async def _teardown(self, ib: IB) -> None:
-        """Detach and abort the socket (GatewayConnection)."""
-        raise NotImplementedError
+        def _require(self) -> IB: ...
+
+        async def _teardown(self, ib: IB) -> None: ...
 
     # ------------------------------------------------------------------ write access
 
