@@ -2,33 +2,39 @@
 
 Every series is prefixed `ibkr_watchdog_` and uses base units (seconds, ratios, account currency).
 Nothing here may ever raise into the kill path: the observers only set numbers, and the daemon
-continues without the HTTP server when its port cannot be bound.
+continues without the HTTP server when its port cannot be bound. The rule and kill-switch series live
+in `rule_metrics.py` and `kill_metrics.py`; the methods here delegate to them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import math
 import platform
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from watchdog import __version__
-from watchdog.model import Health, KillOutcome, KillReport, Snapshot, TradingState
+from watchdog.model import Health, KillReport, Snapshot, TradingState
 from watchdog.outputs.bot_metrics import BotMetrics
+from watchdog.outputs.kill_metrics import KillMetrics
 from watchdog.outputs.label_bounds import LabelBound
 from watchdog.outputs.metrics_server import MetricsServer, MetricsServerError
 from watchdog.outputs.readiness_metrics import ReadinessMetrics
+from watchdog.outputs.rule_metrics import (
+    RULE_STATES,
+    RuleMetrics,
+    RuleStatusLike,
+    RuleTuple,
+    number_or_nan,
+    rule_proximity,
+)
 
 __all__ = ["RULE_STATES", "Metrics", "MetricsServerError", "RuleStatusLike", "rule_proximity"]
 
 PREFIX = "ibkr_watchdog_"
 RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-KILL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 # Account gauge name → (AccountState field, help). Names follow DESIGN.md, fields model.py.
 ACCOUNT_FIELDS: dict[str, tuple[str, str]] = {
@@ -49,94 +55,6 @@ MAX_ACCOUNTS = 100
 MAX_RULE_SERIES = 1000  # (rule, account) pairs
 MAX_TRIGGERS = 100
 
-RULE_STATES = ("ok", "pending", "warning", "breach", "unknown", "suspended")
-# Spellings a rules engine may use, folded onto the fixed set above (label cardinality stays fixed).
-_STATE_ALIASES = {
-    "breached": "breach",
-    "firing": "breach",
-    "normal": "ok",
-    "clear": "ok",
-    "recovered": "ok",
-    "warn": "warning",
-    "stale": "unknown",
-    "missing": "unknown",
-    "quiet": "suspended",
-    "disabled": "suspended",
-}
-# A rule breaches when the value goes above (+1) or below (-1) its threshold.
-_DIRECTION = {">": 1, ">=": 1, "<": -1, "<=": -1}
-ALL_ACCOUNTS = "all"
-
-
-class RuleStatusLike(Protocol):
-    """What `observe_rule_status` reads from each rule result (the rules engine's `RuleStatus` fits)."""
-
-    @property
-    def rule(self) -> str: ...
-    @property
-    def account(self) -> str | None: ...
-    @property
-    def value(self) -> float | None: ...
-    @property
-    def threshold(self) -> float | None: ...
-    @property
-    def state(self) -> object: ...  # str or enum with a str value
-
-
-RuleTuple = tuple[str, str | None, float | None, float | None, object]
-
-
-def _num(v: float | None) -> float:
-    """None and NaN are exported as NaN: 'not known' must not read as zero."""
-    return math.nan if v is None else float(v)
-
-
-def _state_name(state: object) -> str:
-    raw = state.value if isinstance(state, enum.Enum) else state
-    name = str(raw).strip().lower()
-    name = _STATE_ALIASES.get(name, name)
-    return name if name in RULE_STATES else "unknown"
-
-
-def _rule_key(item: RuleStatusLike | RuleTuple) -> tuple[str, str]:
-    if isinstance(item, tuple):
-        return (item[0], item[1] or ALL_ACCOUNTS)
-    return (item.rule, item.account or ALL_ACCOUNTS)
-
-
-def rule_proximity(value: float | None, threshold: float | None, op: str | None) -> float | None:
-    """How far a value has gone toward its threshold: 0 = far, 1 = at it, > 1 = beyond. None if unknowable.
-
-    Losses are negative (daily_pnl < -1000): -800 is 0.8 of the way. For a floor above zero
-    (cushion < 0.10) the value falls toward the threshold, so the ratio is threshold / value.
-    """
-    if value is None or threshold is None or math.isnan(value) or math.isnan(threshold) or threshold == 0:
-        return None
-    direction = _DIRECTION.get(op or "")
-    if direction is None:
-        # Without the operator only a negative threshold is unambiguous: a loss limit (value < threshold).
-        if threshold >= 0:
-            return None
-        direction = -1
-    away_from_zero = (direction > 0) == (threshold > 0)
-    if away_from_zero:
-        return max(0.0, value / threshold)
-    if value == 0 or (value > 0) != (threshold > 0):
-        return math.inf  # crossed zero toward the breach side: at or beyond the threshold
-    return max(0.0, threshold / value)
-
-
-@dataclass(slots=True)
-class _RuleSeries:
-    """The label children of one (rule, account), looked up once."""
-
-    value: Any
-    threshold: Any
-    breached: Any
-    unknown: Any
-    state: str = ""
-    has_proximity: bool = False
-
 
 class Metrics:
     """All watchdog series on a private `CollectorRegistry` (never the process-wide default)."""
@@ -148,8 +66,6 @@ class Metrics:
             ProcessCollector(registry=r)  # process_start_time_seconds feeds the restart-loop alert
         self._server: MetricsServer | None = None
         self._accounts: set[str] = set()
-        self._rules: set[tuple[str, str]] = set()
-        self._rule_series: dict[tuple[str, str], _RuleSeries] = {}
         self.labels_dropped = Counter(
             p + "metric_labels_dropped",
             "Label values refused because the metric's label set is full (folded into 'other' or not shown)",
@@ -219,50 +135,8 @@ class Metrics:
             p + "account_data_timestamp_seconds", "Epoch of the newest account value", ["account"], registry=r
         )
 
-        # rules
-        rl = ["rule", "account"]
-        self.rule_value = Gauge(p + "rule_value", "Current value a rule compares", rl, registry=r)
-        self.rule_threshold = Gauge(p + "rule_threshold", "Threshold of the rule", rl, registry=r)
-        self.rule_breached = Gauge(p + "rule_breached", "1 while the rule is breached", rl, registry=r)
-        self.rule_unknown = Gauge(p + "rule_unknown", "1 while the rule cannot be evaluated", rl, registry=r)
-        self.rule_state = Gauge(
-            p + "rule_state", "Rule state, 1 for the current one", [*rl, "state"], registry=r
-        )
-        self.rule_proximity = Gauge(
-            p + "rule_proximity_ratio", "Fraction of the way to the threshold (1 = at it)", rl, registry=r
-        )
-
-        # kill switch
-        self.tripped = Gauge(
-            p + "tripped", "1 while the watchdog is TRIPPED (latched after a kill)", registry=r
-        )
-        self.trading_state = Gauge(
-            p + "trading_state", "Risk posture, 1 for the current state", ["state"], registry=r
-        )
-        self.kill_pending = Gauge(
-            p + "kill_pending", "1 while a kill waits because the gateway is unusable", registry=r
-        )
-        self.kill_running = Gauge(p + "kill_running", "1 while a kill is running", registry=r)
-        self.kills = Counter(p + "kills", "Kills run", ["action", "trigger"], registry=r)
-        self.kill_outcomes = Counter(p + "kill_outcomes", "Kills by outcome", ["outcome"], registry=r)
-        self.kill_escalations = Counter(
-            p + "kill_escalations", "Kills that left something open after every attempt", registry=r
-        )
-        self.orders_cancelled = Counter(p + "orders_cancelled", "Orders cancelled by kills", registry=r)
-        self.close_orders = Counter(p + "close_orders", "Closing orders placed by kills", registry=r)
-        self.kill_duration = Histogram(
-            p + "kill_duration_seconds", "Trigger to verified result", buckets=KILL_BUCKETS, registry=r
-        )
-        self.last_kill = Gauge(
-            p + "last_kill_timestamp_seconds", "Epoch the last kill finished (NaN: none yet)", registry=r
-        )
-        self.dry_run = Gauge(p + "dry_run", "1 while kills are planned and reported but not sent", registry=r)
-        self.rule_info = Gauge(
-            p + "rule_info",
-            "1 per configured rule: its action and severity (join on rule to route alerts)",
-            ["rule", "action", "rule_severity"],
-            registry=r,
-        )
+        self.rules = RuleMetrics(r, p, self._rule_bound)  # rule_* by (rule, account), rule_info
+        self.kill = KillMetrics(r, p, self._triggers)  # tripped, trading_state, kill_*, dry_run
         # the account label shares the account series' bound (admit reads it when a plan arrives)
         self.readiness = ReadinessMetrics(r, p, admit=lambda account: self._account_bound.admit(account))
 
@@ -293,14 +167,6 @@ class Metrics:
         # Fixed label sets exist from the start so dashboards and alerts see zeros, not gaps.
         self.reload_ok.set(1)
         self.set_health(Health.UNKNOWN)
-        self.set_tripped(False)
-        self.kill_pending.set(0)
-        self.kill_running.set(0)
-        self.last_kill.set(float("nan"))  # unknown, not 1970: `time() - last_kill` must not read 56 years
-        self.dry_run.set(0)
-        for outcome in KillOutcome:
-            self.kill_outcomes.labels(outcome.value)
-        self.kill_escalations.inc(0)
         for sev in ("info", "warning", "critical"):
             self.notifications.labels(sev)
             self.notification_failures.labels(sev)
@@ -363,7 +229,7 @@ class Metrics:
             if not self._account_bound.admit(account):
                 continue
             for name, (field, _) in ACCOUNT_FIELDS.items():
-                self.account_values[name].labels(account).set(_num(state.value(field)))
+                self.account_values[name].labels(account).set(number_or_nan(state.value(field)))
             self.open_orders.labels(account).set(orders.get(account, 0))
             self.positions.labels(account).set(positions.get(account, 0))
             if state.as_of:
@@ -383,114 +249,38 @@ class Metrics:
     def observe_rule_status(self, statuses: Iterable[RuleStatusLike | RuleTuple]) -> None:
         """Set every rule series from one complete evaluation; rules not in it lose their series.
 
-        Runs on every evaluation (several a second): label children are looked up once per
-        (rule, account) and the one-hot state series are only rewritten when the state changes.
+        Runs on every evaluation (several a second): see `RuleMetrics.observe`.
         """
-        seen: set[tuple[str, str]] = set()
-        if self._rule_bound.full:  # free the slots of rules gone from this evaluation before adding
-            statuses = list(statuses)
-            current = {_rule_key(item) for item in statuses}
-            self.retain_rules(self._rules & current)
-        for item in statuses:
-            if isinstance(item, tuple):
-                rule, account, value, threshold, state = item
-                op = None
-            else:
-                rule, account, value = item.rule, item.account, item.value
-                threshold, state = item.threshold, item.state
-                op = getattr(item, "op", None)
-            key = (rule, account or ALL_ACCOUNTS)
-            series = self._rule_series.get(key)
-            if series is None and not self._rule_bound.admit("|".join(key)):
-                continue
-            seen.add(key)
-            name = _state_name(state)
-            if series is None:
-                series = self._rule_series[key] = _RuleSeries(
-                    self.rule_value.labels(*key),
-                    self.rule_threshold.labels(*key),
-                    self.rule_breached.labels(*key),
-                    self.rule_unknown.labels(*key),
-                )
-            series.value.set(_num(value))
-            series.threshold.set(_num(threshold))
-            if series.state != name:
-                series.state = name
-                series.breached.set(1 if name == "breach" else 0)
-                series.unknown.set(1 if name == "unknown" else 0)
-                for s in RULE_STATES:
-                    self.rule_state.labels(*key, s).set(1 if s == name else 0)
-            prox = rule_proximity(value, threshold, op if isinstance(op, str) else None)
-            if prox is None:
-                if series.has_proximity:
-                    self.rule_proximity.remove(*key)
-                    series.has_proximity = False
-            else:
-                self.rule_proximity.labels(*key).set(prox)
-                series.has_proximity = True
-        if seen != self._rules:
-            self.retain_rules(seen)
+        self.rules.observe(statuses)
 
     def retain_rules(self, keys: Iterable[tuple[str, str]]) -> None:
-        keep = set(keys)
-        for gone in self._rules - keep:
-            for g in (
-                self.rule_value,
-                self.rule_threshold,
-                self.rule_breached,
-                self.rule_unknown,
-                self.rule_proximity,
-            ):
-                g.remove(*gone)
-            for s in RULE_STATES:
-                self.rule_state.remove(*gone, s)
-            self._rule_series.pop(gone, None)
-            self._rule_bound.forget("|".join(gone))
-        self._rules = keep
+        self.rules.retain(keys)
 
     # kill switch -----------------------------------------------------------------------------
     def observe_kill(self, report: KillReport) -> None:
-        self.kills.labels(report.action.value, self._triggers.fold(report.trigger)).inc()
-        self.kill_outcomes.labels(report.outcome.value).inc()
-        if report.outcome is KillOutcome.ESCALATED:
-            self.kill_escalations.inc()
-        self.orders_cancelled.inc(len(report.cancelled_orders))
-        self.close_orders.inc(len(report.close_orders))
-        if report.outcome is not KillOutcome.PENDING:
-            self.kill_duration.observe(report.duration)
-            self.last_kill.set(report.finished)
-        self.set_pending(report.outcome is KillOutcome.PENDING)
+        self.kill.observe(report)
 
     def declare_rules(self, rules: Iterable[tuple[str, str, str]], *, dry_run: bool) -> None:
         """The configured rules as (name, action, severity): `rule_info`, and `kills_total` at 0 for
         every trigger known in advance (each kill rule, the two manual signals), so `increase()` sees
         the first kill. Call at start and after every reload."""
-        self.dry_run.set(1 if dry_run else 0)
-        self.rule_info.clear()
-        for action, trigger in (("close_all", "manual:SIGUSR1"), ("cancel_all", "manual:SIGUSR2")):
-            self.kills.labels(action, self._triggers.fold(trigger))
-        for name, action, severity in rules:  # rules come from the config file: few, and reviewed
-            self.rule_info.labels(name, action, severity).set(1)
-            if action in ("close_all", "cancel_all"):
-                self.kills.labels(action, self._triggers.fold(f"rule:{name}"))
+        configured = list(rules)  # read twice
+        self.kill.declare(configured, dry_run=dry_run)
+        self.rules.declare(configured)
 
     def set_tripped(self, tripped: bool) -> None:
-        self.tripped.set(1 if tripped else 0)
-        current = TradingState.TRIPPED if tripped else TradingState.ARMED
-        for st in TradingState:
-            self.trading_state.labels(st.value).set(1 if st is current else 0)
+        self.kill.set_tripped(tripped)
 
     def set_trading_state(self, state: TradingState) -> None:
-        self.set_tripped(state is TradingState.TRIPPED)
+        self.kill.set_tripped(state is TradingState.TRIPPED)
 
     def set_pending(self, pending: bool) -> None:
         """`pending` = a kill waits for the gateway (not: a running kill's pending record exists)."""
-        self.kill_pending.set(1 if pending else 0)
+        self.kill.set_pending(pending)
 
     def set_kill_state(self, *, running: bool, pending: bool) -> None:
         """The two kill gauges together: a running kill is never also "pending"."""
-        self.kill_running.set(1 if running else 0)
-        self.kill_pending.set(1 if pending and not running else 0)
+        self.kill.set_state(running=running, pending=pending)
 
     # notifications and config ---------------------------------------------------------------------
     def observe_notification(self, severity: str, ok: bool) -> None:
