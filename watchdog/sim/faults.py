@@ -148,7 +148,8 @@ class Faults:
         self.state.rejects.extend([(code, text)] * n)
 
     def ignore_cancel(self, n: int = 1) -> None:
-        """The next n cancels (cancelOrder, or one order of a global cancel) are silently ignored."""
+        """The next n cancels of a working order (cancelOrder, or one order of a global cancel) are
+        silently ignored; a cancel of an id that names no working order is answered as usual."""
         self.state.ignore_cancels += n
 
     def cancel_pending(

@@ -249,7 +249,9 @@ class Simulator(ControlMixin, ClientUpdates, AccountQuirksMixin):
         if order is not None and order.status == "PendingCancel":
             self.engine.cancel(conn.client_id or 0, order_id)  # answers 161: not cancellable now
             return
-        if self.faults.take_ignore_cancel():
+        # a fault hits a cancel of a working order; a cancel of an id that names none (the watchdog's
+        # write-access probe) gets the gateway's usual answer and leaves the fault for a real one
+        if order is not None and order.is_open and self.faults.take_ignore_cancel():
             log.info("fault: ignoring cancel of order %d from client %s", order_id, conn.client_id)
             return
         if self.refuse_read_only(conn, order_id):
