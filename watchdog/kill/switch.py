@@ -327,23 +327,11 @@ class KillSwitch:
         problems = [f"order still working: {order_label(o)}" for o in run.remaining_orders] + run.notes
         left = {order_key(o) for o in run.remaining_orders}
         escalated = outcome is KillOutcome.ESCALATED
-        report = KillReport(
-            kill_id=run.kill_id,
-            trigger=run.trigger,
-            action=run.action,
-            accounts=run.scope or self._x.watched,
-            started=run.started,
-            finished=self._clock(),
-            outcome=outcome,
-            dry_run=run.dry,
-            attempts=run.attempts,
+        report = replace(
+            self._report(run, outcome, "; ".join(problems) if escalated else run.reason),
             cancelled_orders=tuple(o for k, o in run.seen.items() if k not in left),
-            close_orders=tuple(run.close_orders),
-            close_order_ids=tuple(run.close_order_ids),
-            rejected=dict(run.rejected),
             remaining_orders=tuple(run.remaining_orders),
             remaining_positions=tuple(run.remaining_positions),
-            reason="; ".join(problems) if escalated else run.reason,
             trigger_reason=run.reason,
         )
         if not run.dry:
@@ -376,32 +364,30 @@ class KillSwitch:
     def _go_pending(self, run: Run, exc: BaseException) -> KillReport:
         if run.persist:
             self._save_pending(run)
-        report = KillReport(
+        reason = f"gateway unavailable ({exc}); the kill runs as soon as it is back"
+        report = self._report(run, KillOutcome.PENDING, reason)
+        details = {"error": str(exc)}
+        step = self._r.step
+        step(run, "kill.pending", KillEventKind.PENDING, Severity.CRITICAL, reason, details, report=report)
+        return report
+
+    def _report(self, run: Run, outcome: KillOutcome, reason: str) -> KillReport:
+        """What every report of a run says: who, what, when, how many attempts, the closing orders."""
+        return KillReport(
             kill_id=run.kill_id,
             trigger=run.trigger,
             action=run.action,
             accounts=run.scope or self._x.watched,
             started=run.started,
             finished=self._clock(),
-            outcome=KillOutcome.PENDING,
+            outcome=outcome,
             dry_run=run.dry,
             attempts=run.attempts,
             close_orders=tuple(run.close_orders),
             close_order_ids=tuple(run.close_order_ids),
             rejected=dict(run.rejected),
-            reason=f"gateway unavailable ({exc}); the kill runs as soon as it is back",
+            reason=reason,
         )
-        details = {"error": str(exc)}
-        self._r.step(
-            run,
-            "kill.pending",
-            KillEventKind.PENDING,
-            Severity.CRITICAL,
-            report.reason,
-            details,
-            report=report,
-        )
-        return report
 
     # ------------------------------------------------------------------ state
     def _trip(self, run: Run, *, durable: bool = True) -> None:
