@@ -83,6 +83,10 @@ async def test_kill_9_during_a_close_all_is_finished_after_restart_without_over_
     first = await start_ready(launch, config, notify)
     first.send(signal.SIGUSR1)
     await until(lambda: len(first.events("close.order")) == 5, 15, "the closing orders")
+    # an audited close.order may still wait in ib_async's pacing window (readiness look-ups share
+    # it): the first pieces are timed only once the simulator holds all five orders
+    placed = lambda: [f for f in sim.received(99) if f.msg_id == 3]  # noqa: E731 (placeOrder frames)
+    await until(lambda: len(placed()) >= 5, 10, "the closing orders at the simulator")
     # each order's first piece is already timed; every later piece is timed with this delay:
     # the book stays part-closed, with the dead process's part-filled orders still working
     sim.fill.fill_delay = 600.0
