@@ -134,3 +134,20 @@ def holdings(sim: Simulator, account: str | None = None) -> dict[tuple[str, int]
 
 def con_id(sim: Simulator, symbol: str) -> int:
     return sim.book.universe.get(symbol).con_id
+
+
+BOT = 7  # the trading bot's client id in the life-cycle tests
+
+
+def bot_sells_50_of_200(sim: Simulator) -> int:
+    """Long 200 AAPL; a bot's resting SELL 50 LMT (not marketable). Returns its order id."""
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(ACCOUNTS[0], "AAPL", 200, avg_price=180.0)
+    sim.set_session("regular")
+    return sim.place_order_as(BOT, ACCOUNTS[0], "AAPL", "SELL", 50, lmt_price=260.0)
+
+
+def bot_order_status(sim: Simulator, order_id: int) -> str:
+    order = sim.book.find_order(BOT, order_id)
+    assert order is not None
+    return order.status

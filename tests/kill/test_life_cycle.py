@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID
-from tests.kill.conftest import con_id, holdings, kill_switch
+from tests.kill.conftest import BOT, bot_order_status, bot_sells_50_of_200, con_id, holdings, kill_switch
 from watchdog.gateway.client import Gateway
 from watchdog.kill.run import KillEvent, KillEventKind
 from watchdog.model import Action, KillOutcome
@@ -22,21 +22,6 @@ from watchdog.state.audit import read_audit
 
 pytestmark = pytest.mark.integration
 DU1 = ACCOUNTS[0]
-BOT = 7
-
-
-def bot_sells_50_of_200(sim: Simulator) -> int:
-    """Long 200 AAPL; a bot's resting SELL 50 LMT (not marketable). Returns its order id."""
-    sim.set_price("AAPL", 200.0)
-    sim.set_position(DU1, "AAPL", 200, avg_price=180.0)
-    sim.set_session("regular")
-    return sim.place_order_as(BOT, DU1, "AAPL", "SELL", 50, lmt_price=260.0)
-
-
-def bot_order_status(sim: Simulator, order_id: int) -> str:
-    order = sim.book.find_order(BOT, order_id)
-    assert order is not None
-    return order.status
 
 
 @pytest.mark.parametrize("fills_after", [0.8, 2.5])

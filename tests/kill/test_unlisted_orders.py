@@ -14,28 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID
-from tests.kill.conftest import holdings, kill_switch
+from tests.kill.conftest import BOT, bot_order_status, bot_sells_50_of_200, holdings, kill_switch
 from watchdog.gateway.client import Gateway
 from watchdog.model import Action, KillOutcome
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
 DU1 = ACCOUNTS[0]
-BOT = 7
-
-
-def bot_sells_50_of_200(sim: Simulator) -> int:
-    """Long 200; the bot's SELL 50 LMT (the watchdog is the master client: it hears every status)."""
-    sim.set_price("AAPL", 200.0)
-    sim.set_position(DU1, "AAPL", 200, avg_price=180.0)
-    sim.set_session("regular")
-    return sim.place_order_as(BOT, DU1, "AAPL", "SELL", 50, lmt_price=260.0)
-
-
-def status(sim: Simulator, order_id: int) -> str:
-    order = sim.book.find_order(BOT, order_id)
-    assert order is not None
-    return order.status
 
 
 @pytest.mark.parametrize("quiet", [False, True], ids=["status pushed", "executions only"])
@@ -50,13 +35,13 @@ async def test_an_order_gone_from_the_open_orders_in_pending_cancel_is_never_tak
 
     report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test"), 30)
 
-    assert status(sim, bot_order) == "PendingCancel"  # unlisted, alive: the kill must not say FLAT
+    assert bot_order_status(sim, bot_order) == "PendingCancel"  # unlisted, alive: the kill must not say FLAT
     assert report.outcome is KillOutcome.ESCALATED, report.reason
     assert [o.order_id for o in report.remaining_orders] == [bot_order]
     assert "state unknown" in report.reason and str(bot_order) in report.reason
     sold = sum(e.shares for e in sim.executions() if e.client_id == CLIENT_ID)
     assert sold == 150.0  # sized as if the vanished order fills
-    await sim.wait_until(lambda: status(sim, bot_order) == "Filled", 10)
+    await sim.wait_until(lambda: bot_order_status(sim, bot_order) == "Filled", 10)
     assert holdings(sim) == {}, f"never short: {holdings(sim)}"
     # the gateway's word (orderStatus Filled, or the executions) ends it; the book is empty again. A
     # round trip after the fill is a barrier: the simulator sent its pushes before this answer
