@@ -15,6 +15,11 @@ GOOD_LATCH = {"state": "armed", "trigger": "", "reason": "", "accounts": [], "ba
 GOOD_PENDING = {"kill_id": "k1", "action": "cancel_all", "trigger": "rule:loss", "accounts": ["DU111111"]}
 
 LATCH_DAMAGE = {
+    "empty": b"",
+    "not JSON": b"{not json",
+    "an unknown state": b'{"state": "bogus"}',
+    "a list": b"[1, 2]",
+    "no state": b'{"no": "state"}',
     "null": b"null",
     "a number": b"42",
     "a string": b'"armed"',

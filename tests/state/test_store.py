@@ -13,7 +13,7 @@ from watchdog.errors import StateError
 from watchdog.model import Action, TradingState
 from watchdog.state.audit import AuditLog, read_audit
 from watchdog.state.pidfile import find_daemon
-from watchdog.state.store import LATCH_FILE, PENDING_FILE, Latch, PendingKill, StateStore
+from watchdog.state.store import PENDING_FILE, Latch, PendingKill, StateStore
 
 
 def test_a_fresh_state_dir_is_armed_with_nothing_pending(tmp_path: Path, clock: FakeClock) -> None:
@@ -37,18 +37,6 @@ def test_the_latch_survives_a_new_store_instance(tmp_path: Path, clock: FakeCloc
     again = StateStore(tmp_path, clock).latch()
     assert again == latch
     assert not list(tmp_path.glob(".*tmp"))  # no temp file left behind
-
-
-@pytest.mark.parametrize("content", [b"", b"{not json", b'{"state": "bogus"}', b"[1, 2]", b'{"no": "state"}'])
-def test_a_damaged_latch_reads_as_tripped_and_is_reported(
-    tmp_path: Path, clock: FakeClock, content: bytes
-) -> None:
-    (tmp_path / LATCH_FILE).write_bytes(content)
-    reported: list[str] = []
-    store = StateStore(tmp_path, clock, on_error=reported.append)
-    latch = store.latch()
-    assert latch.state is TradingState.TRIPPED and latch.corrupted
-    assert reported and "TRIPPED" in reported[0]
 
 
 def test_a_damaged_pending_kill_reads_as_a_pending_close_all(tmp_path: Path, clock: FakeClock) -> None:
