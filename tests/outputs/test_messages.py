@@ -12,12 +12,12 @@ from watchdog.model import Action, Breach, BreachKind, Fill, KillOutcome, Severi
 from watchdog.outputs.messages import (
     Kind,
     format_breach,
-    format_gateway_down,
     format_kill,
     format_reload_failure,
     format_summary,
     format_text,
 )
+from watchdog.outputs.outage_messages import format_gateway_down
 from watchdog.outputs.targets import SecretFilter, describe_url, parse_urls_file, redact, secret_fragments
 
 

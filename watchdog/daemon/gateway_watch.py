@@ -129,6 +129,9 @@ class GatewayWatch:
             except GatewayError as exc:
                 log.warning("heartbeat failed: %s", exc)
             if c.gateway.status().connected:
+                # a gateway that lost IB's servers (1100) answers heartbeats but is as blind as a
+                # dead one: its down_since runs, so the built-in alert pages for it too
+                self._notify_if_down_long()
                 return
         c.metrics.set_connected(False)
         self._notify_if_down_long()
@@ -148,9 +151,12 @@ class GatewayWatch:
             if not self._id_in_use_notified:
                 self._id_in_use_notified = True
                 self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
-        elif ev.kind is EventKind.DEGRADED:
-            self.c.notifier.notify_text("warning", f"Gateway lost IB's servers ({ev.code})", ev.message)
-        elif ev.kind is EventKind.RESTORED:
+        elif ev.kind is EventKind.DEGRADED and ev.code is not None:
+            self.c.notifier.notify_degraded(ev.code, ev.message)  # an outage begins (one notice per outage)
+        elif ev.kind is EventKind.RESTORED and ev.code is not None:
+            # the outage 1100 began is over: its recovery, and the next outage pages again
+            self._down_notified = False
+            self.c.notifier.notify_restored(ev.code, ev.message)
             self.resume_pending(f"restored, code {ev.code}")
         if ev.kind is not EventKind.CONNECTED and self.state is RunState.RUNNING:
             self._request_evaluation()

@@ -19,6 +19,7 @@ from watchdog.daemon.kill_tasks import KillTasks
 from watchdog.daemon.wiring import Components, rule_labels
 from watchdog.errors import ConfigError
 from watchdog.model import Action, KillReport, TradingState
+from watchdog.outputs.incidents import outage_settle
 
 
 class Daemon(Protocol):
@@ -159,6 +160,7 @@ def _finish_reload(d: Daemon, new: Config | BaseException) -> bool:
     restart_needed = _reload_bots(d, new)
     c.notifier.reconfigure(new.notifications)
     c.notifier.dry_run = new.kill.dry_run
+    c.notifier.outage_settle = outage_settle(new.polling)
     c.metrics.declare_rules(rule_labels(new), dry_run=new.kill.dry_run)
     if d.running and c.scheduler.running:
         schedule_jobs(d)

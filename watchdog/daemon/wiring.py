@@ -27,6 +27,7 @@ from watchdog.gateway.client import EventKind, Gateway, GatewayEvent
 from watchdog.kill.run import KillEvent, KillEventKind
 from watchdog.kill.switch import KillSwitch
 from watchdog.model import Breach, Severity, Snapshot
+from watchdog.outputs.incidents import outage_settle
 from watchdog.outputs.messages import MessageContext
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
@@ -147,6 +148,7 @@ def build_components(
         ctx=message_context(config),
         dry_run=config.kill.dry_run,
     )
+    notifier.outage_settle = outage_settle(config.polling)
     holder: dict[str, Components] = {}
 
     def on_gateway_event(ev: GatewayEvent) -> None:

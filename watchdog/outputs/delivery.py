@@ -67,7 +67,8 @@ async def deliver(t: Target, n: Notification, timeout: float) -> tuple[bool, str
                 title=n.title,
                 notify_type="success" if n.kind in GOOD_NEWS else _NOTIFY_TYPE[n.severity],
                 body_format="text",
-                tag=n.severity.value,
+                # apprise ORs a list of tags: a recovery also routed by `routes` reaches those targets
+                tag=sorted({n.severity.value, *(s.value for s in n.routes)}),
             ),
             timeout,
         )

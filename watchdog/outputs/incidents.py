@@ -1,9 +1,16 @@
 """What to say about breaches and outages: once, reminded, recovered on the same route; one page per outage.
 
 Pure bookkeeping (no I/O, no asyncio): each method returns the notifications to send, and the
-notifier queues them. While the gateway is down, "unknown" rule alerts (no data is expected) and a
-second alert about the outage itself are held back and listed in the outage's recovery message,
-which carries the page's severity so it reaches every target that got the page.
+notifier queues them.
+
+An outage is the socket lost or half-open, or the gateway losing IB's servers with the socket up
+(1100/2110 until 1101/1102). While it lasts, an "unknown" rule alert (no data is expected) is held
+back, and so is an alert about the outage itself (a rule on `OUTAGE_METRICS`, the built-in
+gateway-down alert, a repeated 1100) once a message of at least its severity went out about this
+outage. The outage ends with one recovery message that lists what was held back and goes to every
+route that heard of the outage. For `settle` seconds after it ends, data is still coming back: new
+"unknown" and outage-metric alerts are held; whatever held alert still holds then is announced as a
+problem of its own, so nothing is swallowed for good.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from watchdog.config.schema import PollingConfig
 from watchdog.model import Breach, BreachKind, Severity
 from watchdog.outputs.messages import (
     DEFAULT_CONTEXT,
@@ -18,12 +26,20 @@ from watchdog.outputs.messages import (
     Notification,
     fmt_time,
     format_breach,
+    format_recovered,
+    max_severity,
+)
+from watchdog.outputs.outage_messages import (
+    format_degraded,
     format_gateway_down,
     format_reconnect,
-    format_recovered,
+    format_restored,
 )
 
-GATEWAY_METRICS = frozenset({"gateway_down_seconds", "heartbeat_rtt"})  # rules about the outage itself
+# metrics an outage moves by itself: a rule on one of them is about the outage, not a problem of its own
+OUTAGE_METRICS = frozenset({"gateway_down_seconds", "heartbeat_rtt", "data_age"})
+SETTLE = 10.0  # seconds after an outage during which missing data is expected to come back (default)
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 @dataclass(slots=True)
@@ -34,21 +50,38 @@ class Ongoing:
     breach: Breach
     masked: Ongoing | None = None  # a breach hidden by an UNKNOWN spell; it resumes when data is back
     folded: bool = False  # held back as part of a gateway outage: no reminder, no recovery of its own
+    held_until: float | None = None  # once the outage is over: announced then if it still holds
 
 
 @dataclass(slots=True)
 class Outage:
     since: float
-    paged: Severity | None = None  # the severity of the page that went out, once one did
+    sent: set[Severity] = field(default_factory=set)  # severities of the messages about it that went out
     folded: list[str] = field(default_factory=list)
+    degraded: int | None = None  # 1100/2110: the socket stayed up, IB's servers were lost
+
+    def covers(self, severity: Severity) -> bool:
+        """A message at least this severe about this outage already went out."""
+        return any(_RANK[s] >= _RANK[severity] for s in self.sent)
+
+
+def outage_settle(polling: PollingConfig) -> float:
+    """Seconds after an outage by which every poll has had one whole round, each under its timeout:
+    data still missing then is a problem of its own (at the default polling, 5 s + 5 s = 10 s)."""
+    longest = max(polling.pnl, polling.account_summary, polling.positions, polling.orders)
+    return longest + polling.timeout
 
 
 class Incidents:
-    def __init__(self, reminder_interval: float, ctx: MessageContext = DEFAULT_CONTEXT) -> None:
+    def __init__(
+        self, reminder_interval: float, ctx: MessageContext = DEFAULT_CONTEXT, settle: float = SETTLE
+    ) -> None:
         self.reminder_interval = reminder_interval
         self.ctx = ctx
+        self.settle = settle
         self.ongoing: dict[tuple[str, str], Ongoing] = {}
         self.outage: Outage | None = None
+        self.settle_until = 0.0
         self.suppressed = 0
 
     def breach(self, b: Breach, now: float) -> Notification | None:
@@ -62,14 +95,14 @@ class Incidents:
             if prev.masked is not None:
                 # Data is back but the breach it interrupted is still on: keep reminding of it.
                 self.ongoing[key] = prev.masked
-            if prev.folded:
+            if prev.folded or (self.outage is not None and prev.breach.metric in OUTAGE_METRICS):
                 return None  # the outage's recovery message covers it
             return format_recovered(b, since=prev.since, now=now, severity=prev.breach.severity, ctx=self.ctx)
         if self._fold(b, prev, now):
             return None
         if prev is not None and prev.kind is b.kind:
             prev.breach = b
-            if now - prev.last_sent < self.reminder_interval:
+            if prev.folded or now - prev.last_sent < self.reminder_interval:
                 self.suppressed += 1
                 return None
             prev.last_sent = now
@@ -78,28 +111,44 @@ class Incidents:
         if masked is not None and masked.masked is not None:
             masked = masked.masked
         self.ongoing[key] = Ongoing(kind=b.kind, since=b.since, last_sent=now, breach=b, masked=masked)
-        if self.outage is not None and b.metric in GATEWAY_METRICS and b.kind is BreachKind.BREACH:
-            self.outage.paged = b.severity  # this rule is the outage's page: no built-in one after it
+        if self.outage is not None and b.metric in OUTAGE_METRICS:
+            self.outage.sent.add(b.severity)  # a message about this outage: no weaker one after it
         return format_breach(b, now=now, ctx=self.ctx)
 
     def _fold(self, b: Breach, prev: Ongoing | None, now: float) -> bool:
-        """During an outage: an UNKNOWN, or a second alert about the outage itself, is held back."""
-        o = self.outage
-        if o is None or (prev is not None and prev.kind is b.kind):
+        """Hold back an UNKNOWN, or an alert about the outage already said at least as loudly; after
+        the outage, for `settle` seconds, hold both kinds (announced then if they still hold)."""
+        if prev is not None and prev.kind is b.kind:
             return False
-        gateway_rule = b.metric in GATEWAY_METRICS and b.kind is not BreachKind.UNKNOWN
-        if b.kind is not BreachKind.UNKNOWN and not (gateway_rule and o.paged is not None):
+        about_outage = b.metric in OUTAGE_METRICS and b.kind is not BreachKind.UNKNOWN
+        o = self.outage
+        if o is not None:
+            fold = b.kind is BreachKind.UNKNOWN or (about_outage and o.covers(b.severity))
+        else:
+            fold = now < self.settle_until and (b.kind is BreachKind.UNKNOWN or about_outage)
+        if not fold:
             return False
         masked = prev if prev is not None and b.kind is BreachKind.UNKNOWN else None
-        self.ongoing[(b.rule, b.account or "all")] = Ongoing(b.kind, b.since, now, b, masked, folded=True)
-        o.folded.append(f"  - {b.rule} on {b.account or 'all accounts'}: {b.kind.value}")
+        held_until = None if o is not None else self.settle_until
+        self.ongoing[(b.rule, b.account or "all")] = Ongoing(
+            b.kind, b.since, now, b, masked, folded=True, held_until=held_until
+        )
+        if o is not None:
+            o.folded.append(f"  - {b.rule} on {b.account or 'all accounts'}: {b.kind.value}")
         self.suppressed += 1
         return True
 
     def reminders(self, now: float) -> list[Notification]:
+        """Reminders that are due, and held alerts that still hold once the outage has settled."""
         due = []
         for o in self.ongoing.values():
-            if not o.folded and now - o.last_sent >= self.reminder_interval:
+            if o.folded:
+                if self.outage is None and o.held_until is not None and now >= o.held_until:
+                    # still on with the gateway back for `settle` seconds: a problem of its own now
+                    o.folded, o.held_until, o.last_sent = False, None, now
+                    due.append(format_breach(o.breach, now=now, ctx=self.ctx))
+                continue
+            if now - o.last_sent >= self.reminder_interval:
                 o.last_sent = now
                 due.append(format_breach(o.breach, now=now, reminder=True, ctx=self.ctx))
         return due
@@ -115,27 +164,71 @@ class Incidents:
         if not up and self.outage is None:
             self.outage = Outage(since=now)
 
+    def degraded(self, code: int, message: str, now: float) -> Notification | None:
+        """1100/2110 with the socket up: starts an outage (or joins the one going on), said once."""
+        if self.outage is None:
+            self.outage = Outage(since=now)
+        o = self.outage
+        if o.degraded is not None or o.covers(Severity.WARNING):
+            o.degraded = o.degraded or code
+            o.folded.append(f"  - gateway {code} at {fmt_time(now)}: {message}")
+            self.suppressed += 1
+            return None
+        o.degraded = code
+        o.sent.add(Severity.WARNING)
+        return format_degraded(code, message, now)
+
     def gateway_down(
         self, endpoint: str, down_since: float, now: float, last_error: str
     ) -> Notification | None:
+        """The built-in page after `gateway_down_after`; held back when a page already went out."""
         if self.outage is None:
             self.outage = Outage(since=down_since)
-        if self.outage.paged is not None:
-            self.outage.folded.append(f"  - built-in gateway-down alert (down since {fmt_time(down_since)})")
+        o = self.outage
+        if o.covers(Severity.CRITICAL):
+            o.folded.append(f"  - built-in gateway-down alert (down since {fmt_time(down_since)})")
             self.suppressed += 1
             return None
-        n = format_gateway_down(endpoint, down_since, now, last_error)
-        self.outage.paged = n.severity
+        n = format_gateway_down(endpoint, down_since, now, last_error, degraded=o.degraded is not None)
+        o.sent.add(n.severity)
         return n
 
     def reconnect(self, endpoint: str, downtime: float | None, now: float) -> Notification:
-        """Ends the outage: its recovery goes out with the page's severity (same pager), listing the rest."""
-        o, self.outage = self.outage, None
-        for ongoing in self.ongoing.values():
-            if ongoing.breach.metric in GATEWAY_METRICS:
-                ongoing.folded = True  # this message is their recovery too
-        if o is None or o.paged is None:
+        """Ends the outage: its recovery goes to every route that heard of it, listing the rest."""
+        o = self._end_outage(now)
+        if o is None or not o.sent:
             return format_reconnect(endpoint, downtime, now=now, folded=o.folded if o else ())
         if downtime is None:
             downtime = now - o.since
-        return format_reconnect(endpoint, downtime, now=now, severity=o.paged, folded=o.folded)
+        severity, routes = max_severity(o.sent), frozenset(o.sent)
+        return format_reconnect(
+            endpoint, downtime, now=now, severity=severity, routes=routes, folded=o.folded
+        )
+
+    def restored(self, code: int, message: str, now: float) -> Notification | None:
+        """1101/1102 ends an outage that 1100/2110 began (None when there is none: nothing to call off)."""
+        if self.outage is None or self.outage.degraded is None:
+            return None
+        o = self._end_outage(now)
+        assert o is not None
+        severity = max_severity(o.sent) if o.sent else Severity.INFO
+        return format_restored(
+            code,
+            message,
+            now - o.since,
+            now=now,
+            severity=severity,
+            routes=frozenset(o.sent),
+            folded=o.folded,
+        )
+
+    def _end_outage(self, now: float) -> Outage | None:
+        """What was held back, and the outage's own alerts, wait `settle` seconds for data to come back."""
+        o, self.outage = self.outage, None
+        if o is None:
+            return None
+        self.settle_until = now + self.settle
+        for ongoing in self.ongoing.values():
+            if ongoing.folded or ongoing.breach.metric in OUTAGE_METRICS:
+                ongoing.folded, ongoing.held_until = True, self.settle_until
+        return o

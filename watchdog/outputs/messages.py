@@ -60,6 +60,9 @@ class Notification:
     title: str
     body: str
     limited: bool = True
+    # also delivered to the targets that take any of these severities: an outage's recovery goes to
+    # every route that heard of the outage (the chat got the 1100 notice, the pager the page)
+    routes: frozenset[Severity] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,40 +328,6 @@ def format_shutdown(reason: str, state: str) -> Notification:
     )
     return Notification(
         kind=Kind.SHUTDOWN, severity=Severity.WARNING, title="ibkr-watchdog stopping", body=body
-    )
-
-
-def format_reconnect(
-    endpoint: str,
-    downtime: float | None,
-    *,
-    now: float | None = None,
-    severity: Severity = Severity.INFO,
-    folded: Sequence[str] = (),
-) -> Notification:
-    """`severity` = that of the "gateway down" page it ends, so it reaches the same pager."""
-    after = f" after {fmt_duration(downtime)}" if downtime is not None else ""
-    at = f" at {fmt_time(now)}" if now is not None else ""
-    body = f"Connected to the gateway at {endpoint} again{at}{after}; state re-requested, watching resumes."
-    if folded:
-        body += "\n" + "\n".join(
-            _listing("Alerts held back during the outage (no data, or the outage itself)", folded, "")
-        )
-    return Notification(
-        kind=Kind.RECONNECT, severity=severity, title="Gateway reconnected", body=body, limited=False
-    )
-
-
-def format_gateway_down(endpoint: str, down_since: float, now: float, last_error: str = "") -> Notification:
-    body = (
-        f"No answer from the gateway at {endpoint} for {fmt_duration(now - down_since)} "
-        f"(since {fmt_time(down_since)})" + (f": {last_error}" if last_error else "") + ".\n"
-        "The watchdog is blind and cannot kill until it is back; a triggered kill is kept pending. "
-        "Check IB Gateway / TWS, the tunnel, and the daily restart window.\n"
-        "Rules without data meanwhile are not paged one by one; a recovery message follows here."
-    )
-    return Notification(
-        kind=Kind.GATEWAY_DOWN, severity=Severity.CRITICAL, title="Gateway down", body=body, limited=False
     )
 
 

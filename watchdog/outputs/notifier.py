@@ -14,6 +14,7 @@ names the host/instance (`origin`) and says DRY RUN in dry-run mode.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -235,6 +236,15 @@ class Notifier:
             log.exception("breach notification could not be queued")
             return False
 
+    @property
+    def outage_settle(self) -> float:
+        """Seconds after an outage during which missing data is held back (`incidents.outage_settle`)."""
+        return self._incidents.settle
+
+    @outage_settle.setter
+    def outage_settle(self, seconds: float) -> None:
+        self._incidents.settle = seconds
+
     def gateway_up(self, up: bool) -> None:
         """The gateway's state as the daemon sees it (connected / lost); losing it starts an outage."""
         self._incidents.gateway_up(up, self._clock())
@@ -264,6 +274,16 @@ class Notifier:
 
     def notify_gateway_down(self, endpoint: str, down_since: float, last_error: str = "") -> bool:
         n = self._incidents.gateway_down(endpoint, down_since, self._clock(), last_error)
+        return False if n is None else self.notify(n)
+
+    def notify_degraded(self, code: int, message: str) -> bool:
+        """1100/2110: the gateway lost IB's servers (socket up): an outage begins, said once."""
+        n = self._incidents.degraded(code, message, self._clock())
+        return False if n is None else self.notify(n)
+
+    def notify_restored(self, code: int, message: str) -> bool:
+        """1101/1102: the outage 1100/2110 began is over; its recovery goes where the outage was told."""
+        n = self._incidents.restored(code, message, self._clock())
         return False if n is None else self.notify(n)
 
     def notify_reload_failure(self, problems: Sequence[str]) -> bool:
@@ -330,9 +350,7 @@ class Notifier:
         if self.origin:
             title = f"{self.origin}: {title}"
         body = mask(redact(n.body or n.title, frags))  # apprise refuses an empty body
-        return Notification(
-            kind=n.kind, severity=n.severity, title=mask(redact(title, frags)), body=body, limited=n.limited
-        )
+        return dataclasses.replace(n, title=mask(redact(title, frags)), body=body)
 
     def _dispatch(self, n: Notification, now: float) -> bool:
         if self._closed:
@@ -343,7 +361,8 @@ class Notifier:
         n = self._dressed(n)  # the journal names the host already; the title gets it for the phone
         queued = False
         for t in self._targets:
-            if n.severity in t.spec.severities and self._put(t, n):
+            takes = n.severity in t.spec.severities or not n.routes.isdisjoint(t.spec.severities)
+            if takes and self._put(t, n):
                 queued = True
         return queued
 
@@ -353,7 +372,7 @@ class Notifier:
         msg = n
         if t.dropped:
             note = f"({t.dropped} earlier notification(s) to this target were dropped: queue full)"
-            msg = Notification(kind=n.kind, severity=n.severity, title=n.title, body=f"{n.body}\n{note}")
+            msg = dataclasses.replace(n, body=f"{n.body}\n{note}")
         try:
             t.queue.put_nowait(msg)
         except asyncio.QueueFull:

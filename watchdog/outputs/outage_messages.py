@@ -1,0 +1,118 @@
+"""What people are told about a gateway outage: that it began, that it is long, that it ended.
+
+An outage is the socket lost (or half-open), or the gateway losing IB's servers with the socket up
+(error 1100 or 2110 "Connectivity between IB and Trader Workstation has been lost", ended by 1101
+"restored - data lost" or 1102 "restored - data maintained"; IB "Message Codes" page). Each ends with
+one recovery message that lists what was held back meanwhile (`outputs.incidents` decides that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from watchdog.model import Severity
+from watchdog.outputs.messages import MAX_LINES, Kind, Notification, fmt_duration, fmt_time
+
+HELD_HEADING = "Alerts held back during the outage (no data, or the outage itself)"
+
+
+def _held(folded: Sequence[str]) -> str:
+    if not folded:
+        return ""
+    shown = list(folded[:MAX_LINES])
+    if len(folded) > MAX_LINES:
+        shown.append(f"  … and {len(folded) - MAX_LINES} more (see the log)")
+    return "\n" + "\n".join([f"{HELD_HEADING} ({len(folded)}):", *shown])
+
+
+def format_reconnect(
+    endpoint: str,
+    downtime: float | None,
+    *,
+    now: float | None = None,
+    severity: Severity = Severity.INFO,
+    routes: frozenset[Severity] = frozenset(),
+    folded: Sequence[str] = (),
+) -> Notification:
+    """`severity` = that of the "gateway down" page it ends, so it reaches the same pager; `routes` =
+    the severities of every other message of the outage (each of those routes hears the recovery)."""
+    after = f" after {fmt_duration(downtime)}" if downtime is not None else ""
+    at = f" at {fmt_time(now)}" if now is not None else ""
+    body = f"Connected to the gateway at {endpoint} again{at}{after}; state re-requested, watching resumes."
+    return Notification(
+        kind=Kind.RECONNECT,
+        severity=severity,
+        title="Gateway reconnected",
+        body=body + _held(folded),
+        limited=False,
+        routes=routes,
+    )
+
+
+def format_restored(
+    code: int,
+    message: str,
+    downtime: float,
+    *,
+    now: float,
+    severity: Severity,
+    routes: frozenset[Severity] = frozenset(),
+    folded: Sequence[str] = (),
+) -> Notification:
+    """1101/1102 after 1100: the gateway reached IB's servers again (the socket never dropped)."""
+    kept = (
+        "subscriptions were lost and are re-requested"
+        if code == 1101
+        else "data was kept; fresh values follow"
+    )
+    body = (
+        f"The gateway reached IB's servers again at {fmt_time(now)} after {fmt_duration(downtime)} "
+        f"({code}: {message}); {kept}. Watching resumes; a kill parked meanwhile runs now."
+    )
+    return Notification(
+        kind=Kind.RECONNECT,
+        severity=severity,
+        title=f"Gateway connectivity restored ({code})",
+        body=body + _held(folded),
+        limited=False,
+        routes=routes,
+    )
+
+
+def format_degraded(code: int, message: str, now: float) -> Notification:
+    """1100/2110: the socket and heartbeats are fine but no account data flows until 1101/1102."""
+    body = (
+        f"At {fmt_time(now)} the gateway reported {code}: {message}\n"
+        "The socket is up but account data has stopped: the watchdog cannot see losses and a kill "
+        "would be kept pending until IB's servers are back (often IB's nightly reset).\n"
+        "Rules without data meanwhile are not alerted one by one; a recovery message follows here."
+    )
+    return Notification(
+        kind=Kind.GATEWAY_DOWN,
+        severity=Severity.WARNING,
+        title=f"Gateway lost IB's servers ({code})",
+        body=body,
+        limited=False,
+    )
+
+
+def format_gateway_down(
+    endpoint: str, down_since: float, now: float, last_error: str = "", *, degraded: bool = False
+) -> Notification:
+    """The built-in page after `notifications.gateway_down_after` seconds; `degraded`: the socket is up
+    but the gateway has lost IB's servers (1100), so "no answer" would be untrue."""
+    what = (
+        "The gateway at {} has had no link to IB's servers"
+        if degraded
+        else "No answer from the gateway at {}"
+    )
+    body = (
+        f"{what.format(endpoint)} for {fmt_duration(now - down_since)} "
+        f"(since {fmt_time(down_since)})" + (f": {last_error}" if last_error else "") + ".\n"
+        "The watchdog is blind and cannot kill until it is back; a triggered kill is kept pending. "
+        "Check IB Gateway / TWS, the tunnel, and the daily restart window.\n"
+        "Rules without data meanwhile are not paged one by one; a recovery message follows here."
+    )
+    return Notification(
+        kind=Kind.GATEWAY_DOWN, severity=Severity.CRITICAL, title="Gateway down", body=body, limited=False
+    )
