@@ -8,18 +8,24 @@ socket and heartbeats up, data silent) until 1101/1102.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.daemon.conftest import DaemonFactory, until
+from tests.daemon.conftest import DaemonFactory, until, write_config
 from tests.outputs.conftest import Capture, capture  # noqa: F401  (fixture)
+from watchdog.config.load import load_config
+from watchdog.daemon.wiring import rule_labels
 from watchdog.sim import Simulator
-
-pytestmark = pytest.mark.integration
 
 RULES = """
   - name: daily-loss
     when: "daily_pnl <= -2500"
     action: close_all
+  - name: gateway-down
+    when: "gateway_down_seconds > 1s"
+    action: alert
+    severity: critical
   - name: stale-data
     when: "data_age > 1500ms"
     action: alert
@@ -31,7 +37,6 @@ RULES = """
 def routes(capture: Capture) -> str:  # noqa: F811
     return f"""
 notifications:
-  gateway_down_after: 1s
   burst_max: 50  # two outages within seconds: no burst summary in the way
   targets:
     - url: json://127.0.0.1:{capture.port}/pager
@@ -45,17 +50,17 @@ def got(capture: Capture, path: str) -> list[str]:  # noqa: F811
     return [b["title"] for p, b in zip(capture.paths, capture.snapshot(), strict=True) if p == f"/{path}"]
 
 
+@pytest.mark.integration
 async def test_a_nightly_reset_is_one_page_and_one_recovery_on_each_route_every_time(
     sim: Simulator,
     make_daemon: DaemonFactory,
     capture: Capture,  # noqa: F811
 ) -> None:
-    """1100 → 1102 twice, each longer than gateway_down_after and the stale-data rule's 1.5 s: each
-    outage pages once (the built-in gateway-down alert), the chat hears the 1100 notice, and each
-    route gets one recovery; the stale-data breaches of both accounts are part of the outage, not
-    messages of their own. Old code: stale-data breaches and recoveries on the chat, no recovery of
-    the page after 1102, and no page at all for the second outage (the built-in alert was never
-    re-armed after 1102, only after a reconnect)."""
+    """1100 → 1102 twice, each longer than the gateway-down rule's 1 s and the stale-data rule's 1.5 s:
+    each outage pages once (the gateway-down rule), the chat hears the 1100 notice, and each route gets
+    one recovery; the stale-data breaches of both accounts are part of the outage, not messages of
+    their own. Old code: stale-data breaches and recoveries on the chat, and instead of one recovery
+    per route a "[RECOVERED] gateway-down" page (1102 ended nothing: the outage was never started)."""
     d = await make_daemon(RULES, routes(capture), schedule=True)
     await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
     incidents = d.c.notifier._incidents
@@ -73,7 +78,38 @@ async def test_a_nightly_reset_is_one_page_and_one_recovery_on_each_route_every_
         # every alert of the outage recovered: nothing is held that could still be announced
         await until(lambda: not incidents.ongoing and incidents.outage is None, 10, "the rules to recover")
         await d.c.notifier.drain(5)
-        assert pager() == ["Gateway down", "Gateway connectivity restored (1102)"]
+        assert pager() == ["[BREACH] gateway-down on all accounts", "Gateway connectivity restored (1102)"]
         assert chat() == ["Gateway lost IB's servers (1100)", "Gateway connectivity restored (1102)"]
         recovery = capture.snapshot()[-1]["message"]
         assert "stale-data on DU111111: breach" in recovery and "stale-data on DU222222: breach" in recovery
+
+
+def test_rule_info_says_which_rules_are_about_an_outage(tmp_path: Path) -> None:
+    """`RuleBreached` holds back a rule about the outage (docs/alerting.md) only if `rule_info` says so:
+    every metric of its condition is one an outage moves by itself."""
+    rules = """
+  - name: stale-data
+    when: "data_age > 60s"
+    action: alert
+  - name: gateway-slow
+    when: {any: ["heartbeat_rtt > 1s", "gateway_down_seconds > 30s"]}
+    action: alert
+  - name: loss-or-stale
+    when: {any: ["daily_pnl <= -2500", "data_age > 60s"]}
+    action: alert
+  - name: daily-loss
+    when: "daily_pnl <= -2500"
+    action: close_all
+  - name: flatten
+    schedule: {cron: "55 15 * * mon-fri", timezone: America/New_York}
+    action: close_all
+"""
+    config = load_config(write_config(tmp_path, 4002, rules))
+    about = {r.name: r.about_outage for r in rule_labels(config)}
+    assert about == {
+        "stale-data": True,
+        "gateway-slow": True,
+        "loss-or-stale": False,
+        "daily-loss": False,
+        "flatten": False,
+    }

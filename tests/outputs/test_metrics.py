@@ -275,7 +275,7 @@ def test_kill_series_exist_before_the_first_kill_and_unknown_is_nan() -> None:
     assert get("ibkr_watchdog_kill_outcomes_total", {"outcome": "escalated"}) == 0
     assert math.isnan(get("ibkr_watchdog_last_kill_timestamp_seconds") or 0.0)
     assert get("ibkr_watchdog_dry_run") == 1
-    labels = {"rule": "low_excess", "action": "alert", "rule_severity": "warning"}
+    labels = {"rule": "low_excess", "action": "alert", "rule_severity": "warning", "about_outage": "false"}
     assert get("ibkr_watchdog_rule_info", labels) == 1
     m.declare_rules([], dry_run=False)  # a reload removed the rules and turned dry run off
     assert get("ibkr_watchdog_rule_info", labels) is None and get("ibkr_watchdog_dry_run") == 0

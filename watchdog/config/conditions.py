@@ -35,6 +35,9 @@ class MetricInfo:
     # Metrics where a high value is healthy (cushion, net liquidation): warnings measure the way
     # from the day's high down to the threshold instead of from zero.
     higher_is_healthy: bool = False
+    # A gateway outage moves it by itself (the outage's length, the heartbeat, the age of the data): a
+    # breach of it during an outage is part of the outage, not a problem of its own (docs/alerting.md)
+    moved_by_outage: bool = False
 
 
 def _catalogue(*infos: MetricInfo) -> Mapping[str, MetricInfo]:
@@ -58,14 +61,21 @@ METRICS: Mapping[str, MetricInfo] = _catalogue(
     MetricInfo("open_order_count", MetricKind.COUNT, "number of working orders", True),
     MetricInfo("fills_per_minute", MetricKind.RATE, "fills per minute", True),
     MetricInfo("orders_per_minute", MetricKind.RATE, "new orders per minute", True),
-    MetricInfo("heartbeat_rtt", MetricKind.SECONDS, "heartbeat round trip", False),
-    MetricInfo("gateway_down_seconds", MetricKind.SECONDS, "time the gateway has been down", False),
-    MetricInfo("data_age", MetricKind.SECONDS, "data age", True),
+    MetricInfo("heartbeat_rtt", MetricKind.SECONDS, "heartbeat round trip", False, moved_by_outage=True),
+    MetricInfo(
+        "gateway_down_seconds",
+        MetricKind.SECONDS,
+        "time the gateway has been down",
+        False,
+        moved_by_outage=True,
+    ),
+    MetricInfo("data_age", MetricKind.SECONDS, "data age", True, moved_by_outage=True),
     # seconds since the rule's bot (`bot:`) last heartbeated; unknown until its first heartbeat
     # after a start or a clean stop (docs/rules.md, "Dead-man's switch")
     MetricInfo("bot_silence", MetricKind.SECONDS, "time since the bot's last heartbeat", False),
 )
 
+OUTAGE_METRICS = frozenset(name for name, info in METRICS.items() if info.moved_by_outage)
 COMPARISON_OPS = frozenset({"<", "<=", ">", ">="})
 OPS = ("<=", ">=", "==", "!=", "<", ">")  # longest first, for the tokenizer
 

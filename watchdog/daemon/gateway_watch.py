@@ -129,9 +129,8 @@ class GatewayWatch:
             except GatewayError as exc:
                 log.warning("heartbeat failed: %s", exc)
             if c.gateway.status().connected:
-                # a gateway that lost IB's servers (1100) answers heartbeats but is as blind as a
-                # dead one: its down_since runs, so the built-in alert pages for it too
-                self._notify_if_down_long()
+                # a gateway without IB's servers (1100) is left to the rules on gateway_down_seconds:
+                # quiet windows apply to them, and IB's nightly reset is such a spell every night
                 return
         c.metrics.set_connected(False)
         self._notify_if_down_long()
@@ -154,8 +153,7 @@ class GatewayWatch:
         elif ev.kind is EventKind.DEGRADED and ev.code is not None:
             self.c.notifier.notify_degraded(ev.code, ev.message)  # an outage begins (one notice per outage)
         elif ev.kind is EventKind.RESTORED and ev.code is not None:
-            # the outage 1100 began is over: its recovery, and the next outage pages again
-            self._down_notified = False
+            # the outage 1100 began is over: its recovery goes where the outage was told
             self.c.notifier.notify_restored(ev.code, ev.message)
             self.resume_pending(f"restored, code {ev.code}")
         if ev.kind is not EventKind.CONNECTED and self.state is RunState.RUNNING:

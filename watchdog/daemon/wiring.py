@@ -18,6 +18,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
+from watchdog.config.conditions import OUTAGE_METRICS
 from watchdog.config.load import load_config
 from watchdog.config.schema import Config
 from watchdog.daemon.bot_watch import BotWatch
@@ -31,6 +32,7 @@ from watchdog.outputs.incidents import outage_settle
 from watchdog.outputs.messages import MessageContext
 from watchdog.outputs.metrics import Metrics
 from watchdog.outputs.notifier import Notifier
+from watchdog.outputs.rule_metrics import RuleInfo
 from watchdog.outputs.systemd_notify import SdNotifier
 from watchdog.rules import evaluate as rules_engine
 from watchdog.rules import schedule
@@ -111,9 +113,17 @@ def _heartbeat_metrics(c: Components, rtt: float) -> None:
         log.info("gateway clock skew back to %+.1fs", skew)
 
 
-def rule_labels(config: Config) -> list[tuple[str, str, str]]:
-    """(name, action, severity) of every enabled rule, for `Metrics.declare_rules`."""
-    return [(r.name, r.action.value, r.severity.value) for r in config.rules if r.enabled]
+def rule_labels(config: Config) -> list[RuleInfo]:
+    """Name, action, severity and whether it is about an outage, of every enabled rule, for
+    `Metrics.declare_rules`."""
+    out = []
+    for r in config.rules:
+        if not r.enabled:
+            continue
+        leaves = r.when.leaves() if r.when is not None else ()
+        about_outage = bool(leaves) and all(leaf.metric in OUTAGE_METRICS for leaf in leaves)
+        out.append(RuleInfo(r.name, r.action.value, r.severity.value, about_outage))
+    return out
 
 
 def message_context(config: Config) -> MessageContext:

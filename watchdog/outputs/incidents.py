@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from watchdog.config.conditions import OUTAGE_METRICS
 from watchdog.config.schema import PollingConfig
 from watchdog.model import Breach, BreachKind, Severity
 from watchdog.outputs.messages import (
@@ -36,8 +37,6 @@ from watchdog.outputs.outage_messages import (
     format_restored,
 )
 
-# metrics an outage moves by itself: a rule on one of them is about the outage, not a problem of its own
-OUTAGE_METRICS = frozenset({"gateway_down_seconds", "heartbeat_rtt", "data_age"})
 SETTLE = 10.0  # seconds after an outage during which missing data is expected to come back (default)
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 

@@ -10,7 +10,7 @@ alerts see zeros, not gaps.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -75,13 +75,14 @@ class KillMetrics:
             self.last_kill.set(report.finished)
         self.set_pending(report.outcome is KillOutcome.PENDING)
 
-    def declare(self, rules: Iterable[tuple[str, str, str]], *, dry_run: bool) -> None:
+    def declare(self, rules: Iterable[Sequence[object]], *, dry_run: bool) -> None:
         """`kills_total` at 0 for every trigger known in advance (each kill rule, given as
         (name, action, severity), and the two manual signals), so `increase()` sees the first kill."""
         self.dry_run.set(1 if dry_run else 0)
         for action, trigger in _MANUAL_TRIGGERS:
             self.kills.labels(action, self._triggers.fold(trigger))
-        for name, action, _severity in rules:
+        for rule in rules:
+            name, action = str(rule[0]), str(rule[1])
             if action in ("close_all", "cancel_all"):
                 self.kills.labels(action, self._triggers.fold(f"rule:{name}"))
 

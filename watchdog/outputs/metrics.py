@@ -24,6 +24,7 @@ from watchdog.outputs.metrics_server import MetricsServer, MetricsServerError
 from watchdog.outputs.readiness_metrics import ReadinessMetrics
 from watchdog.outputs.rule_metrics import (
     RULE_STATES,
+    RuleInfo,
     RuleMetrics,
     RuleStatusLike,
     RuleTuple,
@@ -260,11 +261,11 @@ class Metrics:
     def observe_kill(self, report: KillReport) -> None:
         self.kill.observe(report)
 
-    def declare_rules(self, rules: Iterable[tuple[str, str, str]], *, dry_run: bool) -> None:
-        """The configured rules as (name, action, severity): `rule_info`, and `kills_total` at 0 for
-        every trigger known in advance (each kill rule, the two manual signals), so `increase()` sees
-        the first kill. Call at start and after every reload."""
-        configured = list(rules)  # read twice
+    def declare_rules(self, rules: Iterable[RuleInfo | tuple[str, str, str]], *, dry_run: bool) -> None:
+        """The configured rules (`RuleInfo`, or (name, action, severity)): `rule_info`, and
+        `kills_total` at 0 for every trigger known in advance (each kill rule, the two manual signals),
+        so `increase()` sees the first kill. Call at start and after every reload."""
+        configured = [RuleInfo(*r) for r in rules]  # read twice
         self.kill.declare(configured, dry_run=dry_run)
         self.rules.declare(configured)
 

@@ -11,7 +11,7 @@ import enum
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -36,6 +36,17 @@ _STATE_ALIASES = {
 # A rule breaches when the value goes above (+1) or below (-1) its threshold.
 _DIRECTION = {">": 1, ">=": 1, "<": -1, "<=": -1}
 ALL_ACCOUNTS = "all"
+
+
+class RuleInfo(NamedTuple):
+    """One configured rule as `rule_info` labels it. `about_outage`: every metric of its condition
+    is one a gateway outage moves by itself (`config.conditions.OUTAGE_METRICS`): the alert rules hold
+    its breaches back while the gateway is down, as the notifications do."""
+
+    name: str
+    action: str
+    severity: str
+    about_outage: bool = False
 
 
 class RuleStatusLike(Protocol):
@@ -127,16 +138,17 @@ class RuleMetrics:
         )
         self.info = Gauge(
             p + "rule_info",
-            "1 per configured rule: its action and severity (join on rule to route alerts)",
-            ["rule", "action", "rule_severity"],
+            "1 per configured rule: its action and severity, and whether it is about a gateway outage "
+            "(join on rule to route alerts)",
+            ["rule", "action", "rule_severity", "about_outage"],
             registry=r,
         )
 
-    def declare(self, rules: Iterable[tuple[str, str, str]]) -> None:
-        """`rule_info` for the configured rules as (name, action, severity); earlier ones go."""
+    def declare(self, rules: Iterable[RuleInfo]) -> None:
+        """`rule_info` for the configured rules; earlier ones go."""
         self.info.clear()
-        for name, action, severity in rules:  # rules come from the config file: few, and reviewed
-            self.info.labels(name, action, severity).set(1)
+        for r in rules:  # rules come from the config file: few, and reviewed
+            self.info.labels(r.name, r.action, r.severity, "true" if r.about_outage else "false").set(1)
 
     def observe(self, statuses: Iterable[RuleStatusLike | RuleTuple]) -> None:
         """Set every rule series from one complete evaluation; rules not in it lose their series.
