@@ -73,7 +73,6 @@ def test_a_lost_link_to_ibs_servers_is_an_outage_that_1102_ends() -> None:
     unknown = inc.breach(on("daily_pnl", BreachKind.UNKNOWN, Severity.WARNING, "loss"), T0 + 35)
     page = inc.gateway_down("gw:4001", T0, T0 + 30, LOST)
     assert titles([notice, repeat, unknown, page]) == ["Gateway lost IB's servers (1100)", "Gateway down"]
-    assert page is not None and "no link to IB's servers" in page.body and "No answer" not in page.body
     end = inc.restored(1102, KEPT, T0 + 90)
     assert end is not None and end.title == "Gateway connectivity restored (1102)"
     assert end.severity is Severity.CRITICAL and end.routes == {Severity.WARNING, Severity.CRITICAL}

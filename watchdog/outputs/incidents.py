@@ -188,7 +188,7 @@ class Incidents:
             o.folded.append(f"  - built-in gateway-down alert (down since {fmt_time(down_since)})")
             self.suppressed += 1
             return None
-        n = format_gateway_down(endpoint, down_since, now, last_error, degraded=o.degraded is not None)
+        n = format_gateway_down(endpoint, down_since, now, last_error)
         o.sent.add(n.severity)
         return n
 

@@ -96,18 +96,10 @@ def format_degraded(code: int, message: str, now: float) -> Notification:
     )
 
 
-def format_gateway_down(
-    endpoint: str, down_since: float, now: float, last_error: str = "", *, degraded: bool = False
-) -> Notification:
-    """The built-in page after `notifications.gateway_down_after` seconds; `degraded`: the socket is up
-    but the gateway has lost IB's servers (1100), so "no answer" would be untrue."""
-    what = (
-        "The gateway at {} has had no link to IB's servers"
-        if degraded
-        else "No answer from the gateway at {}"
-    )
+def format_gateway_down(endpoint: str, down_since: float, now: float, last_error: str = "") -> Notification:
+    """The built-in page after `notifications.gateway_down_after` seconds without a working socket."""
     body = (
-        f"{what.format(endpoint)} for {fmt_duration(now - down_since)} "
+        f"No answer from the gateway at {endpoint} for {fmt_duration(now - down_since)} "
         f"(since {fmt_time(down_since)})" + (f": {last_error}" if last_error else "") + ".\n"
         "The watchdog is blind and cannot kill until it is back; a triggered kill is kept pending. "
         "Check IB Gateway / TWS, the tunnel, and the daily restart window.\n"
