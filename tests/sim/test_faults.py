@@ -269,3 +269,20 @@ async def test_garbage_before_the_handshake_is_dropped(sim: Simulator, opening: 
         assert ib.isConnected()
     finally:
         ib.disconnect()
+
+
+async def test_silence_data_stops_the_data_without_a_word(sim: Simulator, connect: Connect) -> None:
+    """A subscription that died silently: no 1100, heartbeats answered, no account data until the
+    silence ends (the drill's stale-data rehearsal: with 1100 it would be an outage)."""
+    sim.set_position(ACCOUNT, "AAPL", 100, avg_cost=180.0)
+    ib = await connect(5)
+    codes = error_codes(ib)
+    pnl = ib.reqPnL(ACCOUNT)
+    await sim.wait_until(lambda: pnl.unrealizedPnL == 1000.0, 2)
+    await sim.faults.silence_data(0.6)
+    sim.set_price("AAPL", 200.0)
+    assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 0.5)  # heartbeats still answered
+    assert pnl.unrealizedPnL == 1000.0 and ib.isConnected()
+    await sim.faults.wait_idle(2)
+    await sim.wait_until(lambda: pnl.unrealizedPnL == 2000.0, 2)
+    assert codes == []  # not a word: no 1100, no 1102

@@ -218,6 +218,19 @@ class Faults:
 
         await self._run(finish(), wait)
 
+    async def silence_data(self, duration: float | None = None, wait: bool = False) -> None:
+        """Data stops without a word (no 1100, sockets and currentTime alive): a subscription that died
+        silently. It flows again after `duration` seconds (None: until `clear()`)."""
+        self.state.silenced = True
+        if duration is None:
+            return
+
+        async def finish() -> None:
+            await asyncio.sleep(duration)
+            self.state.silenced = False
+
+        await self._run(finish(), wait)
+
     async def daily_restart(self, refuse_for: float, wait: bool = False) -> None:
         """Close every socket, refuse connections for `refuse_for` seconds, then listen again."""
         self.state.refusing = True

@@ -63,6 +63,7 @@ FAULTS = frozenset(
         "ignore_cancel",
         "inject_error",
         "nightly_reset",
+        "silence_data",
         "daily_restart",
         "pacing",
         "clock_skew",
