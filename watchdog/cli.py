@@ -225,7 +225,8 @@ def _state_command(cmd: str, args: argparse.Namespace, state_dir: Path) -> int:
         from watchdog.commands.status import show_status
 
         return show_status(state_dir, as_json=args.json)
-    from watchdog.commands.history import history_command, report_command
+    from watchdog.commands.history import history_command
+    from watchdog.commands.kill_report import report_command
 
     if cmd == "history":
         return history_command(state_dir, limit=args.limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -180,6 +180,28 @@ class Fill:
     client_id: int = 0
     order_ref: str = ""
     commission: float | None = None
+
+
+def exec_stem(exec_id: str) -> tuple[str, int]:
+    """(the id up to its last period, the revision after it): IB corrects an execution by sending the
+    same id with the part after the last period changed (`….01` → `….02`; TWS API reference,
+    "Executions and Commissions")."""
+    stem, dot, revision = exec_id.rpartition(".")
+    if not dot or not revision.isdigit():
+        return exec_id, 0
+    return stem, int(revision)
+
+
+def without_corrected(fills: Iterable[Fill]) -> list[Fill]:
+    """One fill per execution, in first-seen order: a correction replaces what it corrects (the
+    highest revision wins); the same exec id seen twice counts once (the later copy wins)."""
+    latest: dict[str, tuple[int, Fill]] = {}
+    for f in fills:
+        stem, revision = exec_stem(f.exec_id)
+        known = latest.get(stem)
+        if known is None or revision >= known[0]:
+            latest[stem] = (revision, f)
+    return [f for _, f in latest.values()]
 
 
 OrderKey = tuple[int, int, int]

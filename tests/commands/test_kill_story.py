@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.commands.history import history_command, report_command
+from watchdog.commands.history import history_command
 from watchdog.commands.kill import wait_for_outcome
+from watchdog.commands.kill_report import report_command
 
 KILL = "abc123def456"
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.gateway.conftest import ACCOUNTS, Harness, eventually
 from watchdog.gateway.base_currency import BaseCurrencyRows
-from watchdog.gateway.convert import exec_stem
+from watchdog.model import exec_stem
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

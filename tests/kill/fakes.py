@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from watchdog.errors import GatewayUnavailable
-from watchdog.model import CloseOrderRequest, ContractDetails, ContractRef, OpenOrder, Position, Quote
+from watchdog.model import (
+    CloseOrderRequest,
+    ContractDetails,
+    ContractRef,
+    Fill,
+    OpenOrder,
+    Position,
+    Quote,
+)
 
 EPS = 1e-9
 WATCHDOG_REF = "ibkr-watchdog"
@@ -136,6 +144,7 @@ class FakeBook:
     messages: list[Message] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     crossings: list[str] = field(default_factory=list)  # any fill (whoever's) that crossed zero
+    executions: list[Fill] = field(default_factory=list)  # every fill, as execDetails would report it
     connected: bool = True
     read_only: bool | None = None  # what the write-access probe found (None: not proven)
     details: dict[int, ContractDetails] = field(default_factory=dict)
@@ -286,6 +295,22 @@ class FakeBook:
                 self.violations.append(f"{order.action} {qty} of {key} took {before} to {after}")
         self.positions[key] = after
         order.filled += qty
+        self.executions.append(
+            Fill(
+                exec_id=f"0000f4ce.{order.perm_id:08x}.{len(self.executions) + 1:02d}.01",
+                time=self.clock.now,
+                account=order.account,
+                contract=order.contract,
+                side="BOT" if order.action == "BUY" else "SLD",
+                shares=qty,
+                price=self.marks.get(order.contract.con_id) or 0.0,
+                order_id=order.order_id,
+                perm_id=order.perm_id,
+                client_id=order.client_id,
+                order_ref=order.order_ref,
+                commission=1.0,
+            )
+        )
         if order.remaining <= EPS:
             order.status = "Filled"
 
@@ -348,6 +373,9 @@ class FakeBroker:
 
     def order_error(self, order_id: int) -> tuple[int, str] | None:
         return self.book.errors.get((self.client_id, order_id))
+
+    def order_fills(self, order_ids: Collection[int]) -> list[Fill]:
+        return [f for f in self.book.executions if f.client_id == self.client_id and f.order_id in order_ids]
 
 
 def stock(con_id: int = 1, symbol: str = "AAPL") -> ContractRef:

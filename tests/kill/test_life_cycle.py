@@ -102,7 +102,8 @@ async def test_escalation_cancels_the_held_closing_order_so_a_manual_sale_never_
     assert audit and audit[-1].details["ours_still_alive"] == []
     assert "held" in str(audit[-1].details["cancelled"])  # its state was named: held for trading hours
     # `ibkr-watchdog report` prints each step as one readable line, never raw JSON (issue 14)
-    from watchdog.commands.history import kills, report_lines
+    from watchdog.commands.history import kills
+    from watchdog.commands.kill_report import report_lines
 
     lines = report_lines(kills(read_audit(ks.store.audit_path))[-1])
     assert any("hand-off: " in ln and "held" in ln for ln in lines), lines

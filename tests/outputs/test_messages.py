@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.outputs.conftest import AAPL, make_kill_report
+from tests.outputs.conftest import AAPL, ES, make_kill_report
 from watchdog.model import Action, Breach, BreachKind, Fill, KillOutcome, Severity
 from watchdog.outputs.messages import (
     Kind,
@@ -58,19 +58,63 @@ def test_a_kill_report_lists_cancelled_closing_and_open_and_how_to_reset() -> No
         side="SLD",
         shares=100,
         price=179.9,
+        order_id=41,
     )
-    n = format_kill(dataclasses.replace(make_kill_report(), close_fills=(fill,)))
+    report = dataclasses.replace(make_kill_report(), close_fills=(fill,), close_order_ids=(41, 42))
+    n = format_kill(report)
     assert n.kind is Kind.KILL and n.severity is Severity.CRITICAL and not n.limited
     assert n.title == "[KILL DONE] close_all by daily_loss on DU111"
     assert "What fired: daily_loss — daily P&L -1,200 below -1,000" in n.body
     assert "Cancelled orders (1):\n  - DU111 BUY 10 AAPL LMT 180.5 (order 7, client 1, Cancelled)" in n.body
     assert "  - DU111 SELL 100 AAPL MKT via SMART" in n.body
     assert "  - DU111 BUY 2 ESZ6 LMT 5001.25 outside RTH via CME" in n.body
-    assert "Closing fills (1):\n  - DU111 SLD 100 AAPL @ 179.9" in n.body
+    assert (
+        "Closing fills (1):\n  - order 41: DU111 SLD 100 of 100 AAPL @ 179.9 (2023-11-14 22:13:21 UTC)"
+        in n.body
+    )
     assert "Still open: nothing" in n.body
     assert "Outcome: verified: no working orders and no positions left." in n.body
     assert "Re-arm when safe: ibkr-watchdog reset --reason" in n.body
     assert "When: 2023-11-14 22:13:20 UTC" in n.body
+
+
+def test_many_fills_of_a_closing_order_are_one_line_with_the_total_and_average() -> None:
+    """A phone gets one line per closing order: 52 partial fills of two orders are two lines."""
+    aapl = [
+        Fill(
+            exec_id=f"a{i}",
+            time=1_700_000_001.0 + i,
+            account="DU111",
+            contract=AAPL,
+            side="SLD",
+            shares=2,
+            price=180.0 + (i % 4) * 0.01,
+            order_id=41,
+        )
+        for i in range(50)
+    ]
+    es = [
+        Fill(
+            exec_id=f"e{i}",
+            time=1_700_000_060.0 + i,
+            account="DU111",
+            contract=ES,
+            side="BOT",
+            shares=1,
+            price=5001.25,
+            order_id=42,
+        )
+        for i in range(2)
+    ]
+    report = dataclasses.replace(make_kill_report(), close_fills=(*aapl, *es), close_order_ids=(41, 42))
+    body = format_kill(report).body
+    block = body[body.index("Closing fills") :].split("\n")[:3]
+    assert block == [
+        "Closing fills (2):",
+        "  - order 41: DU111 SLD 100 of 100 AAPL @ avg 180.0146 (50 fills, last 2023-11-14 22:14:10 UTC)",
+        "  - order 42: DU111 BOT 2 of 2 ESZ6 @ avg 5001.25 (2 fills, last 2023-11-14 22:14:21 UTC)",
+    ]
+    assert len(body.splitlines()) < 30
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.commands.history import ENDINGS, KillStory, kills, report_lines
+from watchdog.commands.history import ENDINGS, KillStory, kills
+from watchdog.commands.kill_report import report_lines
 from watchdog.commands.requests import queue_request, send_signal, target_pid, wait_until, who
 from watchdog.model import Action
 from watchdog.state.audit import read_audit

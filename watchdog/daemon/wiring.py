@@ -241,6 +241,9 @@ def build_components(
         accounts=config.gateway.accounts,
         client_id=config.gateway.client_id,
     )
+    # every execution the gateway hears (live, or re-read by the executions poll) reaches the kill
+    # switch: a closing order's fill that arrives after its kill ended is still audited under it
+    gateway.executions.on_execution = killswitch.note_execution
     memory = RuleMemory()
     components = Components(
         clock=clock,

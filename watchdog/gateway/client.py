@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,6 @@ from ib_async import (
     IB,
     AccountValue,
     Contract,
-    ExecutionFilter,
     LimitOrder,
     MarketOrder,
     Order,
@@ -33,7 +32,7 @@ from ib_async import Position as IbPosition
 from watchdog import market_hours as hours
 from watchdog.config.schema import GatewayConfig, HeartbeatConfig, PollingConfig
 from watchdog.errors import GatewayError
-from watchdog.gateway import convert
+from watchdog.gateway import convert, executions
 from watchdog.gateway.base_currency import REAL_CURRENCY, BaseCurrencyRows
 from watchdog.gateway.connection import EventKind, GatewayConnection, GatewayEvent
 from watchdog.gateway.contract_details import ContractDetailsCache
@@ -97,6 +96,7 @@ class Gateway(GatewayConnection):
         # reqAllOpenOrders answer (None while no answer is being collected)
         self._reported: dict[tuple[int, int], str] | None = None
         self._unlisted = UnlistedOrders(monotonic)
+        self.executions = executions.ExecutionFeed()  # the daemon sets its on_execution
 
     def snapshot(self) -> Snapshot:
         """One immutable Snapshot from the latest polled values (each with its receive time)."""
@@ -130,12 +130,14 @@ class Gateway(GatewayConnection):
         ib.accountSummaryEvent += self._on_summary
         ib.accountValueEvent += self._on_account_value
         ib.updatePortfolioEvent += self._on_portfolio
+        self.executions.attach(ib)
 
     def _detach_data(self, ib: IB) -> None:
         ib.pnlEvent -= self._on_pnl
         ib.accountSummaryEvent -= self._on_summary
         ib.accountValueEvent -= self._on_account_value
         ib.updatePortfolioEvent -= self._on_portfolio
+        self.executions.detach(ib)
 
     def _after_connect(self, ib: IB) -> None:
         self._positions_synced = None  # the first poll after a connect is a full round trip
@@ -330,18 +332,12 @@ class Gateway(GatewayConnection):
         return out
 
     async def poll_executions(self) -> None:
-        """Today's executions (reqExecutions round trip) with their commissions where reported."""
-        ib = self._require()
-        fills = await self._timed("executions", lambda: ib.reqExecutionsAsync(ExecutionFilter()))
-        at = self._clock()
-        # the response holds fresh Fill objects; commission reports update the ones ib_async keeps
-        known = {f.execution.execId: f for f in ib.fills()}
-        out: dict[str, Fill] = {}
-        for f in fills:
-            fill = convert.fill_from(known.get(f.execution.execId, f))
-            if fill.account in self._watched:
-                out[fill.exec_id] = fill
-        self._cache.set_fills(convert.without_corrected(out.values()), at)
+        """Today's executions (reqExecutions round trip) with their commissions where reported; each
+        also goes to `executions.on_execution` (a closing fill heard while disconnected is audited)."""
+        today = await executions.read_today(self._require(), self._timed)
+        fills = [f for f in today if f.account in self._watched]
+        self._cache.set_fills(fills, self._clock())
+        self.executions.report(fills)
 
     # ------------------------------------------------------------------ Broker
 
@@ -400,6 +396,10 @@ class Gateway(GatewayConnection):
         with ahead_of_queue(ib.client):
             trade = ib.placeOrder(contract, order)
         return int(trade.order.orderId)
+
+    def order_fills(self, order_ids: Collection[int]) -> list[Fill]:
+        """Executions of this client's orders so far (ib_async's memory, no round trip; never raises)."""
+        return executions.order_fills(self._ib, self._gw.client_id, order_ids)
 
     def contract_details(self, position: Position) -> ContractDetails | None:
         return self.details.get(position.contract.con_id)

@@ -195,23 +195,3 @@ def fill_from(f: IbFill) -> Fill:
         order_ref=e.orderRef or "",
         commission=commission,
     )
-
-
-def exec_stem(exec_id: str) -> tuple[str, int]:
-    """(the id up to its last period, the revision after it): IB corrects an execution by sending the
-    same id with the part after the last period changed (`….01` → `….02`)."""
-    stem, dot, revision = exec_id.rpartition(".")
-    if not dot or not revision.isdigit():
-        return exec_id, 0
-    return stem, int(revision)
-
-
-def without_corrected(fills: Iterable[Fill]) -> list[Fill]:
-    """One fill per execution: a correction replaces what it corrects (the highest revision wins)."""
-    latest: dict[str, tuple[int, Fill]] = {}
-    for f in fills:
-        stem, revision = exec_stem(f.exec_id)
-        known = latest.get(stem)
-        if known is None or revision > known[0]:
-            latest[stem] = (revision, f)
-    return [f for _, f in latest.values()]

@@ -6,9 +6,10 @@ satisfies the same Protocol. Every method raises `errors.GatewayUnavailable` whe
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
-from watchdog.model import CloseOrderRequest, ContractDetails, OpenOrder, Position, Quote
+from watchdog.model import CloseOrderRequest, ContractDetails, Fill, OpenOrder, Position, Quote
 
 
 class Broker(Protocol):
@@ -34,6 +35,13 @@ class Broker(Protocol):
 
     async def place_close_order(self, request: CloseOrderRequest) -> int:
         """Place one closing order; returns its order id. Never waits for the fill."""
+        ...
+
+    def order_fills(self, order_ids: Collection[int]) -> list[Fill]:
+        """The executions of this client's orders `order_ids` received so far, corrections applied
+        (`model.without_corrected`). Synchronous and local (what the connection has heard: no round
+        trip), so it never holds up the kill; never raises, [] when not connected. One call per read
+        for all closing orders of a kill: one pass over the session's executions however many."""
         ...
 
     async def mark_price(self, position: Position) -> float | None:

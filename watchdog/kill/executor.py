@@ -18,6 +18,7 @@ from watchdog.errors import GatewayError, GatewayUnavailable
 from watchdog.kill.broker import Broker
 from watchdog.kill.cancel import cancel_phase
 from watchdog.kill.closing import ClosingOrders
+from watchdog.kill.fills import CloseFills
 from watchdog.kill.plan import (
     EPS,
     ClosePlan,
@@ -73,6 +74,7 @@ class KillExecutor:
         self._placed_ids: set[int] = set()
         self._closing = ClosingOrders(self)
         self._pacer = Pacer(lambda: self.config.pacing, clock, sleep)
+        self.fills = CloseFills(reporter.audit, lambda: self.config.order_ref, client_id)
 
     async def execute(self, run: Run, baseline: Mapping[Key, float]) -> None:
         """Cancel all (verified); for close_all then close, and cancel again what appeared meanwhile."""
@@ -278,6 +280,7 @@ class KillExecutor:
             await self._sleep(min(FIRST_LOOK, self._poll_interval()) if i == 0 else self._poll_interval())
             positions = await self.call("positions", self.broker.positions)
             run.final_positions = positions
+            self.record_fills(run)
             open_ = [
                 p
                 for p in positions
@@ -334,6 +337,7 @@ class KillExecutor:
             await self._pacer.acquire()
             oid = await self.call("place_close_order", lambda: self.broker.place_close_order(req))
             self._placed_ids.add(oid)
+            self.fills.expect(oid, run.kill_id)
         run.close_orders.append(req)
         run.close_order_ids.append(oid)
         price = f"LMT {req.limit_price:g}" if req.limit_price is not None else "MKT"
@@ -342,6 +346,19 @@ class KillExecutor:
         details = {"order_id": oid, "request": req, "sent": not run.dry}
         self._r.step(run, "close.order", KillEventKind.CLOSE_SENT, INFO, msg, details)
         return oid
+
+    def record_fills(self, run: Run) -> None:
+        """Audit the executions of this kill's closing orders heard so far (`close.fill`, no fsync, no
+        notification): local, no round trip, so it costs the kill nothing."""
+        ids = [oid for oid in run.close_order_ids if oid is not None]
+        if not ids:
+            return
+        try:
+            fills = self.broker.order_fills(ids)
+        except GatewayError:  # the Protocol says it never raises; a broken broker must not stop the kill
+            return
+        for f in fills:
+            self.fills.note(f, run.kill_id)
 
     # ------------------------------------------------------------------ helpers
     def owns(self, order: OpenOrder) -> bool:

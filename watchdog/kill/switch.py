@@ -24,6 +24,7 @@ from watchdog.kill.plan import order_label
 from watchdog.kill.run import KillEvent, KillEventKind, Reporter, Run, progress
 from watchdog.model import (
     Action,
+    Fill,
     KillOutcome,
     KillReport,
     OpenOrder,
@@ -371,8 +372,17 @@ class KillSwitch:
         step(run, "kill.pending", KillEventKind.PENDING, Severity.CRITICAL, reason, details, report=report)
         return report
 
+    def note_execution(self, fill: Fill) -> bool:
+        """An execution the gateway heard (live, or today's executions re-read): audited as `close.fill`
+        under its kill's id when it filled one of our closing orders, whether or not that kill still
+        runs. Synchronous, never raises; True when recorded."""
+        return self._x.fills.note(fill)
+
     def _report(self, run: Run, outcome: KillOutcome, reason: str) -> KillReport:
-        """What every report of a run says: who, what, when, how many attempts, the closing orders."""
+        """What every report of a run says: who, what, when, how many attempts, the closing orders
+        and their fills heard so far."""
+        if not run.dry:
+            self._x.record_fills(run)
         return KillReport(
             kill_id=run.kill_id,
             trigger=run.trigger,
@@ -387,6 +397,7 @@ class KillSwitch:
             close_order_ids=tuple(run.close_order_ids),
             rejected=dict(run.rejected),
             reason=reason,
+            close_fills=self._x.fills.of_kill(run.kill_id),
         )
 
     # ------------------------------------------------------------------ state

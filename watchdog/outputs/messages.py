@@ -207,8 +207,23 @@ def _close_line(c: CloseOrderRequest, oid: int | None = None, rejected: str | No
     return f"  - {what}{price}{rth}{where}{which}"
 
 
-def _fill_line(f: Fill) -> str:
-    return f"  - {f.account} {f.side} {f.shares:g} {f.contract.label} @ {f.price:g} ({fmt_time(f.time)})"
+def _fill_lines(r: KillReport) -> list[str]:
+    """One line per closing order however many executions filled it (a phone shows the total)."""
+    by_order: dict[int, list[Fill]] = {}
+    for f in r.close_fills:
+        by_order.setdefault(f.order_id, []).append(f)
+    sizes = {oid: c.quantity for c, oid in zip(r.close_orders, r.close_order_ids, strict=False)}
+    lines = []
+    for oid, fills in by_order.items():
+        f, shares = fills[-1], sum(x.shares for x in fills)
+        avg = sum(x.shares * x.price for x in fills) / shares if shares else f.price
+        of = f" of {sizes[oid]:g}" if oid in sizes else ""
+        price = f"{'avg ' if len(fills) > 1 else ''}{avg:.4f}".rstrip("0").rstrip(".")
+        when = f"{len(fills)} fills, last {fmt_time(f.time)}" if len(fills) > 1 else fmt_time(f.time)
+        lines.append(
+            f"  - order {oid}: {f.account} {f.side} {shares:g}{of} {f.contract.label} @ {price} ({when})"
+        )
+    return lines
 
 
 def _position_line(p: Position) -> str:
@@ -275,7 +290,7 @@ def format_kill(report: KillReport, ctx: MessageContext = DEFAULT_CONTEXT) -> No
         closes = [_close_line(c, oid, None if oid is None else r.rejected.get(oid)) for c, oid in pairs]
         lines += _listing(heading, closes, "none needed")
         if r.close_fills:
-            lines += _listing("Closing fills", [_fill_line(f) for f in r.close_fills], "none")
+            lines += _listing("Closing fills", _fill_lines(r), "none")
     still = [_order_line(o) for o in r.remaining_orders] + [_position_line(p) for p in r.remaining_positions]
     if dry:
         lines.append("Still open: everything — a dry run sends nothing, the account was not touched.")

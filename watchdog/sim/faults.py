@@ -66,6 +66,7 @@ class FaultState:
     # orders the open-orders answers leave out while in one of these statuses: (client, id) or None = any
     unlisted: dict[tuple[int, int] | None, frozenset[str]] = field(default_factory=dict)
     quiet_others: bool = False  # terminal orderStatus/openOrder reach only the order's own client
+    late_executions: float = 0.0  # seconds a fill's execDetails + commission report trail the fill
     pacing: Pacing = field(default_factory=Pacing)
     skew: float = 0.0
     silenced: bool = False
@@ -179,6 +180,16 @@ class Faults:
         executions still go to client 0 and the master client)."""
         self.state.unlisted[order] = frozenset(statuses)
         self.state.quiet_others = self.state.quiet_others or quiet
+
+    def late_executions(self, seconds: float) -> None:
+        """Each fill's execDetails and its commission report reach the clients `seconds` after the fill,
+        while its orderStatus/openOrder and the position, portfolio and P&L updates go at once: an order
+        reads Filled and the position zero before the execution is heard. IB documents no order
+        between these messages. A reqExecutions answer lists the execution at once (not delayed).
+        0 undoes (executions already held still arrive late)."""
+        if seconds < 0:
+            raise ValueError(f"seconds must not be negative, got: {seconds}")
+        self.state.late_executions = seconds
 
     def is_unlisted(self, client_id: int, order_id: int, status: str) -> bool:
         unlisted = self.state.unlisted

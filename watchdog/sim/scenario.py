@@ -67,6 +67,7 @@ FAULTS = frozenset(
         "daily_restart",
         "pacing",
         "clock_skew",
+        "late_executions",
         "clear",
     }
 )

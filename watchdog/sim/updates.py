@@ -32,6 +32,7 @@ class ClientUpdates:
     currency_rows_first: set[str]
     unpriced: set[int]  # conIds without market data (ControlMixin.set_market_data)
     faults: Faults
+    _schedule: Callable[[float, Callable[[], None]], None]  # Simulator: call later, cancelled at stop
 
     def sees_all(self, conn: ClientConn) -> bool:
         """Client 0 (TWS) and the master client get every client's order updates."""
@@ -71,10 +72,23 @@ class ClientUpdates:
             conn.error(order_id, code, message)
 
     def executed(self, order: SimOrder, execution: Execution) -> None:
-        for c in self._recipients(order):
-            c.send(m.execution(-1, execution))
+        late = self.faults.state.late_executions
+        if late <= 0:
+            for c in self._recipients(order):
+                c.send(m.execution(-1, execution))
+            return
+        told = self._recipients(order)
+
+        def deliver() -> None:  # execDetails, then its commission report, like a gateway sends them
+            for c in told:
+                c.send(m.execution(-1, execution))
+                c.send(m.commission_report(execution))
+
+        self._schedule(late, deliver)
 
     def commission(self, order: SimOrder, execution: Execution) -> None:
+        if self.faults.state.late_executions > 0:
+            return  # goes with the late execDetails (`executed`)
         for c in self._recipients(order):
             c.send(m.commission_report(execution))
 
