@@ -10,8 +10,12 @@ import pytest
 from watchdog.commands.history import history_command
 from watchdog.commands.kill import wait_for_outcome
 from watchdog.commands.kill_report import report_command
+from watchdog.kill.fills import CloseFills
+from watchdog.model import ContractRef, Fill
+from watchdog.state.audit import AuditLog
 
 KILL = "abc123def456"
+AAPL = ContractRef(con_id=265598, symbol="AAPL", sec_type="STK")
 
 
 def write_audit(state_dir: Path, *records: dict[str, object]) -> None:
@@ -114,3 +118,47 @@ def test_a_mistyped_state_dir_is_said_not_to_exist_never_armed(
         captured = capsys.readouterr()
         assert f"state dir {tmp_path / 'typo'} does not exist" in captured.err, (command, captured)
         assert "ARMED" not in captured.out
+
+
+def test_report_lists_each_execution_once_under_its_order_and_a_correction_replaces_what_it_corrects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records as the kill writes them: an execution again with its commission, a correction (same
+    exec id, higher revision: IB's way), and a restart re-reading today's executions."""
+    request = {"account": "DU1", "action": "SELL", "quantity": 100.0, "order_type": "MKT",
+               "contract": {"symbol": "AAPL", "con_id": 265598}}  # fmt: skip
+    write_audit(
+        tmp_path,
+        _record(1000.0, "kill.triggered", trigger="rule:loss", action="close_all", reason="loss"),
+        _record(1000.1, "close.order", order_id=7, request=request, sent=True),
+        _record(1000.2, "close.order", order_id=8, request=request | {"quantity": 5.0}, sent=True),
+    )
+    now = iter(range(1001, 1100))
+    audit = AuditLog(tmp_path / "audit.jsonl", lambda: float(next(now)))
+
+    def fill(exec_id: str, shares: float, price: float, commission: float | None = None) -> Fill:
+        return Fill(exec_id=exec_id, time=1000.5, account="DU1", contract=AAPL, side="SLD", shares=shares,
+                    price=price, order_id=7, client_id=99, order_ref=f"ibkr-watchdog:{KILL}",
+                    commission=commission)  # fmt: skip
+
+    first = CloseFills(audit, lambda: "ibkr-watchdog", 99)
+    for f in (fill("e.01.01", 60, 190.0), fill("e.01.01", 60, 190.0, 1.0), fill("e.02.01", 40, 190.5, 1.0)):
+        assert first.note(f)
+    assert not first.note(fill("e.01.01", 60, 190.0, 1.0))  # known with its commission: not again
+    audit.record("kill.finished", {"outcome": "flat", "cancelled": 0, "close_orders": 2}, kill_id=KILL)
+    assert first.note(fill("e.02.02", 40, 190.25, 1.0))  # IB's correction, after the outcome
+    restarted = CloseFills(audit, lambda: "ibkr-watchdog", 99)  # re-reads today's executions
+    assert restarted.note(fill("e.01.01", 60, 190.0, 1.0)) and restarted.note(
+        fill("e.02.02", 40, 190.25, 1.0)
+    )
+    audit.close()
+
+    assert report_command(tmp_path, KILL) == 0
+    out = capsys.readouterr().out
+    assert out.count("exec e.01.01, commission 1 USD") == 1, out
+    assert "exec e.02.01" not in out, out  # corrected
+    assert out.count("fill SLD 40 @ 190.25  1970-01-01 00:16:40.500 UTC  exec e.02.02, commission 1 USD") == 1
+    assert "filled 100 of 100, avg 190.1 (2 fills)" in out, out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "closing order 8:" in line)
+    assert "filled 100 of 100" in lines[at - 1] and lines[at + 1].strip() == "no fill recorded", out

@@ -337,7 +337,7 @@ class KillExecutor:
             await self._pacer.acquire()
             oid = await self.call("place_close_order", lambda: self.broker.place_close_order(req))
             self._placed_ids.add(oid)
-            self.fills.expect(oid, run.kill_id)
+            self.fills.expect(oid, run.kill_id, req.contract)
         run.close_orders.append(req)
         run.close_order_ids.append(oid)
         price = f"LMT {req.limit_price:g}" if req.limit_price is not None else "MKT"

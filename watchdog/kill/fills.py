@@ -17,9 +17,10 @@ commission becomes known; `report` keeps one per exec id and applies corrections
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from watchdog.model import Fill, without_corrected
+from watchdog.model import ContractRef, Fill, without_corrected
 from watchdog.state.audit import AuditLog
 
 EVENT = "close.fill"
@@ -32,13 +33,16 @@ class CloseFills:
         self._audit = audit
         self._prefix = prefix  # kill.order_ref, read at each note (a reload may change it)
         self._client_id = client_id
-        self._orders: dict[int, str] = {}  # closing order id placed by this process → kill id
+        # closing order id placed by this process → (kill id, the contract as the close request named it)
+        self._orders: dict[int, tuple[str, ContractRef]] = {}
         self._recorded: dict[str, bool] = {}  # exec id → recorded with its commission
         self._by_kill: dict[str, dict[str, Fill]] = {}
 
-    def expect(self, order_id: int, kill_id: str) -> None:
-        """A closing order this process placed for `kill_id` (for executions that carry no orderRef)."""
-        self._orders[order_id] = kill_id
+    def expect(self, order_id: int, kill_id: str, contract: ContractRef) -> None:
+        """A closing order this process placed for `kill_id`: an execution without orderRef is still
+        known, and one that names its contract by conId only (ib_async hands back the contract of the
+        placed order) gets the symbol of the close request."""
+        self._orders[order_id] = (kill_id, contract)
 
     def kill_of(self, fill: Fill) -> str | None:
         """The kill whose closing order this execution filled, or None when it is not ours."""
@@ -47,7 +51,8 @@ class CloseFills:
         prefix = f"{self._prefix()}:"
         if fill.order_ref.startswith(prefix):
             return fill.order_ref.removeprefix(prefix) or None
-        return self._orders.get(fill.order_id)
+        known = self._orders.get(fill.order_id)
+        return known[0] if known is not None else None
 
     def note(self, fill: Fill, kill_id: str | None = None) -> bool:
         """Audit `fill` if it is a closing fill not recorded yet (or now with its commission); True if
@@ -55,6 +60,9 @@ class CloseFills:
         kill_id = kill_id or self.kill_of(fill)
         if kill_id is None:
             return False
+        placed = self._orders.get(fill.order_id)
+        if placed is not None and not fill.contract.label and placed[1].con_id == fill.contract.con_id:
+            fill = replace(fill, contract=placed[1])
         priced = fill.commission is not None
         known = self._recorded.get(fill.exec_id)
         if known is not None and (known or not priced):
@@ -82,7 +90,7 @@ def fill_details(f: Fill) -> dict[str, Any]:
         "price": f.price,
         "time": f.time,
         "account": f.account,
-        "contract": f.contract.label,
+        "contract": f.contract.label or f"conId {f.contract.con_id}",
         "con_id": f.contract.con_id,
         "currency": f.contract.currency,
         "commission": f.commission,
