@@ -338,7 +338,7 @@ class KillReport:
     remaining_orders: tuple[OpenOrder, ...] = ()
     remaining_positions: tuple[Position, ...] = ()
     reason: str = ""  # why it was triggered; for ESCALATED, what is still wrong
-    close_fills: tuple[Fill, ...] = ()  # executions of this kill's closing orders seen while verifying
+    close_fills: tuple[Fill, ...] = ()  # executions of its closing orders heard by the report (kill.fills)
     close_order_ids: tuple[int | None, ...] = ()  # the order id of each of close_orders (None: not sent)
     rejected: Mapping[int, str] = field(default_factory=dict)  # closing order id → the gateway's rejection
     trigger_reason: str = ""  # why it was triggered, also when `reason` lists an escalation's problems

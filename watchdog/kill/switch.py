@@ -373,14 +373,12 @@ class KillSwitch:
         return report
 
     def note_execution(self, fill: Fill) -> bool:
-        """An execution the gateway heard (live, or today's executions re-read): audited as `close.fill`
-        under its kill's id when it filled one of our closing orders, whether or not that kill still
-        runs. Synchronous, never raises; True when recorded."""
+        """An execution the gateway heard: `close.fill` under its kill's id if it filled one of our
+        closing orders, also after that kill ended (`kill.fills`). Never raises; True when recorded."""
         return self._x.fills.note(fill)
 
     def _report(self, run: Run, outcome: KillOutcome, reason: str) -> KillReport:
-        """What every report of a run says: who, what, when, how many attempts, the closing orders
-        and their fills heard so far."""
+        """What every report of a run says: who, what, when, attempts, the closing orders and fills."""
         if not run.dry:
             self._x.record_fills(run)
         return KillReport(
