@@ -1,0 +1,81 @@
+"""Attacks on "one outage, one page, one recovery" (issue 14 #8), driven against the simulator.
+
+Same routes as tests/daemon/test_outage_pages.py: `/pager` (critical) and `/chat` (warning, info).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.daemon.conftest import DaemonFactory, until
+from tests.daemon.test_outage_pages import RULES, got, routes
+from tests.outputs.conftest import Capture, capture  # noqa: F401  (fixture)
+from watchdog.sim import Simulator
+
+
+@pytest.mark.integration
+async def test_a_socket_drop_during_an_1100_outage_does_not_end_it_before_1102(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """1100, then the gateway's socket drops and the daemon reconnects while IB's servers are still
+    lost (no data flows), then 1102 (IB's nightly reset and a gateway restart at once; the simulator
+    sends no 1100 on the new connection, and nothing in the TWS API says a gateway must). One
+    outage: the pager hears one page and one recovery, the chat
+    the 1100 notice and one recovery; no stale-data breach of its own while data is still away."""
+    d = await make_daemon(RULES, routes(capture), schedule=True, connect_timeout="1s")
+    await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
+    pager0, chat0 = len(got(capture, "pager")), len(got(capture, "chat"))
+    await sim.faults.nightly_reset(duration=6.0)
+    await until(lambda: len(got(capture, "pager")) > pager0, 10, "the gateway-down rule's page")
+    await sim.faults.drop()
+    await sim.faults.wait_idle(15)  # 1102 sent
+    incidents = d.c.notifier._incidents
+    await until(lambda: not incidents.ongoing and incidents.outage is None, 15, "the rules to recover")
+    await d.c.notifier.drain(5)
+    pager, chat = got(capture, "pager")[pager0:], got(capture, "chat")[chat0:]
+    # seen: the reconnect ends the outage ("Gateway reconnected" on both routes while IB's servers are
+    # still lost and no data flows), the stale-data breaches held during it are then announced one by
+    # one and recovered one by one, and 1102 ends nothing
+    assert [t for t in chat if "stale-data" in t] == [], chat
+    assert len(pager) == 2 and len(chat) == 2, (pager, chat)
+    assert "(1102)" in pager[1]  # the recovery came when IB's servers were back, not at the reconnect
+
+
+FLAPPING_RULES = """
+  - name: daily-loss
+    when: "daily_pnl <= -2500"
+    action: alert
+    severity: critical
+    stale_after: 500ms
+    unknown_after: 1s
+"""
+
+
+@pytest.mark.integration
+async def test_a_flapping_gateway_that_never_delivers_data_still_pages_the_unknown(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """Account data stops (no 1100) and the socket drops about every second and a half, each time
+    reconnecting within a second or so: every down spell is far below `gateway_down_after` (30 s),
+    every "unknown" falls inside an outage or its settle window (2.2 s here), and each new outage
+    pushes the settle window out again. The watchdog is blind for good; the pager must hear of it."""
+    d = await make_daemon(FLAPPING_RULES, routes(capture), schedule=True, connect_timeout="1s")
+    await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
+    pager0 = len(got(capture, "pager"))
+    sim.faults.state.silenced = True
+    for _ in range(5):
+        await sim.faults.drop()
+        await until(lambda: not d.c.gateway.is_connected(), 5, "the drop")
+        await until(d.c.gateway.is_connected, 5, "the reconnect")
+        await asyncio.sleep(0.8)  # the scenario: the link holds this long, then drops again
+    await d.c.notifier.drain(5)
+    pager = got(capture, "pager")[pager0:]
+    # seen: pager [], chat ["ibkr-watchdog started", "Gateway reconnected" × 5] (info "recoveries" of
+    # outages nobody was told about); the "unknown" of both accounts is held for good
+    assert any("daily-loss" in t for t in pager), (pager, got(capture, "chat"))
