@@ -5,9 +5,12 @@ Each test feeds `Incidents` what the daemon feeds it and reads what would be sen
 
 from __future__ import annotations
 
+from tests.outputs.conftest import Capture
+from tests.outputs.test_notifier import Clock, config, url
 from tests.outputs.test_outage_incidents import KEPT, LOST, T0, on, titles
 from watchdog.model import BreachKind, Severity
 from watchdog.outputs.incidents import Incidents
+from watchdog.outputs.notifier import Notifier
 
 
 def test_a_gateway_that_keeps_dropping_within_the_settle_window_never_swallows_unknown_for_good() -> None:
@@ -79,3 +82,69 @@ def test_a_stale_data_alert_is_not_reminded_on_its_own_during_the_outage_its_pag
     for minute in range(1, 121):
         reminders += inc.reminders(T0 + 60 * minute)
     assert titles(reminders) == [], titles(reminders)
+
+
+def test_a_loss_found_right_after_the_outage_by_a_compound_rule_pages_at_once() -> None:
+    """`loss-or-stale: any: [daily_pnl <= -2500, data_age > 60s]` (alert, critical). During the outage
+    it breaches on data_age and is held (the gateway-down page went out). Right after the reconnect
+    the data is back and shows a real loss: the rule stays breached, so the rules engine reports
+    nothing new, and the notifier says nothing until the settle window ends; then it announces the
+    held data_age breach ("data_age = 1m 15s"), not the loss. A loss must page at once."""
+    from tests.rules.helpers import rule, snap
+    from watchdog.rules.evaluate import RuleMemory, evaluate
+
+    r = rule(
+        {"any": ["daily_pnl <= -2500", "data_age > 60s"]},
+        name="loss-or-stale",
+        action="alert",
+        severity="critical",
+    )
+    memory, inc = RuleMemory(), Incidents(900.0, settle=10.0)
+    sent: list[object] = []
+
+    def step(at: float, pnl: float, values_at: float) -> None:
+        for b in evaluate([r], snap(at, {"DU1": {"daily_pnl": pnl}}, values_at=values_at), at, memory):
+            sent.append(inc.breach(b, at))
+        sent.extend(inc.reminders(at))
+
+    step(T0, -100.0, T0)
+    inc.gateway_up(False, T0 + 10)
+    sent.append(inc.gateway_down("gw:4001", T0 + 10, T0 + 40, "refused"))
+    step(T0 + 80, -100.0, T0 + 5)  # 75 s old: daily_pnl unknown, data_age breaches
+    sent.append(inc.reconnect("gw:4001", None, T0 + 100))
+    for t in range(101, 106):  # (at 110 the held data_age breach is announced, still about data_age)
+        step(T0 + t, -3_000.0, T0 + t)  # fresh data: a real loss
+    about_loss = [n for n in sent if n is not None and "daily_pnl" in getattr(n, "body", "")]
+    assert about_loss, titles(sent)
+
+
+async def test_the_gateway_down_page_is_not_held_behind_a_burst_summary(capture: Capture) -> None:
+    """docs/alerting.md: gateway-down is never held back by the burst limit. A busy moment (two
+    warnings fill burst_max: 2), then the socket drops: the gateway-down rule's critical breach is held
+    for the burst summary, yet it counts as "said" for the outage, so the built-in page (never
+    limited) is held back too. The pager hears nothing until the summary (burst_window later)."""
+    clock = Clock(T0)
+    n = Notifier(
+        config(
+            [(url(capture.port, "pager"), ("critical",)), (url(capture.port, "chat"), ("warning", "info"))],
+            burst_max=2,
+            burst_window="60s",
+        ),
+        clock=clock,
+        tick_interval=3600.0,
+    )
+    await n.start()
+    try:
+        for acct in ("DU111", "DU222"):
+            n.notify_breach(on("excess_liquidity", BreachKind.WARNING, Severity.WARNING, "cushion", acct))
+        clock.now = T0 + 1
+        n.gateway_up(False)
+        n.notify_breach(on("gateway_down_seconds", BreachKind.BREACH, Severity.CRITICAL, "gw-down", "all"))
+        clock.now = T0 + 31
+        n.notify_gateway_down("10.0.0.2:4001", T0 + 1, "refused")
+        await n.drain(5)
+    finally:
+        clock.now = T0 + 32  # stop() sends the burst summary at once: look before it
+        pager = [b["title"] for p, b in zip(capture.paths, capture.snapshot(), strict=True) if p == "/pager"]
+        await n.stop(2)
+    assert pager, "no page 30 s into the outage"
