@@ -122,4 +122,54 @@ async def test_a_loss_that_shows_when_ibs_servers_come_back_pages_at_once(
     await d.c.notifier.drain(5)
     pages = [b for p, b in zip(capture.paths, capture.snapshot(), strict=True) if p == "/pager"][pager0:]
     bodies = [b["title"] + "\n" + b["message"] for b in pages]
-    assert any("loss-or-stale" in b and "daily_pnl" in b for b in bodies), bodies
+    assert any("loss-or-stale" in b and "daily_pnl" in b for b in bodies), [b["title"] for b in pages]
+
+
+def fast_page(capture: Capture) -> str:  # noqa: F811
+    return routes(capture).replace("  burst_max: 50", "  gateway_down_after: 1s\n  burst_max: 50")
+
+
+@pytest.mark.integration
+async def test_a_socket_refused_for_a_while_is_one_page_and_one_recovery(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """Held up: the gateway restarts (socket closed, connections refused for 3 s)."""
+    d = await make_daemon(RULES, fast_page(capture), schedule=True, connect_timeout="1s")
+    await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
+    pager0, chat0 = len(got(capture, "pager")), len(got(capture, "chat"))
+    await sim.faults.daily_restart(refuse_for=3.0, wait=True)
+    incidents = d.c.notifier._incidents
+    await until(lambda: incidents.outage is None, 10, "the reconnect")
+    await until(lambda: not incidents.ongoing, 10, "the rules to recover")
+    await d.c.notifier.drain(5)
+    pager, chat = got(capture, "pager")[pager0:], got(capture, "chat")[chat0:]
+    assert pager == ["Gateway down", "Gateway reconnected"] and chat == [], (pager, chat)
+
+
+@pytest.mark.integration
+async def test_a_half_open_socket_whose_session_the_gateway_still_holds_is_one_page(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """The link to the gateway goes half-open (a network partition): the daemon gives the socket up and
+    reconnects, but the gateway still holds the old session with client id 99 (it never saw the close)
+    and answers each attempt with 326 until it lets the old session go. One outage: one page, one
+    recovery. Seen: a second critical page, "Client id in use (326)", saying another program uses
+    the watchdog's id (it is the watchdog's own lost session), sent by `notify_text`, past the outage's
+    bookkeeping."""
+    d = await make_daemon(RULES, fast_page(capture), schedule=True, connect_timeout="1s")
+    await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
+    pager0, chat0 = len(got(capture, "pager")), len(got(capture, "chat"))
+    sim.faults.freeze(99)  # the old session: the gateway reads nothing more from it, nor its close
+    await until(lambda: len(got(capture, "pager")) > pager0, 10, "the page")
+    await until(lambda: "326" in d.c.gateway.status().last_error, 10, "a reconnect refused with 326")
+    sim.faults.unfreeze(99)
+    incidents = d.c.notifier._incidents
+    await until(lambda: incidents.outage is None, 10, "the reconnect")
+    await until(lambda: not incidents.ongoing, 10, "the rules to recover")
+    await d.c.notifier.drain(5)
+    pager, chat = got(capture, "pager")[pager0:], got(capture, "chat")[chat0:]
+    assert pager == ["Gateway down", "Gateway reconnected"] and chat == [], (pager, chat)
