@@ -175,3 +175,35 @@ async def test_a_half_open_socket_whose_session_the_gateway_still_holds_is_one_p
     await d.c.notifier.drain(5)
     pager, chat = got(capture, "pager")[pager0:], got(capture, "chat")[chat0:]
     assert len(pager) == 2 and pager[-1] == "Gateway reconnected" and chat == [], (pager, chat)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("lost", "back"), [(2110, 1101), (1100, 1101)])
+async def test_other_codes_of_a_lost_link_to_ibs_servers_are_one_page_and_one_recovery(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+    lost: int,
+    back: int,
+) -> None:
+    """Held up: 2110 (or 1100), a repeated 1100, a stray 1102 first, then 1101 (data lost: the
+    subscriptions are re-requested)."""
+    d = await make_daemon(RULES, routes(capture), schedule=True)
+    await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
+    pager0, chat0 = len(got(capture, "pager")), len(got(capture, "chat"))
+    incidents = d.c.notifier._incidents
+    sim.faults.inject_error(1102)  # nothing to call off: nothing said
+    sim.faults.inject_error(lost)
+    sim.faults.state.silenced = True
+    await until(lambda: len(got(capture, "pager")) > pager0, 10, "the page")
+    sim.faults.inject_error(1100)
+    await until(lambda: len(incidents.ongoing) >= 3, 10, "the stale-data breaches")
+    sim.faults.state.silenced = False
+    sim.faults.inject_error(back)
+    await until(lambda: incidents.outage is None, 10, str(back))
+    await until(lambda: not incidents.ongoing, 10, "the rules to recover")
+    await d.c.notifier.drain(5)
+    pager, chat = got(capture, "pager")[pager0:], got(capture, "chat")[chat0:]
+    restored = f"Gateway connectivity restored ({back})"
+    assert pager == ["[BREACH] gateway-down on all accounts", restored], pager
+    assert chat == [f"Gateway lost IB's servers ({lost})", restored], chat

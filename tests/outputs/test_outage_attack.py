@@ -148,3 +148,34 @@ async def test_the_gateway_down_page_is_not_held_behind_a_burst_summary(capture:
         pager = [b["title"] for p, b in zip(capture.paths, capture.snapshot(), strict=True) if p == "/pager"]
         await n.stop(2)
     assert pager, "no page 30 s into the outage"
+
+
+def test_the_1102_recovery_says_a_kill_runs_only_when_one_was_parked() -> None:
+    """Every 1101/1102 recovery says "a kill parked meanwhile runs now", pending kill or not (every night
+    after IB's reset): at 3 a.m. that reads as "a kill is running". `restored()` does not know whether
+    one is pending; the daemon does (`store.pending_kill()`)."""
+    inc = Incidents(900.0)
+    inc.degraded(1100, LOST, T0)
+    end = inc.restored(1102, KEPT, T0 + 90)
+    assert end is not None
+    assert "kill" not in end.body, end.body
+
+
+def test_an_1100_that_comes_with_the_reconnect_is_not_ended_by_it() -> None:
+    """A gateway restarted during IB's nightly reset: the socket drops, and the new connection is told
+    1100 while it is being set up (before the daemon's after-connect step calls `reconnect`). The
+    reconnect then ends the outage 1100 just began: the loss rule's "unknown" a minute later is paged
+    on its own while IB's servers are still away, and the 1102 that really ends the outage says
+    nothing (there is none). Same cause as tests/daemon/test_outage_attack.py's
+    test_a_socket_drop_during_an_1100_outage_does_not_end_it_before_1102."""
+    inc = Incidents(900.0, settle=10.0)
+    inc.gateway_up(False, T0)
+    notice = inc.degraded(1100, LOST, T0 + 5)
+    inc.reconnect("gw:4001", 5.0, T0 + 5)
+    held = inc.breach(on("daily_pnl", BreachKind.UNKNOWN, Severity.CRITICAL, "loss"), T0 + 65)
+    spilled = inc.reminders(T0 + 80)
+    end = inc.restored(1102, KEPT, T0 + 300)
+    assert titles([notice]) == ["Gateway lost IB's servers (1100)"]
+    assert held is None, held.title  # seen: "[UNKNOWN] loss on DU111", critical, during the outage
+    assert titles(spilled) == [], titles(spilled)
+    assert end is not None and "loss on DU111: unknown" in end.body
