@@ -6,12 +6,14 @@ Same routes as tests/daemon/test_outage_pages.py: `/pager` (critical) and `/chat
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from tests.daemon.conftest import DaemonFactory, until
 from tests.daemon.test_outage_pages import RULES, got, routes
 from tests.outputs.conftest import Capture, capture  # noqa: F401  (fixture)
+from watchdog.daemon.jobs import reload_config
 from watchdog.sim import Simulator
 
 
@@ -207,3 +209,45 @@ async def test_other_codes_of_a_lost_link_to_ibs_servers_are_one_page_and_one_re
     restored = f"Gateway connectivity restored ({back})"
     assert pager == ["[BREACH] gateway-down on all accounts", restored], pager
     assert chat == [f"Gateway lost IB's servers ({lost})", restored], chat
+
+
+QUIET_NOW = """
+quiet_windows:
+  - name: hands-off
+    cron: "* * * * *"
+    duration: 2h
+    timezone: UTC
+    rules: [gateway-down, stale-data]
+"""
+
+
+@pytest.mark.integration
+async def test_a_rule_paused_by_a_quiet_window_is_not_paged_again_after_the_outage_recovered(
+    sim: Simulator,
+    make_daemon: DaemonFactory,
+    capture: Capture,  # noqa: F811
+) -> None:
+    """The gateway-down rule pages for a gateway restart; during the outage a quiet window opens for it
+    (here a reload adds one, as an operator silencing an incident would; the `nightly-reset` window of
+    rules.yaml opening at 23:45 during an outage that began before does the same). The outage ends with
+    its recovery. The paused rule cannot report its own recovery, so it stays "ongoing", and once the
+    settle window is over it is announced again as a new critical breach: "[BREACH] gateway-down" on
+    the pager seconds after "Gateway reconnected", with the gateway fine (then reminded until the
+    window closes). Old code at worst reminded it after reminder_interval."""
+    d = await make_daemon(RULES, routes(capture), schedule=True, connect_timeout="1s")
+    await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
+    pager0 = len(got(capture, "pager"))
+    await sim.faults.daily_restart(refuse_for=3.0)
+    await until(lambda: len(got(capture, "pager")) > pager0, 10, "the page")
+    assert d.config_path is not None
+    path = Path(d.config_path)
+    path.write_text(path.read_text() + QUIET_NOW)
+    assert reload_config(d)
+    incidents = d.c.notifier._incidents
+    await until(lambda: incidents.outage is None, 10, "the reconnect")
+    settled = incidents.settle_until
+    await until(lambda: d.c.clock() > settled + 1.5, 10, "the settle window and a tick")
+    await d.c.notifier.drain(5)
+    pager = got(capture, "pager")[pager0:]
+    chat = got(capture, "chat")
+    assert pager == ["[BREACH] gateway-down on all accounts", "Gateway reconnected"], (pager, chat)
