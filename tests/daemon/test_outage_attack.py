@@ -221,6 +221,10 @@ quiet_windows:
 """
 
 
+def add_quiet_window(path: Path) -> None:
+    path.write_text(path.read_text() + QUIET_NOW)
+
+
 @pytest.mark.integration
 async def test_a_rule_paused_by_a_quiet_window_is_not_paged_again_after_the_outage_recovered(
     sim: Simulator,
@@ -240,8 +244,7 @@ async def test_a_rule_paused_by_a_quiet_window_is_not_paged_again_after_the_outa
     await sim.faults.daily_restart(refuse_for=3.0)
     await until(lambda: len(got(capture, "pager")) > pager0, 10, "the page")
     assert d.config_path is not None
-    path = Path(d.config_path)
-    path.write_text(path.read_text() + QUIET_NOW)
+    add_quiet_window(Path(d.config_path))
     assert reload_config(d)
     incidents = d.c.notifier._incidents
     await until(lambda: incidents.outage is None, 10, "the reconnect")
