@@ -179,3 +179,13 @@ def test_an_1100_that_comes_with_the_reconnect_is_not_ended_by_it() -> None:
     assert held is None, held.title  # seen: "[UNKNOWN] loss on DU111", critical, during the outage
     assert titles(spilled) == [], titles(spilled)
     assert end is not None and "loss on DU111: unknown" in end.body
+
+
+def test_a_blip_nobody_was_told_of_sends_no_recovery() -> None:
+    """docs/alerting.md: the recovery "goes to every target that got one of them". A 3 s socket drop
+    told nobody anything, yet "Gateway reconnected" goes out as info, to every target that takes
+    info (in the flapping daemon test the chat got five of them and nothing else)."""
+    inc = Incidents(900.0, settle=10.0)
+    inc.gateway_up(False, T0)
+    end = inc.reconnect("gw:4001", 3.0, T0 + 3)
+    assert end is None, (end.title, end.severity)  # (low: the lead may prefer to keep the blip's info)
