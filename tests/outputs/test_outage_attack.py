@@ -189,3 +189,19 @@ def test_a_blip_nobody_was_told_of_sends_no_recovery() -> None:
     inc.gateway_up(False, T0)
     end = inc.reconnect("gw:4001", 3.0, T0 + 3)
     assert end is None, (end.title, end.severity)  # (low: the lead may prefer to keep the blip's info)
+
+
+def test_repeated_1100s_do_not_push_the_held_alerts_out_of_the_recovery() -> None:
+    """A gateway that repeats 1100/2110 while IB's servers are away (each repeat is held and listed):
+    after 25 repeats the recovery's list of 20 lines is all "gateway 2110 at …" and the rules that
+    were held ("loss on DU111: unknown") are in "… and N more (see the log)". Repeats of the
+    outage's own code say nothing the first notice did not; the held alerts are what the operator
+    needs to read. (Every repeat is also kept for the whole outage: a list without a bound.)"""
+    inc = Incidents(900.0, settle=10.0)
+    inc.degraded(1100, LOST, T0)
+    for i in range(25):
+        inc.degraded(2110, "Connectivity between Trader Workstation and server is broken.", T0 + 1 + i)
+    inc.breach(on("daily_pnl", BreachKind.UNKNOWN, Severity.CRITICAL, "loss"), T0 + 60)
+    end = inc.restored(1102, KEPT, T0 + 120)
+    assert end is not None
+    assert "loss on DU111: unknown" in end.body, end.body[-300:]
