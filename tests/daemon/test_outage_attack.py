@@ -70,7 +70,7 @@ async def test_a_flapping_gateway_that_never_delivers_data_still_pages_the_unkno
     d = await make_daemon(FLAPPING_RULES, routes(capture), schedule=True, connect_timeout="1s")
     await until(lambda: any("started" in t for t in got(capture, "chat")), 10, "the start-up notice")
     pager0 = len(got(capture, "pager"))
-    sim.faults.state.silenced = True
+    await sim.faults.silence_data()  # until the end of the test
     for _ in range(5):
         await sim.faults.drop()
         await until(lambda: not d.c.gateway.is_connected(), 5, "the drop")
