@@ -305,6 +305,9 @@ class Breach:
     # what the breach covers when that is not one account nor all of them (e.g. "bot alpha's
     # accounts (DU111111)"): the notification names it, so it says what the kill will touch
     where: str = ""
+    # every metric of the rule is one a gateway outage moves by itself (data_age, heartbeat_rtt,
+    # gateway_down_seconds): during an outage it is part of the outage (docs/alerting.md)
+    about_outage: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,7 +36,9 @@ async def test_a_gateway_outage_is_one_page_and_one_recovery_on_the_pager(captur
     try:
         n.gateway_up(False)
         n.notify_breach(
-            dataclasses.replace(breach(BreachKind.BREACH, rule="gw"), metric="gateway_down_seconds")
+            dataclasses.replace(
+                breach(BreachKind.BREACH, rule="gw"), metric="gateway_down_seconds", about_outage=True
+            )
         )
         for rule in ("loss", "margin", "fills", "stale", "orders"):
             n.notify_breach(breach(BreachKind.UNKNOWN, rule=rule))

@@ -11,6 +11,7 @@ import dataclasses
 
 from tests.outputs.conftest import Capture
 from tests.outputs.test_notifier import Clock, breach, config, url
+from watchdog.config.conditions import OUTAGE_METRICS
 from watchdog.model import Breach, BreachKind, Severity
 from watchdog.outputs.incidents import Incidents
 from watchdog.outputs.notifier import Notifier
@@ -21,9 +22,9 @@ KEPT = "Connectivity between IB and Trader Workstation has been restored - data 
 
 
 def on(metric: str, kind: BreachKind, severity: Severity, rule: str = "", account: str = "DU111") -> Breach:
-    return dataclasses.replace(
-        breach(kind, rule=rule or metric, account=account), metric=metric, severity=severity
-    )
+    b = breach(kind, rule=rule or metric, account=account)
+    # a one-metric rule: about the outage exactly when its metric is one an outage moves by itself
+    return dataclasses.replace(b, metric=metric, severity=severity, about_outage=metric in OUTAGE_METRICS)
 
 
 def titles(ns: list[object]) -> list[str]:

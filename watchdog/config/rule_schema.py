@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from watchdog.config.conditions import (
     COMPARISON_OPS,
     METRICS,
+    OUTAGE_METRICS,
     check_cron,
     check_timezone,
     parse_shorthand,
@@ -135,6 +136,13 @@ class Rule(FrozenModel):
     stale_after: Duration = 30.0  # data older than this counts as missing
     enabled: bool = True
     bot: str | None = None  # the bot a bot_silence rule watches (bots.heartbeats[].name)
+
+    @property
+    def about_outage(self) -> bool:
+        """Every metric of its condition is one a gateway outage moves by itself (`OUTAGE_METRICS`):
+        during an outage its breach is part of the outage, for notifications and alert rules alike."""
+        leaves = self.when.leaves() if self.when is not None else ()
+        return bool(leaves) and all(leaf.metric in OUTAGE_METRICS for leaf in leaves)
 
     @field_validator("name")
     @classmethod

@@ -23,6 +23,7 @@ from watchdog.daemon.readiness_job import ReadinessRunner
 from watchdog.daemon.wiring import Components
 from watchdog.errors import GatewayError, StateError
 from watchdog.model import Action, Breach, BreachKind, KillReport, Snapshot, TradingState
+from watchdog.rules.evaluate import AllRules
 from watchdog.state.book import BookWriter
 from watchdog.state.store import status_from_snapshot
 
@@ -111,6 +112,8 @@ class Cycle:
             return False
         c.metrics.observe_poll(name, True, c.clock())
         self._polls_ok.add(name)
+        if name == "account_summary":
+            c.notifier.data_flowing()  # ends an outage of IB's servers a new connection never reported
         if name in READS:
             self._reads_ok_at[name] = c.monotonic()
             self.resume_pending("read")
@@ -166,6 +169,7 @@ class Cycle:
             snap = dataclasses.replace(snap, bots=c.bots.statuses(snap.gateway))
         self._last_snapshot = snap
         suspended = c.schedule.suspended(self.config.quiet_windows, now)
+        c.notifier.set_quiet(None if isinstance(suspended, AllRules) else suspended)
         breaches = c.rules.evaluate(self.config.rules, snap, now, c.memory, suspended)
         if c.bots is not None:
             breaches = [c.bots.labelled(b) for b in breaches]

@@ -149,7 +149,7 @@ class GatewayWatch:
             # every retry (backoff capped at reconnect_max) meets 326 again: tell people once per outage
             if not self._id_in_use_notified:
                 self._id_in_use_notified = True
-                self.c.notifier.notify_text("critical", "Client id in use (326)", ev.message)
+                self.c.notifier.notify_client_id_in_use(self.config.gateway.client_id, ev.message)
         elif ev.kind is EventKind.DEGRADED and ev.code is not None:
             self.c.notifier.notify_degraded(ev.code, ev.message)  # an outage begins (one notice per outage)
         elif ev.kind is EventKind.RESTORED and ev.code is not None:

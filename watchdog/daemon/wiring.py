@@ -18,7 +18,6 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
-from watchdog.config.conditions import OUTAGE_METRICS
 from watchdog.config.load import load_config
 from watchdog.config.schema import Config
 from watchdog.daemon.bot_watch import BotWatch
@@ -116,14 +115,9 @@ def _heartbeat_metrics(c: Components, rtt: float) -> None:
 def rule_labels(config: Config) -> list[RuleInfo]:
     """Name, action, severity and whether it is about an outage, of every enabled rule, for
     `Metrics.declare_rules`."""
-    out = []
-    for r in config.rules:
-        if not r.enabled:
-            continue
-        leaves = r.when.leaves() if r.when is not None else ()
-        about_outage = bool(leaves) and all(leaf.metric in OUTAGE_METRICS for leaf in leaves)
-        out.append(RuleInfo(r.name, r.action.value, r.severity.value, about_outage))
-    return out
+    return [
+        RuleInfo(r.name, r.action.value, r.severity.value, r.about_outage) for r in config.rules if r.enabled
+    ]
 
 
 def message_context(config: Config) -> MessageContext:

@@ -4,21 +4,25 @@ Pure bookkeeping (no I/O, no asyncio): each method returns the notifications to 
 notifier queues them.
 
 An outage is the socket lost or half-open, or the gateway losing IB's servers with the socket up
-(1100/2110 until 1101/1102). While it lasts, an "unknown" rule alert (no data is expected) is held
-back, and so is an alert about the outage itself (a rule on `OUTAGE_METRICS`, the built-in
-gateway-down alert, a repeated 1100) once a message of at least its severity went out about this
-outage. The outage ends with one recovery message that lists what was held back and goes to every
-route that heard of the outage. For `settle` seconds after it ends, data is still coming back: new
-"unknown" and outage-metric alerts are held; whatever held alert still holds then is announced as a
-problem of its own, so nothing is swallowed for good.
+(1100/2110 until 1101/1102). A reconnect ends a lost socket, not a lost link to IB's servers: that
+ends with 1101/1102, or, on a new connection that never said, with the first account data read.
+While the outage lasts, an "unknown" rule alert (no data is expected) is held back, and so is an
+alert about the outage itself (a rule whose every metric an outage moves by itself, the built-in
+gateway-down alert, a repeated 1100, a refused client id) once a message of at least its severity
+went out about this outage; no alert about the outage is reminded on its own. The outage ends with
+one recovery that lists what was held back and goes to every route that heard of the outage. For
+`settle` seconds after it ends, data is still coming back: new "unknown" and outage alerts are held;
+whatever held alert still holds then is announced as a problem of its own (once: a new outage does
+not push it out again), so nothing is swallowed for good. Rules inside a quiet window are neither
+reminded nor announced from hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from watchdog.config.conditions import OUTAGE_METRICS
 from watchdog.config.schema import PollingConfig
 from watchdog.model import Breach, BreachKind, Severity
 from watchdog.outputs.messages import (
@@ -31,6 +35,7 @@ from watchdog.outputs.messages import (
     max_severity,
 )
 from watchdog.outputs.outage_messages import (
+    format_client_id_in_use,
     format_degraded,
     format_gateway_down,
     format_reconnect,
@@ -38,7 +43,15 @@ from watchdog.outputs.outage_messages import (
 )
 
 SETTLE = 10.0  # seconds after an outage during which missing data is expected to come back (default)
+HELD_LINES = 200  # lines kept of what an outage held back (the rest counted): a long outage is bounded
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def outage_settle(polling: PollingConfig) -> float:
+    """Seconds after an outage by which every poll has had one whole round, each under its timeout:
+    data still missing then is a problem of its own (at the default polling, 5 s + 5 s = 10 s)."""
+    longest = max(polling.pnl, polling.account_summary, polling.positions, polling.orders)
+    return longest + polling.timeout
 
 
 @dataclass(slots=True)
@@ -50,6 +63,7 @@ class Ongoing:
     masked: Ongoing | None = None  # a breach hidden by an UNKNOWN spell; it resumes when data is back
     folded: bool = False  # held back as part of a gateway outage: no reminder, no recovery of its own
     held_until: float | None = None  # once the outage is over: announced then if it still holds
+    in_outage: bool = False  # said or held as part of an outage: the outage's recovery is its recovery
 
 
 @dataclass(slots=True)
@@ -57,18 +71,28 @@ class Outage:
     since: float
     sent: set[Severity] = field(default_factory=set)  # severities of the messages about it that went out
     folded: list[str] = field(default_factory=list)
-    degraded: int | None = None  # 1100/2110: the socket stayed up, IB's servers were lost
+    more_folded: int = 0  # past HELD_LINES
+    degraded: int | None = None  # 1100/2110: IB's servers were lost (not yet 1101/1102)
+    repeats: int = 0  # further 1100/2110 during it: counted, not listed
+    link_unknown: bool = False  # reconnected while IB's servers were lost: the new session never said
 
     def covers(self, severity: Severity) -> bool:
         """A message at least this severe about this outage already went out."""
         return any(_RANK[s] >= _RANK[severity] for s in self.sent)
 
+    def note(self, line: str) -> None:
+        if len(self.folded) < HELD_LINES:
+            self.folded.append(line)
+        else:
+            self.more_folded += 1
 
-def outage_settle(polling: PollingConfig) -> float:
-    """Seconds after an outage by which every poll has had one whole round, each under its timeout:
-    data still missing then is a problem of its own (at the default polling, 5 s + 5 s = 10 s)."""
-    longest = max(polling.pnl, polling.account_summary, polling.positions, polling.orders)
-    return longest + polling.timeout
+    def held(self) -> list[str]:
+        lines = list(self.folded)
+        if self.repeats:
+            lines.append(f"  - the gateway repeated the lost-connectivity error {self.repeats} more time(s)")
+        if self.more_folded:
+            lines.append(f"  - and {self.more_folded} more (see the log)")
+        return lines
 
 
 class Incidents:
@@ -82,11 +106,16 @@ class Incidents:
         self.outage: Outage | None = None
         self.settle_until = 0.0
         self.suppressed = 0
+        self.quiet: Collection[str] | None = ()  # rules inside a quiet window; None = every rule
+
+    def _is_quiet(self, rule: str) -> bool:
+        return self.quiet is None or rule in self.quiet
 
     def breach(self, b: Breach, now: float) -> Notification | None:
         """Announce a breach/warning/unknown once, remind while it lasts, announce its recovery."""
         key = (b.rule, b.account or "all")
         prev = self.ongoing.get(key)
+        o = self.outage
         if b.kind is BreachKind.RECOVERED:
             if prev is None:
                 return None  # nothing was announced, so there is nothing to call off
@@ -94,14 +123,15 @@ class Incidents:
             if prev.masked is not None:
                 # Data is back but the breach it interrupted is still on: keep reminding of it.
                 self.ongoing[key] = prev.masked
-            if prev.folded or (self.outage is not None and prev.breach.metric in OUTAGE_METRICS):
+            if prev.folded or (o is not None and prev.in_outage):
                 return None  # the outage's recovery message covers it
             return format_recovered(b, since=prev.since, now=now, severity=prev.breach.severity, ctx=self.ctx)
         if self._fold(b, prev, now):
             return None
         if prev is not None and prev.kind is b.kind:
             prev.breach = b
-            if prev.folded or now - prev.last_sent < self.reminder_interval:
+            covered = o is not None and (prev.in_outage or b.about_outage)  # the outage speaks for it
+            if prev.folded or covered or now - prev.last_sent < self.reminder_interval:
                 self.suppressed += 1
                 return None
             prev.last_sent = now
@@ -109,31 +139,36 @@ class Incidents:
         masked = prev if prev is not None and b.kind is BreachKind.UNKNOWN else None
         if masked is not None and masked.masked is not None:
             masked = masked.masked
-        self.ongoing[key] = Ongoing(kind=b.kind, since=b.since, last_sent=now, breach=b, masked=masked)
-        if self.outage is not None and b.metric in OUTAGE_METRICS:
-            self.outage.sent.add(b.severity)  # a message about this outage: no weaker one after it
-        return format_breach(b, now=now, ctx=self.ctx)
+        in_outage = o is not None and b.about_outage and b.kind is not BreachKind.UNKNOWN
+        self.ongoing[key] = Ongoing(
+            kind=b.kind, since=b.since, last_sent=now, breach=b, masked=masked, in_outage=in_outage
+        )
+        n = format_breach(b, now=now, ctx=self.ctx)
+        if o is not None and in_outage:
+            o.sent.add(b.severity)  # a message about this outage: no weaker one after it
+            n = dataclasses.replace(n, limited=False)  # and it never waits behind a burst summary
+        return n
 
     def _fold(self, b: Breach, prev: Ongoing | None, now: float) -> bool:
         """Hold back an UNKNOWN, or an alert about the outage already said at least as loudly; after
         the outage, for `settle` seconds, hold both kinds (announced then if they still hold)."""
         if prev is not None and prev.kind is b.kind:
             return False
-        about_outage = b.metric in OUTAGE_METRICS and b.kind is not BreachKind.UNKNOWN
+        about = b.about_outage and b.kind is not BreachKind.UNKNOWN
         o = self.outage
         if o is not None:
-            fold = b.kind is BreachKind.UNKNOWN or (about_outage and o.covers(b.severity))
+            fold = b.kind is BreachKind.UNKNOWN or (about and o.covers(b.severity))
         else:
-            fold = now < self.settle_until and (b.kind is BreachKind.UNKNOWN or about_outage)
+            fold = now < self.settle_until and (b.kind is BreachKind.UNKNOWN or about)
         if not fold:
             return False
         masked = prev if prev is not None and b.kind is BreachKind.UNKNOWN else None
         held_until = None if o is not None else self.settle_until
         self.ongoing[(b.rule, b.account or "all")] = Ongoing(
-            b.kind, b.since, now, b, masked, folded=True, held_until=held_until
+            b.kind, b.since, now, b, masked, folded=True, held_until=held_until, in_outage=True
         )
         if o is not None:
-            o.folded.append(f"  - {b.rule} on {b.account or 'all accounts'}: {b.kind.value}")
+            o.note(f"  - {b.rule} on {b.account or 'all accounts'}: {b.kind.value}")
         self.suppressed += 1
         return True
 
@@ -141,12 +176,16 @@ class Incidents:
         """Reminders that are due, and held alerts that still hold once the outage has settled."""
         due = []
         for o in self.ongoing.values():
+            if self._is_quiet(o.breach.rule):
+                continue  # a quiet window pauses the rule: what was announced stays announced, unrepeated
             if o.folded:
                 if self.outage is None and o.held_until is not None and now >= o.held_until:
                     # still on with the gateway back for `settle` seconds: a problem of its own now
-                    o.folded, o.held_until, o.last_sent = False, None, now
+                    o.folded, o.held_until, o.in_outage, o.last_sent = False, None, False, now
                     due.append(format_breach(o.breach, now=now, ctx=self.ctx))
                 continue
+            if self.outage is not None and (o.in_outage or o.breach.about_outage):
+                continue  # the outage's own alerts: its recovery ends them, no reminder one by one
             if now - o.last_sent >= self.reminder_interval:
                 o.last_sent = now
                 due.append(format_breach(o.breach, now=now, reminder=True, ctx=self.ctx))
@@ -168,14 +207,30 @@ class Incidents:
         if self.outage is None:
             self.outage = Outage(since=now)
         o = self.outage
-        if o.degraded is not None or o.covers(Severity.WARNING):
-            o.degraded = o.degraded or code
-            o.folded.append(f"  - gateway {code} at {fmt_time(now)}: {message}")
+        o.link_unknown = False  # this session says it: only 1101/1102 end it now
+        if o.degraded is not None:
+            o.repeats += 1
             self.suppressed += 1
             return None
         o.degraded = code
+        if o.covers(Severity.WARNING):
+            o.note(f"  - gateway {code} at {fmt_time(now)}: {message}")
+            self.suppressed += 1
+            return None
         o.sent.add(Severity.WARNING)
         return format_degraded(code, message, now)
+
+    def client_id_in_use(self, client_id: int | None, message: str, now: float) -> Notification | None:
+        """326 on a (re)connect: the watchdog cannot get in. Part of the outage, said once."""
+        if self.outage is None:
+            self.outage = Outage(since=now)
+        o = self.outage
+        if o.covers(Severity.CRITICAL):
+            o.note(f"  - client id refused (326) at {fmt_time(now)}")
+            self.suppressed += 1
+            return None
+        o.sent.add(Severity.CRITICAL)
+        return format_client_id_in_use(client_id, message, now)
 
     def gateway_down(
         self, endpoint: str, down_since: float, now: float, last_error: str
@@ -185,29 +240,45 @@ class Incidents:
             self.outage = Outage(since=down_since)
         o = self.outage
         if o.covers(Severity.CRITICAL):
-            o.folded.append(f"  - built-in gateway-down alert (down since {fmt_time(down_since)})")
+            o.note(f"  - built-in gateway-down alert (down since {fmt_time(down_since)})")
             self.suppressed += 1
             return None
         n = format_gateway_down(endpoint, down_since, now, last_error)
         o.sent.add(n.severity)
         return n
 
-    def reconnect(self, endpoint: str, downtime: float | None, now: float) -> Notification:
-        """Ends the outage: its recovery goes to every route that heard of it, listing the rest."""
+    def reconnect(self, endpoint: str, downtime: float | None, now: float) -> Notification | None:
+        """The socket is back. Ends the outage, unless IB's servers were lost and no 1101/1102 came
+        (None then: `restored` or `data_flowing` ends it). Its recovery goes to every route that heard
+        of it, listing what was held back."""
+        o = self.outage
+        if o is not None and o.degraded is not None:
+            o.link_unknown = True  # the new session may never repeat the 1100: account data will tell
+            return None
         o = self._end_outage(now)
         if o is None or not o.sent:
-            return format_reconnect(endpoint, downtime, now=now, folded=o.folded if o else ())
+            return format_reconnect(endpoint, downtime, now=now, folded=o.held() if o else ())
         if downtime is None:
             downtime = now - o.since
         severity, routes = max_severity(o.sent), frozenset(o.sent)
         return format_reconnect(
-            endpoint, downtime, now=now, severity=severity, routes=routes, folded=o.folded
+            endpoint, downtime, now=now, severity=severity, routes=routes, folded=o.held()
         )
 
     def restored(self, code: int, message: str, now: float) -> Notification | None:
         """1101/1102 ends an outage that 1100/2110 began (None when there is none: nothing to call off)."""
         if self.outage is None or self.outage.degraded is None:
             return None
+        return self._restored_message(code, message, now)
+
+    def data_flowing(self, now: float) -> Notification | None:
+        """Account data read on a new connection after IB's servers were lost, and the session never
+        said 1100: the data proves the link is back (None while there is no such outage)."""
+        if self.outage is None or not self.outage.link_unknown:
+            return None
+        return self._restored_message(None, "", now)
+
+    def _restored_message(self, code: int | None, message: str, now: float) -> Notification:
         o = self._end_outage(now)
         assert o is not None
         severity = max_severity(o.sent) if o.sent else Severity.INFO
@@ -218,7 +289,7 @@ class Incidents:
             now=now,
             severity=severity,
             routes=frozenset(o.sent),
-            folded=o.folded,
+            folded=o.held(),
         )
 
     def _end_outage(self, now: float) -> Outage | None:
@@ -228,6 +299,8 @@ class Incidents:
             return None
         self.settle_until = now + self.settle
         for ongoing in self.ongoing.values():
-            if ongoing.folded or ongoing.breach.metric in OUTAGE_METRICS:
-                ongoing.folded, ongoing.held_until = True, self.settle_until
+            if ongoing.folded or ongoing.in_outage:
+                ongoing.folded = True
+                if ongoing.held_until is None:  # never pushed out again by a later outage
+                    ongoing.held_until = self.settle_until
         return o

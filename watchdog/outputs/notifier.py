@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,7 +270,27 @@ class Notifier:
         return self.notify(format_shutdown(reason, state))
 
     def notify_reconnect(self, endpoint: str, downtime: float | None = None) -> bool:
-        return self.notify(self._incidents.reconnect(endpoint, downtime, self._clock()))
+        """The socket is back: the outage's recovery, unless IB's servers are still to come back."""
+        n = self._incidents.reconnect(endpoint, downtime, self._clock())
+        return False if n is None else self.notify(n)
+
+    def notify_client_id_in_use(self, client_id: int | None, message: str) -> bool:
+        """326 on a (re)connect: part of the outage, said once per outage."""
+        n = self._incidents.client_id_in_use(client_id, message, self._clock())
+        return False if n is None else self.notify(n)
+
+    def data_flowing(self) -> bool:
+        """Account data was read: ends an outage of IB's servers that a new connection never reported."""
+        try:
+            n = self._incidents.data_flowing(self._clock())
+        except Exception:
+            log.exception("outage bookkeeping failed")
+            return False
+        return False if n is None else self.notify(n)
+
+    def set_quiet(self, rules: Collection[str] | None) -> None:
+        """The rules inside a quiet window now (None: every rule): not reminded, not announced from hold."""
+        self._incidents.quiet = rules
 
     def notify_gateway_down(self, endpoint: str, down_since: float, last_error: str = "") -> bool:
         n = self._incidents.gateway_down(endpoint, down_since, self._clock(), last_error)

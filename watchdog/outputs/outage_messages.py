@@ -50,7 +50,7 @@ def format_reconnect(
 
 
 def format_restored(
-    code: int,
+    code: int | None,
     message: str,
     downtime: float,
     *,
@@ -59,20 +59,23 @@ def format_restored(
     routes: frozenset[Severity] = frozenset(),
     folded: Sequence[str] = (),
 ) -> Notification:
-    """1101/1102 after 1100: the gateway reached IB's servers again (the socket never dropped)."""
-    kept = (
-        "subscriptions were lost and are re-requested"
-        if code == 1101
-        else "data was kept; fresh values follow"
-    )
+    """1101/1102 after 1100: the gateway reached IB's servers again. `code` None: a new connection
+    (after the socket dropped) never said either way, and account data flows again: that ends it."""
+    if code is None:
+        how = "account data flows again on the new connection (it sent no 1101/1102)"
+        title = "Gateway connectivity restored (account data flowing)"
+    else:
+        kept = "subscriptions were lost and are re-requested" if code == 1101 else "data was kept"
+        how = f"{code}: {message}; {kept}"
+        title = f"Gateway connectivity restored ({code})"
     body = (
         f"The gateway reached IB's servers again at {fmt_time(now)} after {fmt_duration(downtime)} "
-        f"({code}: {message}); {kept}. Watching resumes; a kill parked meanwhile runs now."
+        f"({how}). Watching resumes."
     )
     return Notification(
         kind=Kind.RECONNECT,
         severity=severity,
-        title=f"Gateway connectivity restored ({code})",
+        title=title,
         body=body + _held(folded),
         limited=False,
         routes=routes,
@@ -91,6 +94,25 @@ def format_degraded(code: int, message: str, now: float) -> Notification:
         kind=Kind.GATEWAY_DOWN,
         severity=Severity.WARNING,
         title=f"Gateway lost IB's servers ({code})",
+        body=body,
+        limited=False,
+    )
+
+
+def format_client_id_in_use(client_id: int | None, message: str, now: float) -> Notification:
+    """326: the gateway refuses the watchdog's client id, so the watchdog cannot get in at all."""
+    which = f"client id {client_id}" if client_id is not None else "its client id"
+    body = (
+        f"At {fmt_time(now)} the gateway refused the watchdog's {which} (326: {message}).\n"
+        "Either another program connects with this id (give the watchdog its own reserved id), or the "
+        "gateway still holds this watchdog's own lost session (after a half-open socket it may keep it "
+        "until its own timeout). The watchdog keeps retrying; until it gets in it is blind and a "
+        "triggered kill is kept pending. A recovery message follows here."
+    )
+    return Notification(
+        kind=Kind.GATEWAY_DOWN,
+        severity=Severity.CRITICAL,
+        title=f"Client id in use (326){f': {client_id}' if client_id is not None else ''}",
         body=body,
         limited=False,
     )

@@ -265,6 +265,7 @@ def _breach(rule: Rule, key: str | None, kind: BreachKind, leaf: _Leaf, since: f
         threshold=leaf.cond.value,
         since=since,
         message=f"{rule.name}: {text}",
+        about_outage=rule.about_outage,
     )
 
 
