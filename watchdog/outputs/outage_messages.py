@@ -86,8 +86,9 @@ def format_degraded(code: int, message: str, now: float) -> Notification:
     """1100/2110: the socket and heartbeats are fine but no account data flows until 1101/1102."""
     body = (
         f"At {fmt_time(now)} the gateway reported {code}: {message}\n"
-        "The socket is up but account data has stopped: the watchdog cannot see losses and a kill "
-        "would be kept pending until IB's servers are back (often IB's nightly reset).\n"
+        "The socket is up but account data has stopped: the watchdog cannot see losses, and orders "
+        "and cancels may not reach IB until its servers are back (often IB's nightly reset); a kill "
+        "the gateway does not answer is kept pending.\n"
         "Rules without data meanwhile are not alerted one by one; a recovery message follows here."
     )
     return Notification(
