@@ -9,7 +9,7 @@ import pytest
 
 from tests.daemon.conftest import DaemonFactory, until
 from watchdog.commands.status import EXIT_TRIPPED, show_status
-from watchdog.daemon.kill_status import FRESH, kill_lines
+from watchdog.daemon.kill_status import FRESH, kill_lines, running_kill
 from watchdog.model import Action
 from watchdog.sim import Simulator
 
@@ -59,3 +59,16 @@ def test_a_kill_is_running_only_by_a_fresh_status_of_a_live_daemon() -> None:
     assert kill_lines(live)[1] == "  live orders: none in scope"
     stale = kill_lines(live | {"status_age_seconds": FRESH + 1})  # a dead daemon's last word
     assert "KILL RUNNING" not in " ".join(stale) and stale[0].startswith("PENDING")
+
+
+def test_a_kill_that_ended_after_the_last_status_write_is_not_running() -> None:
+    """status.json is rewritten at most once a second; the last-kill record is written when the kill
+    ends. In between, `plan` said "STALE — paused while a kill runs" for a kill already finished
+    (the README runner's `plan` right after a `kill` failed with exit 5 under load)."""
+    kill = {"kill_id": "k1", "action": "close_all", "since": 1000.0}
+    data = {"daemon_pid": 42, "status_age_seconds": 0.4, "status": {"kill": kill}, "last_kill": None}
+    assert running_kill(data) == kill
+    data["last_kill"] = {"kill_id": "k0", "finished": 990.0}  # an earlier kill: this one still runs
+    assert running_kill(data) == kill
+    data["last_kill"] = {"kill_id": "k1", "finished": 1003.0}
+    assert running_kill(data) is None

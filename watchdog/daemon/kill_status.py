@@ -57,6 +57,9 @@ def running_kill(data: dict[str, Any]) -> dict[str, Any] | None:
     kill = status.get("kill")
     if not isinstance(kill, dict) or not isinstance(age, int | float) or age > FRESH:
         return None
+    last = data.get("last_kill")
+    if isinstance(last, dict) and last.get("finished") and last.get("kill_id") == kill.get("kill_id"):
+        return None  # it ended after status.json was written (rewritten at most once a second)
     return kill
 
 
