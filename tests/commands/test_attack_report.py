@@ -25,7 +25,7 @@ AAPL = ContractRef(con_id=265598, symbol="AAPL", sec_type="STK")
 
 def _fill_record(ts: float, **over: object) -> dict[str, object]:
     details: dict[str, object] = {"order_id": 7, "exec_id": "e1.01", "side": "SLD", "shares": 100.0,
-                                  "price": 190.0, "time": 1000.2, "currency": "USD", "commission": 1.0}  # fmt: skip
+               "price": 190.0, "time": 1000.2, "currency": "USD", "commission": 1.0}  # fmt: skip
     return _record(ts, "close.fill", **(details | over))
 
 
