@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.conftest import ACCOUNTS, CLIENT_ID
-from tests.kill.conftest import BOT, bot_order_status, holdings, kill_switch
+from tests.kill.conftest import BOT, MakeSwitch, bot_order_status, holdings, kill_switch
+from tests.kill.fakes import FakeBook, FakeBroker, stock
 from watchdog.commands.kill_report import report_command
 from watchdog.gateway.client import Gateway
 from watchdog.model import Action, KillOutcome
@@ -93,3 +94,28 @@ async def test_a_closing_fill_correction_is_counted_once_on_the_page_and_in_repo
     text = out.getvalue()
     assert "filled 100 of 100, avg 199.5 (1 fill)" in text, text
     assert f"exec {ours.exec_id}" not in text, text
+
+
+async def test_a_lockout_flatten_closes_with_fills_that_report_and_history_can_show(
+    book: FakeBook, make_switch: MakeSwitch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kill.lockout_flatten`: while tripped, what grew is closed by the lockout (its own kill id,
+    closing orders that trade, `close.fill` records). `kills()` starts a story only at
+    `kill.triggered`, which a lockout run never writes: its closing orders and their fills are in
+    the audit, yet neither `history` nor `report` (nor `report ID`) can show them."""
+    book.add_position("DU1", stock(1), 100)
+    ks = make_switch(lockout_flatten=True)
+    await asyncio.wait_for(ks.kill(Action.CANCEL_ALL, "rule:x"), 30)
+    book.positions[("DU1", 1)] = 130  # someone bought 30 more while tripped
+    positions = await FakeBroker(book).positions()
+    await asyncio.wait_for(ks.enforce_lockout([], positions), 30)
+    assert book.nonzero() == {("DU1", 1): 100}
+    records = read_audit(ks.store.audit_path)
+    [fill] = [r for r in records if r.event == "close.fill"]
+    lockout = fill.kill_id
+    assert lockout is not None
+
+    rc = report_command(ks.store.dir, lockout)
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"exec {fill.details['exec_id']}" in out and "filled 30 of 30" in out, out
