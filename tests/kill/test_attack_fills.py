@@ -17,7 +17,9 @@ from tests.kill.conftest import BOT, MakeSwitch, bot_order_status, holdings, kil
 from tests.kill.fakes import FakeBook, FakeBroker, stock
 from watchdog.commands.kill_report import report_command
 from watchdog.gateway.client import Gateway
+from watchdog.kill.switch import KillEvent
 from watchdog.model import Action, KillOutcome
+from watchdog.outputs.messages import format_kill
 from watchdog.sim import Simulator
 from watchdog.state.audit import read_audit
 
@@ -97,7 +99,10 @@ async def test_a_closing_fill_correction_is_counted_once_on_the_page_and_in_repo
 
 
 async def test_a_lockout_flatten_closes_with_fills_that_report_and_history_can_show(
-    book: FakeBook, make_switch: MakeSwitch, capsys: pytest.CaptureFixture[str]
+    book: FakeBook,
+    make_switch: MakeSwitch,
+    events: list[KillEvent],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`kill.lockout_flatten`: while tripped, what grew is closed by the lockout (its own kill id,
     closing orders that trade, `close.fill` records). `kills()` starts a story only at
@@ -114,6 +119,9 @@ async def test_a_lockout_flatten_closes_with_fills_that_report_and_history_can_s
     [fill] = [r for r in records if r.event == "close.fill"]
     lockout = fill.kill_id
     assert lockout is not None
+
+    [page] = [format_kill(e.report) for e in events if e.report is not None and e.report.kill_id == lockout]
+    assert f"report {lockout}" in page.body  # the page sends the operator to this command
 
     rc = report_command(ks.store.dir, lockout)
     out, err = capsys.readouterr()
