@@ -127,3 +127,34 @@ async def test_a_lockout_flatten_closes_with_fills_that_report_and_history_can_s
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert f"exec {fill.details['exec_id']}" in out and "filled 30 of 30" in out, out
+
+
+async def test_an_escalation_with_a_part_filled_closing_order_pages_what_filled_of_what(
+    sim: Simulator, gateway: Gateway, tmp_path: Path
+) -> None:
+    """The closing order fills 50 of 100 and sticks: the escalation page and `report` say 50 of 100."""
+    sim.set_price("AAPL", 200.0)
+    sim.set_position(DU1, "AAPL", 100, avg_cost=180.0)
+    sim.set_session("regular")
+    sim.fill.partial_fills = 2
+    sim.fill.fill_delay = 0.05
+    gateway.market_hours = lambda sec_type, now: True
+    await asyncio.wait_for(gateway.poll_positions(), 5)
+
+    async def stick() -> None:
+        await sim.wait_until(lambda: any(o.client_id == CLIENT_ID for o in sim.open_orders()), 5)
+        sim.fill.fill_delay = 600.0  # the first piece is timed already; the second never comes
+
+    ks = kill_switch(gateway, tmp_path, verify_timeout="0.5s", max_attempts=2)
+    sticking = asyncio.ensure_future(stick())
+    report = await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "test", accounts=[DU1]), 30)
+    await asyncio.wait_for(sticking, 5)
+
+    assert report.outcome is KillOutcome.ESCALATED, report.reason
+    [ours] = [e for e in sim.executions() if e.client_id == CLIENT_ID]
+    assert ours.shares == 50
+    page = format_kill(report).body
+    assert f"order {ours.order_id}: {DU1} SLD 50 of 100 AAPL @ 200" in page, page
+    out = io.StringIO()
+    assert report_command(ks.store.dir, report.kill_id, out=out) == 0
+    assert "filled 50 of 100, avg 200 (1 fill)" in out.getvalue(), out.getvalue()
