@@ -47,3 +47,38 @@ async def test_a_bots_executions_with_our_order_ref_never_reach_a_kill(
     after = io.StringIO()
     await asyncio.to_thread(report_command, state, report.kill_id, out=after)
     assert after.getvalue() == before.getvalue()
+
+
+async def test_fills_of_a_kill_that_went_pending_on_a_drop_and_resumed_are_all_under_it_once(
+    sim: Simulator, make_daemon: DaemonFactory
+) -> None:
+    """The socket drops with the closing orders working; they fill while the watchdog is away
+    (ib_async forgets its fills at the reconnect); the kill resumes under the same id. Every
+    execution of every closing order is in the audit under that id, and `report` lists each once."""
+    d = await make_daemon()
+    sim.fill.partial_fills = 2
+    sim.fill.fill_delay = 0.5
+    d.start_kill(Action.CLOSE_ALL, "manual:test", reason="drop", accounts=[DU2])
+    await sim.wait_until(lambda: len([o for o in sim.open_orders() if o.client_id == 99]) == 2, 10)
+    await sim.faults.drop(99)
+    [first] = await d.wait_for_kills(timeout=20)
+    assert first.outcome is KillOutcome.PENDING, first.reason
+    await sim.wait_until(lambda: not [o for o in sim.open_orders() if o.client_id == 99], 10)
+    async with asyncio.timeout(20):  # reconnect, then the pending kill runs
+        while not [r for r in d.c.audit.read() if r.event == "kill.finished"]:
+            await d.poll_once()
+            await d.wait_for_kills(timeout=15)
+    await asyncio.wait_for(d.poll_once(), 10)  # one more executions poll
+    truth = {e.exec_id: e for e in sim.executions() if e.client_id == 99}
+    assert len(truth) == 4
+    fills = [r for r in d.c.audit.read() if r.event == "close.fill"]
+    assert {r.kill_id for r in fills} == {first.kill_id}
+    assert {str(r.details["exec_id"]) for r in fills} == set(truth)
+    out = io.StringIO()
+    await asyncio.to_thread(report_command, Path(d.config.state_dir), first.kill_id, out=out)
+    text = out.getvalue()
+    for exec_id in truth:
+        assert text.count(f"exec {exec_id},") == 1, text
+    for oid in {e.order_id for e in truth.values()}:
+        assert text.count(f"closing order {oid}:") == 1, text
+    assert text.count("filled 50 of 50") == 1 and text.count("filled 3 of 3") == 1, text
