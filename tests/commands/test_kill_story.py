@@ -161,4 +161,4 @@ def test_report_lists_each_execution_once_under_its_order_and_a_correction_repla
     assert "filled 100 of 100, avg 190.1 (2 fills)" in out, out
     lines = out.splitlines()
     at = next(i for i, line in enumerate(lines) if "closing order 8:" in line)
-    assert "filled 100 of 100" in lines[at - 1] and lines[at + 1].strip() == "no fill recorded", out
+    assert "filled 100 of 100" in lines[at - 1] and lines[at + 1].strip() == "no fill recorded yet", out

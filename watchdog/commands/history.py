@@ -7,6 +7,7 @@ date: an incident review compares them with broker statements and other hosts' l
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +19,11 @@ from watchdog.state.audit import AuditRecord, read_audit
 from watchdog.state.store import AUDIT_FILE
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-ENDINGS = ("kill.finished", "kill.escalated", "kill.pending")
+# a story starts at a kill's trigger, or at a lockout run (new risk while tripped: it cancels, and
+# with kill.lockout_flatten closes, under a kill id of its own)
+STARTS = ("kill.triggered", "lockout.detected")
+ENDINGS = ("kill.finished", "kill.escalated", "kill.pending", "lockout.done")
+LATEST = 4_102_444_800.0  # 2100-01-01 UTC: a later time (or NaN) is a damaged record, not a date
 
 
 @dataclass(slots=True)
@@ -39,19 +44,38 @@ class KillStory:
         return next((r for r in reversed(self.records) if r.event in events), None)
 
     @property
+    def start(self) -> AuditRecord | None:
+        return next((r for r in self.records if r.event in STARTS), None)
+
+    @property
+    def lockout(self) -> bool:
+        s = self.start
+        return s is not None and s.event == "lockout.detected"
+
+    @property
     def trigger(self) -> str:
-        t = self.first("kill.triggered")
-        return str(t.details.get("trigger", "?")) if t else "?"
+        s = self.start
+        if s is None:
+            return "?"
+        return str(s.details.get("trigger") or ("lockout" if self.lockout else "?"))
 
     @property
     def action(self) -> str:
-        t = self.first("kill.triggered")
-        return str(t.details.get("action", "?")) if t else "?"
+        s = self.start
+        if s is None:
+            return "?"
+        if self.lockout and not s.details.get("action"):  # written before lockouts named their action
+            return "close_all" if s.details.get("positions") else "cancel_all"
+        return str(s.details.get("action", "?"))
 
     @property
     def reason(self) -> str:
-        t = self.first("kill.triggered")
-        return str(t.details.get("reason", "")) if t else ""
+        s = self.start
+        if s is None:
+            return ""
+        if self.lockout:
+            return str(s.details.get("message") or "new risk while tripped")
+        return str(s.details.get("reason", ""))
 
     @property
     def later_reasons(self) -> list[str]:
@@ -74,6 +98,8 @@ class KillStory:
             return "running (or interrupted)"
         if end.event == "kill.pending":
             return "pending"
+        if end.event == "lockout.done":
+            return "orders cancelled by the lockout (no verification round: the next poll looks again)"
         outcome = str(end.details.get("outcome", end.event.removeprefix("kill.")))
         if outcome == "flat" and self.action == "cancel_all":
             # verified: every order cancelled; the positions were never meant to close
@@ -82,8 +108,9 @@ class KillStory:
 
 
 def damaged(r: AuditRecord) -> bool:
-    """A record no kill story can use: no time (it would read as 1970), or a trigger without its fields."""
-    if r.ts <= 0:
+    """A record no kill story can use: no time (it would read as 1970) or one no clock gives (NaN, past
+    2100), or a trigger without its fields."""
+    if not math.isfinite(r.ts) or not 0 < r.ts < LATEST:
         return True
     return r.event == "kill.triggered" and not (r.details.get("trigger") and r.details.get("action"))
 
@@ -95,7 +122,7 @@ def kills(records: Sequence[AuditRecord]) -> list[KillStory]:
     for r in records:
         if r.kill_id is None or damaged(r):
             continue
-        if r.event == "kill.triggered" or r.kill_id in stories:
+        if r.event in STARTS or r.kill_id in stories:
             stories.setdefault(r.kill_id, KillStory(r.kill_id)).records.append(r)
     return list(stories.values())
 
@@ -106,6 +133,9 @@ def skipped_note(records: Sequence[AuditRecord]) -> str:
 
 
 def fmt_ts(epoch: float) -> str:
+    """UTC with milliseconds; a time no clock gives (NaN, negative, past 2100: a damaged record) is "?"."""
+    if not math.isfinite(epoch) or not 0 <= epoch < LATEST:
+        return "(no valid time)"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d} UTC"
 
 

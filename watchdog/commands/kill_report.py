@@ -162,7 +162,7 @@ def fill_lines(fills: Sequence[Mapping[str, Any]], quantity: Any, ended: float |
     """One line per execution and the order's total; `quantity` is the closing order's size, `ended` the
     time of the kill's outcome record (a fill recorded after it is marked)."""
     if not fills:
-        return ["no fill recorded"]
+        return ["no fill recorded yet"]
     lines = []
     for f in fills:
         shares, price = _num(f.get("shares")), _num(f.get("price"))

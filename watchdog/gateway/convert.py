@@ -16,7 +16,7 @@ from ib_async import Fill as IbFill
 from ib_async import Position as IbPosition
 from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
 
-from watchdog.model import ContractRef, Fill, OpenOrder, OrderKey, Position, is_terminal
+from watchdog.model import ContractRef, Fill, OpenOrder, OrderKey, Position, exec_stem, is_terminal
 
 # account summary tag -> AccountState field
 SUMMARY_TAGS: Mapping[str, str] = {
@@ -160,7 +160,7 @@ def heard_orders(trades: Iterable[Trade], heard: Callable[[OrderKey], str | None
 
 def executed(fills: Iterable[IbFill], order: OpenOrder) -> float:
     """Shares executed so far for `order` (execDetails matched by permId, else client and order id)."""
-    total = 0.0
+    latest: dict[str, tuple[int, float]] = {}  # a correction replaces what it corrects (exec_stem)
     for f in fills:
         e = f.execution
         same = (
@@ -173,8 +173,10 @@ def executed(fills: Iterable[IbFill], order: OpenOrder) -> float:
             )
         )
         if same:
-            total += num(e.shares) or 0.0
-    return total
+            stem, revision = exec_stem(e.execId)
+            if stem not in latest or revision >= latest[stem][0]:
+                latest[stem] = (revision, num(e.shares) or 0.0)
+    return sum(shares for _, shares in latest.values())
 
 
 def fill_from(f: IbFill) -> Fill:

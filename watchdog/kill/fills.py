@@ -54,9 +54,11 @@ class CloseFills:
         known = self._orders.get(fill.order_id)
         return known[0] if known is not None else None
 
-    def note(self, fill: Fill, kill_id: str | None = None) -> bool:
+    def note(self, fill: Fill, kill_id: str | None = None, *, durable: bool = False) -> bool:
         """Audit `fill` if it is a closing fill not recorded yet (or now with its commission); True if
-        recorded. Never raises (the audit log reports its own failures)."""
+        recorded. A write that failed is tried again the next time the fill is heard (the executions
+        poll hears it every few seconds). `durable`: fsync now (a fill heard after its kill ended: no
+        later kill step would sync it). Never raises (the audit log reports its own failures)."""
         kill_id = kill_id or self.kill_of(fill)
         if kill_id is None:
             return False
@@ -67,9 +69,10 @@ class CloseFills:
         known = self._recorded.get(fill.exec_id)
         if known is not None and (known or not priced):
             return False
-        self._recorded[fill.exec_id] = priced
         self._by_kill.setdefault(kill_id, {})[fill.exec_id] = fill
-        self._audit.record(EVENT, fill_details(fill), kill_id=kill_id, durable=False)
+        if not self._audit.record(EVENT, fill_details(fill), kill_id=kill_id, durable=durable):
+            return False
+        self._recorded[fill.exec_id] = priced
         return True
 
     def of_kill(self, kill_id: str) -> tuple[Fill, ...]:

@@ -181,6 +181,8 @@ class Lockout:
             if reasons:
                 msg += ": " + "; ".join(reasons)
             details = {
+                "trigger": "lockout",
+                "action": run.action.value,
                 "orders": [order_label(o) for o in offenders],
                 "why": reasons,
                 "positions": [pos_label(p) for p in grown],
@@ -202,6 +204,9 @@ class Lockout:
             self._mark(offenders)
             if grown:
                 ks._finish(run, save_last=False)
+            else:  # the end of this run's story for `history` / `report`
+                done = {"cancelled": len(offenders), "replaced_ours": len(run.close_orders)}
+                ks.audit.record("lockout.done", done, kill_id=run.kill_id)
             return len(offenders)
 
     async def _replace_ours(self, run: Run, ours: Sequence[OpenOrder], positions: Sequence[Position]) -> None:

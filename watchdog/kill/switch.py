@@ -375,7 +375,7 @@ class KillSwitch:
     def note_execution(self, fill: Fill) -> bool:
         """An execution the gateway heard: `close.fill` under its kill's id if it filled one of our
         closing orders, also after that kill ended (`kill.fills`). Never raises; True when recorded."""
-        return self._x.fills.note(fill)
+        return self._x.fills.note(fill, durable=not self.busy)  # during a kill its next step syncs
 
     def _report(self, run: Run, outcome: KillOutcome, reason: str) -> KillReport:
         """What every report of a run says: who, what, when, attempts, the closing orders and fills."""

@@ -166,7 +166,7 @@ def test_an_1100_that_comes_with_the_reconnect_is_not_ended_by_it() -> None:
     1100 while it is being set up (before the daemon's after-connect step calls `reconnect`). The
     reconnect then ends the outage 1100 just began: the loss rule's "unknown" a minute later is paged
     on its own while IB's servers are still away, and the 1102 that really ends the outage says
-    nothing (there is none). Same cause as tests/daemon/test_outage_attack.py's
+    nothing (there is none). Same cause as tests/daemon/test_outage_edge_cases.py's
     test_a_socket_drop_during_an_1100_outage_does_not_end_it_before_1102."""
     inc = Incidents(900.0, settle=10.0)
     inc.gateway_up(False, T0)
