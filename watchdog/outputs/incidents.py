@@ -20,7 +20,7 @@ reminded nor announced from hold.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from watchdog.config.schema import PollingConfig
@@ -213,39 +213,42 @@ class Incidents:
             self.suppressed += 1
             return None
         o.degraded = code
-        if o.covers(Severity.WARNING):
-            o.note(f"  - gateway {code} at {fmt_time(now)}: {message}")
-            self.suppressed += 1
-            return None
-        o.sent.add(Severity.WARNING)
-        return format_degraded(code, message, now)
+        held = f"  - gateway {code} at {fmt_time(now)}: {message}"
+        return self._say(Severity.WARNING, held, lambda: format_degraded(code, message, now), now)
 
     def client_id_in_use(self, client_id: int | None, message: str, now: float) -> Notification | None:
         """326 on a (re)connect: the watchdog cannot get in. Part of the outage, said once."""
-        if self.outage is None:
-            self.outage = Outage(since=now)
-        o = self.outage
-        if o.covers(Severity.CRITICAL):
-            o.note(f"  - client id refused (326) at {fmt_time(now)}")
-            self.suppressed += 1
-            return None
-        o.sent.add(Severity.CRITICAL)
-        return format_client_id_in_use(client_id, message, now)
+        held = f"  - client id refused (326) at {fmt_time(now)}"
+        return self._say(
+            Severity.CRITICAL, held, lambda: format_client_id_in_use(client_id, message, now), now
+        )
 
     def gateway_down(
         self, endpoint: str, down_since: float, now: float, last_error: str
     ) -> Notification | None:
         """The built-in page after `gateway_down_after`; held back when a page already went out."""
+        held = f"  - built-in gateway-down alert (down since {fmt_time(down_since)})"
+        return self._say(
+            Severity.CRITICAL,
+            held,
+            lambda: format_gateway_down(endpoint, down_since, now, last_error),
+            down_since,
+        )
+
+    def _say(
+        self, severity: Severity, held: str, message: Callable[[], Notification], since: float
+    ) -> Notification | None:
+        """One message about the outage (begun at `since` if none is going on): held back and listed
+        in its recovery when a message at least this severe about it already went out."""
         if self.outage is None:
-            self.outage = Outage(since=down_since)
+            self.outage = Outage(since=since)
         o = self.outage
-        if o.covers(Severity.CRITICAL):
-            o.note(f"  - built-in gateway-down alert (down since {fmt_time(down_since)})")
+        if o.covers(severity):
+            o.note(held)
             self.suppressed += 1
             return None
-        n = format_gateway_down(endpoint, down_since, now, last_error)
-        o.sent.add(n.severity)
-        return n
+        o.sent.add(severity)
+        return message()
 
     def reconnect(self, endpoint: str, downtime: float | None, now: float) -> Notification | None:
         """The socket is back. Ends the outage, unless IB's servers were lost and no 1101/1102 came
