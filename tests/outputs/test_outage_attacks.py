@@ -7,13 +7,15 @@ today's code; its docstring says what was seen.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
 from tests.outputs.conftest import Capture
 from tests.outputs.test_notifier import Clock, config, url
-from tests.outputs.test_outage_incidents import KEPT, LOST, T0, titles
+from tests.outputs.test_outage_incidents import KEPT, LOST, T0, on, titles
 from tests.rules.helpers import rule, snap
+from watchdog.model import Action, BreachKind, Severity
 from watchdog.outputs.incidents import Incidents
 from watchdog.outputs.notifier import Notifier
 from watchdog.rules.evaluate import RuleMemory, evaluate
@@ -126,3 +128,43 @@ def test_a_flapping_gateway_is_not_silent_on_the_prometheus_path(tmp_path: Path,
     tests.write_text(FLAPPING.read_text().replace("ALERTS", str(alerts)).replace("FLAPS", flaps))
     done = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_kill_rule_held_during_an_outage_is_not_announced_later_as_firing_now() -> None:
+    """`stale-close: data_age > 5m → close_all` (critical) breaches during a socket outage after the
+    page: its breach is held (the page covers it), the kill fires at once (the daemon does not ask the
+    notifier) and goes pending, then runs at the reconnect. The account's data does not come back
+    within the settle window (one subscription stuck), so the held breach is announced as a problem of
+    its own. Seen: 10 s after the kill report, "[BREACH] stale-close … Action: the kill switch is
+    firing (close_all); the kill report follows." — at 3 a.m. that reads as a second liquidation
+    starting, with no kill report to follow. Expected: the late announcement does not say a kill
+    is firing now (it fired when the rule breached; its report already went out)."""
+    inc = Incidents(900.0, settle=10.0)
+    inc.gateway_up(False, T0)
+    assert inc.gateway_down("gw:4001", T0, T0 + 30, "refused") is not None
+    b = on("data_age", BreachKind.BREACH, Severity.CRITICAL, "stale-close")
+    b = dataclasses.replace(
+        b, action=Action.CLOSE_ALL, value=400.0, threshold=300.0, message="data_age of DU111 = 400 s"
+    )
+    assert inc.breach(b, T0 + 300) is None  # held; the kill fires and goes pending meanwhile
+    inc.reconnect("gw:4001", None, T0 + 400)  # the pending kill runs now; its report goes out
+    late = inc.reminders(T0 + 411)
+    assert titles(late) == ["[BREACH] stale-close on DU111"]
+    assert "is firing" not in late[0].body, late[0].body
+
+
+def test_a_clock_stepped_back_after_an_outage_does_not_hold_alerts_for_the_size_of_the_step() -> None:
+    """NTP steps the wall clock back one hour just after a reconnect (a VM resumed, a bad RTC fixed).
+    `Incidents` measures the settle window on the wall clock (`settle_until = now + settle`), so
+    every new "unknown" for the next hour is held as "data still coming back": the loss rule's
+    critical "unknown" (the watchdog blind to losses) waits an hour instead of 10 s. Expected: held
+    no longer than the settle window (10 s) whatever the wall clock does."""
+    inc = Incidents(900.0, settle=10.0)
+    inc.gateway_up(False, T0)
+    inc.reconnect("gw:4001", 3.0, T0 + 3)
+    stepped = T0 + 4 - 3600.0  # the clock is stepped back
+    unknown = on("daily_pnl", BreachKind.UNKNOWN, Severity.CRITICAL, "loss")
+    said = [inc.breach(unknown, stepped + 60)]  # a minute later by any stopwatch
+    for t in range(61, 120):
+        said += inc.reminders(stepped + t)
+    assert titles(said) == ["[UNKNOWN] loss on DU111"], titles(said)
