@@ -168,3 +168,22 @@ def test_a_clock_stepped_back_after_an_outage_does_not_hold_alerts_for_the_size_
     for t in range(61, 120):
         said += inc.reminders(stepped + t)
     assert titles(said) == ["[UNKNOWN] loss on DU111"], titles(said)
+
+
+def test_an_1100_outage_that_ends_without_1102_ends_when_account_data_flows_again() -> None:
+    """IB's link comes back after the nightly reset but the gateway never says 1101/1102 (seen in the
+    wild: QuantConnect/Lean#960 "if no reconnect message was received after the nightly reset").
+    The socket never dropped, so `link_unknown` is False and the first good account-summary round trip
+    (`cycle.poll` → `data_flowing()`; during the outage it times out) ends nothing. Seen: the outage
+    never ends: no recovery on either route, ever; hours later a real data problem (the loss rule
+    "unknown", critical) is held as "part of the outage" and never sent nor reminded; every
+    stale-data breach stays covered by the 1100 notice. Expected: account data read again ends the
+    outage like a new session's first read does (docs/alerting.md: data that flows proves the link)."""
+    inc = Incidents(900.0, settle=10.0)
+    assert inc.degraded(1100, LOST, T0) is not None
+    end = inc.data_flowing(T0 + 600)  # account summary answered again; no 1102 came
+    later = [inc.breach(on("daily_pnl", BreachKind.UNKNOWN, Severity.CRITICAL, "loss"), T0 + 4 * 3600)]
+    for h in range(5, 12):
+        later += inc.reminders(T0 + h * 3600)
+    assert end is not None, "the outage never ends"
+    assert titles(later) == ["[UNKNOWN] loss on DU111"], titles(later)
