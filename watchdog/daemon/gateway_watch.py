@@ -152,7 +152,7 @@ class GatewayWatch:
                 self.c.notifier.notify_client_id_in_use(self.config.gateway.client_id, ev.message)
         elif ev.kind is EventKind.DEGRADED and ev.code is not None:
             self.c.notifier.notify_degraded(ev.code, ev.message)  # an outage begins (one notice per outage)
-        elif ev.kind is EventKind.RESTORED and ev.code is not None:
+        elif ev.kind is EventKind.RESTORED:  # 1101/1102, or account data read again after 1100
             # the outage 1100 began is over: its recovery goes where the outage was told
             self.c.notifier.notify_restored(ev.code, ev.message)
             self.resume_pending(f"restored, code {ev.code}")

@@ -154,8 +154,10 @@ def _finish_reload(d: Daemon, new: Config | BaseException) -> bool:
     if new.gateway != d.config.gateway or new.metrics != d.config.metrics:
         log.warning("gateway/metrics settings changed: restart the daemon to apply them")
     d.config = new
-    c.memory.retain(new.rules)
-    c.notifier.retain_rules(r.name for r in new.rules)
+    # a changed rule starts afresh in the rules engine, which will never report the old one's
+    # recovery: its ongoing alert goes too, or it would be reminded forever
+    dropped = c.memory.retain(new.rules)
+    c.notifier.retain_rules(r.name for r in new.rules if r.name not in dropped)
     c.killswitch.config = new.kill
     restart_needed = _reload_bots(d, new)
     c.notifier.reconfigure(new.notifications)

@@ -221,6 +221,7 @@ class Gateway(GatewayConnection):
         ib = self._require()
 
         async def request() -> None:
+            asked_at = self._clock()
             req_id = ib.client.getReqId()
             self._summary.new_answer()
             done = ib.wrapper.startReq(req_id)
@@ -232,6 +233,7 @@ class Gateway(GatewayConnection):
                 if ib.client.isConnected():
                     ib.client.cancelAccountSummary(req_id)
             self._apply_summary()  # a whole answer: which currency is the base is decided on all of it
+            self.account_data_read(asked_at)
 
         await self._timed("account summary", request)
 

@@ -82,6 +82,15 @@ class ConnectionEvents:
         """The last error the gateway reported for this request/order id (warnings excluded), or None."""
         return self._order_errors.get(order_id)
 
+    def account_data_read(self, asked_at: float) -> None:
+        """An account summary asked for after 1100/2110 was answered: IB's servers are back although
+        the gateway sent no 1101/1102 (some gateways never do after the nightly reset,
+        QuantConnect/Lean#960). The same proof the kill switch takes to resume a parked kill."""
+        since = self._down_since
+        if self._health is Health.DEGRADED and since is not None and asked_at > since:
+            self._set_health(Health.HEALTHY)
+            self._emit(EventKind.RESTORED, "account data flows again (the gateway sent no 1101/1102)")
+
     def _set_health(self, health: Health) -> None:
         if health in (Health.DOWN, Health.DEGRADED) and self._down_since is None:
             self._down_since = self._clock()

@@ -159,7 +159,7 @@ class Incidents:
         if o is not None:
             fold = b.kind is BreachKind.UNKNOWN or (about and o.covers(b.severity))
         else:
-            fold = now < self.settle_until and (b.kind is BreachKind.UNKNOWN or about)
+            fold = not self._settled(self.settle_until, now) and (b.kind is BreachKind.UNKNOWN or about)
         if not fold:
             return False
         masked = prev if prev is not None and b.kind is BreachKind.UNKNOWN else None
@@ -172,6 +172,11 @@ class Incidents:
         self.suppressed += 1
         return True
 
+    def _settled(self, until: float, now: float) -> bool:
+        """The settle window ending at `until` is over; a wall clock stepped back (NTP) would stretch
+        it by the size of the step: a window longer than `settle` from now is over too."""
+        return now >= until or until - now > self.settle
+
     def reminders(self, now: float) -> list[Notification]:
         """Reminders that are due, and held alerts that still hold once the outage has settled."""
         due = []
@@ -179,10 +184,10 @@ class Incidents:
             if self._is_quiet(o.breach.rule):
                 continue  # a quiet window pauses the rule: what was announced stays announced, unrepeated
             if o.folded:
-                if self.outage is None and o.held_until is not None and now >= o.held_until:
+                if self.outage is None and o.held_until is not None and self._settled(o.held_until, now):
                     # still on with the gateway back for `settle` seconds: a problem of its own now
                     o.folded, o.held_until, o.in_outage, o.last_sent = False, None, False, now
-                    due.append(format_breach(o.breach, now=now, ctx=self.ctx))
+                    due.append(format_breach(o.breach, now=now, held=True, ctx=self.ctx))
                 continue
             if self.outage is not None and (o.in_outage or o.breach.about_outage):
                 continue  # the outage's own alerts: its recovery ends them, no reminder one by one
@@ -268,8 +273,9 @@ class Incidents:
             endpoint, downtime, now=now, severity=severity, routes=routes, folded=o.held()
         )
 
-    def restored(self, code: int, message: str, now: float) -> Notification | None:
-        """1101/1102 ends an outage that 1100/2110 began (None when there is none: nothing to call off)."""
+    def restored(self, code: int | None, message: str, now: float) -> Notification | None:
+        """1101/1102 (or, `code` None, account data read again) ends an outage that 1100/2110 began
+        (None when there is none: nothing to call off)."""
         if self.outage is None or self.outage.degraded is None:
             return None
         return self._restored_message(code, message, now)

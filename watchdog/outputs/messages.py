@@ -129,7 +129,10 @@ def _where(b: Breach) -> str:
     return b.account if b.account is not None else "all accounts"
 
 
-def _what_happens(b: Breach) -> str:
+def _what_happens(b: Breach, *, later: bool = False) -> str:
+    if b.kind is BreachKind.BREACH and b.action.is_kill and later:
+        # a reminder, or an alert held during a gateway outage: the kill fired when the breach began
+        return f"Action: the kill switch fired ({b.action.value}) when this began; see its kill report."
     if b.kind is BreachKind.BREACH and b.action.is_kill:
         return f"Action: the kill switch is firing ({b.action.value}); the kill report follows."
     if b.kind is BreachKind.UNKNOWN:
@@ -152,8 +155,14 @@ def _reading(b: Breach, ctx: MessageContext) -> str:
 
 
 def format_breach(
-    b: Breach, *, now: float, reminder: bool = False, ctx: MessageContext = DEFAULT_CONTEXT
+    b: Breach,
+    *,
+    now: float,
+    reminder: bool = False,
+    held: bool = False,
+    ctx: MessageContext = DEFAULT_CONTEXT,
 ) -> Notification:
+    """`held`: said late, after a gateway outage held it back (it still holds once data is back)."""
     kind = {BreachKind.WARNING: Kind.WARNING, BreachKind.UNKNOWN: Kind.UNKNOWN}.get(b.kind, Kind.BREACH)
     label = {Kind.BREACH: "BREACH", Kind.WARNING: "WARNING", Kind.UNKNOWN: "UNKNOWN"}[kind]
     prefix = "Reminder: " if reminder else ""
@@ -163,8 +172,10 @@ def format_breach(
     lines = [_reading(b, ctx)]
     if b.message:
         lines.append(b.message)
-    lines.append(_what_happens(b))
+    lines.append(_what_happens(b, later=reminder or held))
     lines.append(f"Since {fmt_time(b.since)} ({fmt_duration(now - b.since)} ago).")
+    if held:
+        lines.append("Held back during the gateway outage; it still holds with the gateway back.")
     if reminder:
         lines.append("Still ongoing; you will be reminded until it recovers.")
     return Notification(kind=kind, severity=b.severity, title=title, body="\n".join(lines))

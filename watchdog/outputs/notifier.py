@@ -32,6 +32,7 @@ from watchdog.outputs.messages import (
     Kind,
     MessageContext,
     Notification,
+    fmt_time,
     format_kill,
     format_pending_kill,
     format_reload_failure,
@@ -267,7 +268,14 @@ class Notifier:
         return self.notify(format_startup(version, accounts, state, dry_run=dry_run))
 
     def notify_shutdown(self, reason: str, state: str) -> bool:
-        return self.notify(format_shutdown(reason, state))
+        """During an outage it also goes where the outage was told: no recovery follows from this process."""
+        n = format_shutdown(reason, state)
+        o = self._incidents.outage
+        if o is not None and o.sent:
+            since = fmt_time(o.since)
+            body = f"{n.body}\nStopped during a gateway outage (since {since}): no recovery message follows."
+            n = dataclasses.replace(n, body=body, routes=frozenset(o.sent), limited=False)
+        return self.notify(n)
 
     def notify_reconnect(self, endpoint: str, downtime: float | None = None) -> bool:
         """The socket is back: the outage's recovery, unless IB's servers are still to come back."""
@@ -301,7 +309,7 @@ class Notifier:
         n = self._incidents.degraded(code, message, self._clock())
         return False if n is None else self.notify(n)
 
-    def notify_restored(self, code: int, message: str) -> bool:
+    def notify_restored(self, code: int | None, message: str) -> bool:
         """1101/1102: the outage 1100/2110 began is over; its recovery goes where the outage was told."""
         n = self._incidents.restored(code, message, self._clock())
         return False if n is None else self.notify(n)
@@ -343,7 +351,7 @@ class Notifier:
         held, self._held, self._held_since = self._held, [], None
         self._c.sent_times.append(now)
         for t in self._targets:
-            mine = [n for n in held if n.severity in t.spec.severities]
+            mine = [n for n in held if _takes(t, n)]
             if mine:
                 self._put(t, self._dressed(format_summary(mine, self._config.burst_window)))
 
@@ -381,8 +389,7 @@ class Notifier:
         n = self._dressed(n)  # the journal names the host already; the title gets it for the phone
         queued = False
         for t in self._targets:
-            takes = n.severity in t.spec.severities or not n.routes.isdisjoint(t.spec.severities)
-            if takes and self._put(t, n):
+            if _takes(t, n) and self._put(t, n):
                 queued = True
         return queued
 
@@ -437,3 +444,8 @@ class Notifier:
         while True:
             await asyncio.sleep(self._tick_interval)
             self.tick()
+
+
+def _takes(t: Target, n: Notification) -> bool:
+    """A target takes a notification of a severity it lists, or routed to one (an outage's recovery)."""
+    return n.severity in t.spec.severities or not n.routes.isdisjoint(t.spec.severities)

@@ -44,7 +44,6 @@ def format_reconnect(
         severity=severity,
         title="Gateway reconnected",
         body=body + _held(folded),
-        limited=False,
         routes=routes,
     )
 
@@ -62,7 +61,7 @@ def format_restored(
     """1101/1102 after 1100: the gateway reached IB's servers again. `code` None: a new connection
     (after the socket dropped) never said either way, and account data flows again: that ends it."""
     if code is None:
-        how = "account data flows again on the new connection (it sent no 1101/1102)"
+        how = "account data flows again; the gateway sent no 1101/1102"
         title = "Gateway connectivity restored (account data flowing)"
     else:
         kept = "subscriptions were lost and are re-requested" if code == 1101 else "data was kept"
@@ -77,7 +76,6 @@ def format_restored(
         severity=severity,
         title=title,
         body=body + _held(folded),
-        limited=False,
         routes=routes,
     )
 
@@ -96,7 +94,6 @@ def format_degraded(code: int, message: str, now: float) -> Notification:
         severity=Severity.WARNING,
         title=f"Gateway lost IB's servers ({code})",
         body=body,
-        limited=False,
     )
 
 

@@ -93,11 +93,14 @@ class RuleMemory:
         """The latest status of every evaluated (rule, account), in evaluation order."""
         return [t.status for t in self._tracks.values() if t.status is not None]
 
-    def retain(self, rules: Iterable[Rule]) -> None:
-        """After a reload: keep timers and announced state of unchanged rules, drop the rest."""
+    def retain(self, rules: Iterable[Rule]) -> set[str]:
+        """After a reload: keep timers and announced state of unchanged rules, drop the rest.
+        Returns the names whose state was dropped: what they announced will never be called off."""
         keep = {r.name: r for r in rules}
-        for key in [k for k, t in self._tracks.items() if keep.get(k[0]) != t.rule]:
+        dropped = [k for k, t in self._tracks.items() if keep.get(k[0]) != t.rule]
+        for key in dropped:
             del self._tracks[key]
+        return {name for name, _ in dropped}
 
     def day_high(self, key: str | None, metric: str) -> float | None:
         """The day's high of a tracked metric for an account (None = summed accounts), if seen today."""
