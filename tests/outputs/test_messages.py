@@ -13,6 +13,7 @@ from watchdog.outputs.messages import (
     Kind,
     format_breach,
     format_kill,
+    format_pending_kill,
     format_reload_failure,
     format_summary,
     format_text,
@@ -237,3 +238,27 @@ def test_an_escalation_lists_each_closing_order_by_id_and_says_which_was_rejecte
     body = format_kill(report).body
     assert "SELL 100 AAPL MKT via SMART (order 41)" in body, body
     assert "(order 42, REJECTED: 201 Order rejected)" in body, body
+
+
+def test_a_pending_kill_that_already_sent_closing_orders_says_not_to_close_them_by_hand() -> None:
+    """A walkthrough found "[KILL PENDING] … Meanwhile nothing is cancelled: … act there" while the
+    kill's closing orders were working and a third filled: an operator closing by hand would have
+    closed those positions twice. The page lists what was sent and what filled, and says so."""
+    fill = Fill(
+        exec_id="e1.01", time=1_700_000_001.0, account="DU111", contract=AAPL, side="SLD",
+        shares=40, price=190.0, order_id=41,
+    )  # fmt: skip
+    sent = dataclasses.replace(
+        make_kill_report(KillOutcome.PENDING, "manual:SIGUSR1"),
+        close_order_ids=(41, None),
+        close_fills=(fill,),
+        trigger_reason="desk says stop",
+    )
+    n = format_pending_kill(sent, "positions: no answer within 5s")
+    assert n.title == "[KILL PENDING] close_all by manual:SIGUSR1: the gateway does not answer"
+    assert "(desk says stop), cannot go on now: positions: no answer within 5s." in n.body
+    assert "Already sent, and may still fill (1):" in n.body and "(order 41)" in n.body
+    assert "SLD 40 of 100 AAPL" in n.body and "Do NOT close these positions by hand" in n.body
+    assert "nothing is cancelled" not in n.body and "report k-20240101-0001" in n.body
+    nothing = format_pending_kill(dataclasses.replace(sent, close_order_ids=(), close_fills=()))
+    assert "No closing order was sent yet" in nothing.body and "Do NOT" not in nothing.body

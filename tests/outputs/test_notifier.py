@@ -300,12 +300,17 @@ async def test_targets_from_a_urls_file_get_their_severities(capture: Capture, t
     await n.start()
     try:
         n.notify_text("warning", "w", "")
-        n.notify_pending_kill(Action.CANCEL_ALL, "manual:SIGUSR2", ["DU111"])
+        pending = dataclasses.replace(
+            make_kill_report(KillOutcome.PENDING, "manual:SIGUSR2"),
+            action=Action.CANCEL_ALL,
+            close_orders=(),
+        )
+        n.notify_pending_kill(pending, "positions: no answer within 5s")
         await n.drain(5)
     finally:
         await n.stop(2)
     got = sorted(zip(capture.paths, [b["title"] for b in capture.snapshot()], strict=True))
-    pending = "[KILL PENDING] cancel_all by manual:SIGUSR2: gateway down"
+    pending = "[KILL PENDING] cancel_all by manual:SIGUSR2: the gateway does not answer"
     assert got == [("/all", pending), ("/all", "w"), ("/pager", pending)]
 
 

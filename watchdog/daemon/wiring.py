@@ -182,7 +182,7 @@ def build_components(
             notifier.notify_kill(ev.report)
         elif ev.kind is KillEventKind.PENDING and ev.report is not None:
             metrics.set_pending(True)
-            notifier.notify_pending_kill(ev.report.action, ev.report.trigger, ev.report.accounts, ev.message)
+            notifier.notify_pending_kill(ev.report, ev.message)
         elif ev.kind is KillEventKind.RESET:
             # the event's message already says "re-armed by WHO: REASON"; the text says it once
             who = str(ev.details.get("who", ""))

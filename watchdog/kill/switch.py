@@ -396,6 +396,7 @@ class KillSwitch:
             rejected=dict(run.rejected),
             reason=reason,
             close_fills=self._x.fills.of_kill(run.kill_id),
+            trigger_reason=run.reason,
         )
 
     # ------------------------------------------------------------------ state

@@ -323,18 +323,38 @@ def format_kill(report: KillReport, ctx: MessageContext = DEFAULT_CONTEXT) -> No
     )
 
 
-def format_pending_kill(
-    action: Action, trigger: str, accounts: Sequence[str], reason: str = ""
-) -> Notification:
-    title = f"[KILL PENDING] {action.value} by {trigger}: gateway down"
-    body = (
-        f"A kill ({action.value}) for {', '.join(accounts) or 'all accounts'} was triggered by {trigger}"
-        + (f" ({reason})" if reason else "")
-        + " while the gateway is unreachable. It is persisted and runs the moment the connection is back.\n"
-        "Meanwhile nothing is cancelled: if you can reach the account another way (TWS, mobile), act there."
-    )
+def format_pending_kill(r: KillReport, why: str = "", ctx: MessageContext = DEFAULT_CONTEXT) -> Notification:
+    """A kill that cannot go on because the gateway does not answer (`why`). What it already sent is
+    listed: those closing orders may still fill, so closing the same positions by hand could close
+    them twice."""
+    accounts = ", ".join(r.accounts) or "all accounts"
+    fired = f" ({r.trigger_reason})" if r.trigger_reason else ""
+    lines = [
+        f"A kill ({r.action.value}) for {accounts}, triggered by {r.trigger}{fired}, cannot go on now"
+        + (f": {why}" if why else "")
+        + ".",
+        "It is persisted and resumes the moment the gateway answers again (reconnect, 1101/1102, or "
+        "account data read again); it then re-reads the account and closes only what is still open.",
+    ]
+    ids = [*r.close_order_ids, *[None] * (len(r.close_orders) - len(r.close_order_ids))]
+    sent = [_close_line(c, oid) for c, oid in zip(r.close_orders, ids, strict=True) if oid is not None]
+    if sent:
+        lines += _listing("Already sent, and may still fill", sent, "")
+        if r.close_fills:
+            lines += _listing("Filled so far", _fill_lines(r), "none")
+        lines.append(
+            "Do NOT close these positions by hand while those orders may be working: a position could "
+            "be closed twice. If you take over (TWS, mobile), cancel them first."
+        )
+    else:
+        lines.append(
+            "No closing order was sent yet. If you can reach the account another way (TWS, mobile), you "
+            "may act there: what you close is not closed again."
+        )
+    lines.append(f"Timeline: {ctx.report(r.kill_id)}")
+    title = f"[KILL PENDING] {r.action.value} by {r.trigger}: the gateway does not answer"
     return Notification(
-        kind=Kind.PENDING_KILL, severity=Severity.CRITICAL, title=title, body=body, limited=False
+        kind=Kind.PENDING_KILL, severity=Severity.CRITICAL, title=title, body="\n".join(lines), limited=False
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watchdog.config.schema import NotificationsConfig
-from watchdog.model import Action, Breach, KillReport, Severity
+from watchdog.model import Breach, KillReport, Severity
 from watchdog.outputs.delivery import Delivery, Target, build_targets, deliver
 from watchdog.outputs.incidents import Incidents
 from watchdog.outputs.logging_setup import mask
@@ -257,10 +257,8 @@ class Notifier:
     def notify_kill(self, report: KillReport) -> bool:
         return self.notify(format_kill(report, self._ctx))
 
-    def notify_pending_kill(
-        self, action: Action, trigger: str, accounts: Sequence[str], reason: str = ""
-    ) -> bool:
-        return self.notify(format_pending_kill(action, trigger, accounts, reason))
+    def notify_pending_kill(self, report: KillReport, why: str = "") -> bool:
+        return self.notify(format_pending_kill(report, why, self._ctx))
 
     def notify_startup(
         self, version: str, accounts: Sequence[str], state: str, *, dry_run: bool = False
