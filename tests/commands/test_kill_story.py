@@ -162,3 +162,48 @@ def test_report_lists_each_execution_once_under_its_order_and_a_correction_repla
     lines = out.splitlines()
     at = next(i for i, line in enumerate(lines) if "closing order 8:" in line)
     assert "filled 100 of 100" in lines[at - 1] and lines[at + 1].strip() == "no fill recorded yet", out
+
+
+def test_a_resumed_kill_reads_as_one_kill_with_its_totals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A walkthrough read a second "triggered:" line after a pending kill resumed as a new kill, and the
+    final "0 closing order(s)" (the resumed part's own count) as the whole kill's."""
+    req = {
+        "account": "DU1",
+        "action": "SELL",
+        "quantity": 100,
+        "order_type": "MKT",
+        "contract": {"symbol": "AAPL"},
+    }
+    write_audit(
+        tmp_path,
+        _record(1000.0, "kill.triggered", trigger="manual:SIGUSR1", action="close_all", reason="desk"),
+        _record(1000.1, "close.order", order_id=41, request=req, sent=True),
+        _record(1000.5, "kill.pending", error="positions: no answer within 5s"),
+        _record(1010.0, "kill.triggered", trigger="manual:SIGUSR1", action="close_all", reason="desk"),
+        _record(1010.5, "kill.finished", outcome="flat", cancelled=0, close_orders=0),
+    )
+    assert report_command(tmp_path, None) == 0
+    out = capsys.readouterr().out
+    assert out.count("triggered: close_all") == 1 and "resumed (same kill): close_all" in out, out
+    assert "in all (every part of this kill): 1 closing order(s) sent, 0 fill(s) recorded" in out, out
+
+
+def test_a_cancel_only_lockout_is_a_story_with_its_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = "lockout: 1 new risk-increasing order(s), 0 new position(s)"
+    write_audit(
+        tmp_path,
+        _record(1000.0, "lockout.detected", trigger="lockout", action="cancel_all", message=message),
+        _record(1000.2, "lockout.done", cancelled=1, replaced_ours=0),
+    )
+    assert history_command(tmp_path, limit=10) == 0
+    assert report_command(tmp_path, None) == 0
+    out = capsys.readouterr().out
+    assert "cancel_all by lockout → orders cancelled by the lockout" in out, out
+    assert "LOCKOUT: 1 new risk-increasing order(s)" in out and "LOCKOUT: lockout:" not in out, out
+    assert (
+        "lockout done: 1 new order(s) cancelled (the next poll looks again)" in out and "None" not in out
+    ), out

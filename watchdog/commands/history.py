@@ -103,7 +103,12 @@ class KillStory:
         outcome = str(end.details.get("outcome", end.event.removeprefix("kill.")))
         if outcome == "flat" and self.action == "cancel_all":
             # verified: every order cancelled; the positions were never meant to close
-            return f"orders cancelled (positions not closed: {end.details.get('positions_open', '?')})"
+            left = end.details.get("positions_open", "?")
+            return (
+                "orders cancelled (no position was open)"
+                if left == 0
+                else (f"orders cancelled (positions not closed: {left})")
+            )
         return outcome
 
 

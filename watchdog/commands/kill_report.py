@@ -69,6 +69,11 @@ def _step_text(r: AuditRecord) -> str:
         return f"closing order {d.get('order_id') or '(not sent)'}: {_request_text(d.get('request'))}"
     if event == "cancel.order":
         return f"cancel order {d.get('order_id')}: {d.get('order')} ({d.get('why')})"
+    if event == "lockout.done":
+        again = d.get("replaced_ours") or 0
+        mine = f"; {again} closing order(s) of ours placed again" if again else ""
+        done = f"lockout done: {d.get('cancelled', '?')} new order(s) cancelled{mine}"
+        return done + " (the next poll looks again)"
     if event in ENDINGS:
         problems = _list(d.get("problems"))
         text = f"outcome: {d.get('outcome', event.removeprefix('kill.'))}"
@@ -80,7 +85,8 @@ def _step_text(r: AuditRecord) -> str:
             text += f"; {d.get('error')}"
         return text + "".join(f"\n      still open: {p}" for p in problems)
     if event in _WORDED:
-        return f"{_WORDED[event]}: {_one_line(d.get('message') or _compact(d))}"
+        said = _one_line(d.get("message") or _compact(d))
+        return f"{_WORDED[event]}: {said.removeprefix(_WORDED[event].lower() + ': ')}"
     if d.get("message"):
         return f"{event}: {_one_line(d['message'])}"
     return f"{event}: {_compact(d)}"
@@ -196,10 +202,14 @@ def report_lines(k: KillStory) -> list[str]:
     fills = closing_fills(k.records)
     listed: set[int] = set()
     pad = " " * 42  # under the step text, past the time and offset columns
+    first = k.start
     for r in k.records:
         if r.event == FILL_EVENT:
             continue  # printed under their closing order
-        lines.append(f"  {fmt_ts(r.ts)}  +{r.ts - k.started:7.3f}s  {_step_text(r)}")
+        text = _step_text(r)
+        if r.event == "kill.triggered" and r is not first:  # a pending kill taken up again, same kill
+            text = "resumed (same kill): " + text.removeprefix("triggered: ")
+        lines.append(f"  {fmt_ts(r.ts)}  +{r.ts - k.started:7.3f}s  {text}")
         oid = r.details.get("order_id")
         if r.event == "close.order" and r.details.get("sent", True) and isinstance(oid, int):
             listed.add(oid)
@@ -210,6 +220,13 @@ def report_lines(k: KillStory) -> list[str]:
     for oid in sorted(fills.keys() - listed):  # e.g. an order whose close.order record was lost
         lines.append(f"  fills of order {oid or '(unknown id)'}, not placed in the records above:")
         lines += [f"{pad}{line}" for line in fill_lines(fills[oid], None, None)]
+    if sum(1 for r in k.records if r.event == "kill.triggered") > 1:
+        # each part's outcome line counts its own part: the whole kill, once
+        n_fills = sum(len(v) for v in fills.values())
+        lines.append(
+            f"  in all (every part of this kill): {len(listed)} closing order(s) sent, "
+            f"{n_fills} fill(s) recorded"
+        )
     if end is None:
         lines.append("  (no final record: the kill is still running, or the daemon stopped during it)")
     return lines

@@ -65,7 +65,7 @@ def format_restored(
         title = "Gateway connectivity restored (account data flowing)"
     else:
         kept = "subscriptions were lost and are re-requested" if code == 1101 else "data was kept"
-        how = f"{code}: {message}; {kept}"
+        how = f"{code}: {message.rstrip('.')}; {kept}"
         title = f"Gateway connectivity restored ({code})"
     body = (
         f"The gateway reached IB's servers again at {fmt_time(now)} after {fmt_duration(downtime)} "
