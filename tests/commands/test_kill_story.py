@@ -207,3 +207,33 @@ def test_a_cancel_only_lockout_is_a_story_with_its_end(
     assert (
         "lockout done: 1 new order(s) cancelled (the next poll looks again)" in out and "None" not in out
     ), out
+
+
+def test_kill_wait_follows_a_pending_kill_until_it_resumes_and_ends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A walkthrough saw `kill --wait` return "outcome: pending" (exit 1) 5 s into a gateway restart,
+    though the README says it follows the kill to its end; the kill ran 10-20 s later."""
+    trigger = {"trigger": "manual:SIGUSR1", "action": "close_all", "reason": "desk"}
+    records = [
+        _record(1000.0, "kill.triggered", **trigger),
+        _record(1000.5, "kill.pending", error="gateway unavailable"),
+    ]
+    write_audit(tmp_path, *records)
+    polls = []
+
+    def sleep(_: float) -> None:  # the daemon's side: the kill resumes and ends while we wait
+        polls.append(1)
+        if len(polls) == 3:
+            more = [
+                _record(
+                    1010.0, "kill.triggered", trigger="manual:SIGUSR1", action="close_all", reason="desk"
+                ),
+                _record(1010.5, "kill.finished", outcome="flat", cancelled=0, close_orders=1),
+            ]
+            write_audit(tmp_path, *records, *more)
+
+    assert wait_for_outcome(tmp_path, since=999.0, timeout=30, sleep=sleep) == 0
+    out = capsys.readouterr().out
+    assert out.count("is PENDING: the gateway does not answer (gateway unavailable)") == 1, out
+    assert "outcome: flat" in out, out

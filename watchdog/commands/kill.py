@@ -24,6 +24,9 @@ from watchdog.state.store import AUDIT_FILE
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 WAIT_TIMEOUT = 300.0  # seconds `kill --wait` follows a kill (verify rounds and retries take minutes at most)
+SILENT_DAEMON = (
+    15.0  # seconds without any record of the kill before `kill --wait` says the daemon may be hung
+)
 
 
 def send_kill(
@@ -88,24 +91,48 @@ def _our_kill(state_dir: Path, since: float) -> tuple[KillStory, str] | None:
 def wait_for_outcome(
     state_dir: Path, *, since: float, timeout: float, sleep: Callable[[float], None] = time.sleep
 ) -> int:
-    """Follow the audit log until our kill ends; print its timeline. 0 = close_all verified flat, a
-    cancel-only kill with every order verified cancelled (positions stay open), or a dry run; else 1."""
+    """Follow the audit log until our kill ends — through a pending spell, until it resumes and ends;
+    print its timeline. 0 = close_all verified flat, a cancel-only kill with every order verified
+    cancelled (positions stay open), or a dry run; else 1."""
     story: list[KillStory] = []
-    told: list[str] = []
+    told: set[str] = set()
+    begun = time.monotonic()
+
+    def say(key: str, text: str) -> None:
+        if key not in told:
+            told.add(key)
+            print(text, flush=True)
 
     def ended() -> bool:
         found = _our_kill(state_dir, since)
         if found is None:
+            if time.monotonic() - begun > SILENT_DAEMON:
+                hint = "is the daemon alive? see `ibkr-watchdog status`"
+                say("silent", f"no kill recorded after {SILENT_DAEMON:g}s: {hint}")
             return False
         k, how = found
         story[:] = [k]
-        if how != "kill.triggered" and not told:
-            told.append(k.kill_id)
-            print(f"folded into kill {k.kill_id} already running; following it", flush=True)
-        return k.last_of(*ENDINGS) is not None
+        if how != "kill.triggered":
+            say("folded", f"folded into kill {k.kill_id} already running; following it")
+        end = k.last_of(*ENDINGS)
+        if end is not None and end.event == "kill.pending":
+            say(
+                f"pending {end.ts}",
+                f"kill {k.kill_id} is PENDING: the gateway does not answer ({end.details.get('error', '')}); "
+                "following it until it resumes and ends (Ctrl-C stops waiting, not the kill)",
+            )
+            return False
+        return end is not None
 
     if not wait_until(ended, timeout, sleep):
-        what = f"kill {story[0].kill_id} has not ended" if story else "no kill was recorded"
+        pending = story and story[0].outcome == "pending"
+        what = (
+            f"kill {story[0].kill_id} is still pending (the gateway does not answer)"
+            if pending
+            else f"kill {story[0].kill_id} has not ended"
+            if story
+            else "no kill was recorded"
+        )
         print(
             f"ibkr-watchdog kill: {what} within {timeout:g}s; see `ibkr-watchdog status` and the audit log",
             file=sys.stderr,
