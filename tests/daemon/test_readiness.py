@@ -282,8 +282,12 @@ async def test_readiness_waits_while_a_kill_runs_so_it_never_competes_with_it(ma
     await asyncio.wait_for(d.readiness_job(), 5)
     assert d.readiness.last is before  # skipped: the book is moving and the kill has the loop
     await asyncio.wait_for(task, 30)
+    # the kill changed the book: the next plan waits for positions read after it, then runs at once
+    await asyncio.wait_for(d.poll_once(), 10)
     await asyncio.wait_for(d.readiness_job(), 5)
     assert d.readiness.last is not before
+    after = d.readiness.last
+    assert after is not None and after.planned_at > (d.kill_reports[-1].finished if d.kill_reports else 0)
 
 
 async def test_the_plan_is_made_off_the_event_loop_and_gives_way_to_a_kill_that_starts_meanwhile(

@@ -222,6 +222,12 @@ class Rehearsal:
         sub = unwrap(cmd.tokens).argv[1]
         started = time.time()
         r = await run_command(cmd, self.workdir, timeout=30)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while sub == "plan" and r.returncode == 5 and "planned before the last kill ended" in r.stdout:
+            # right after a kill the daemon plans the changed book once its positions are read again
+            assert time.monotonic() < deadline, f"{cmd.where()}: no plan after the kill:\n{r.stdout}"
+            await asyncio.sleep(0.2)
+            r = await run_command(cmd, self.workdir, timeout=30)
         tripped = sub == "status" and r.returncode == 1  # status's documented exit code for TRIPPED
         not_ready = sub == "plan" and r.returncode == 4  # plan's documented exit code for NOT READY
         problem = dataclasses.replace(r, returncode=0).problem() if tripped or not_ready else r.problem()

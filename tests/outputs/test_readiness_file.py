@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.outputs.test_readiness_outputs import NOW, readiness
+from watchdog.commands.plan import overtaken
 from watchdog.kill.readiness import readiness_json
 from watchdog.outputs.readiness_file import judge_currency, parse_plan
 from watchdog.outputs.readiness_table import render_plan
@@ -116,3 +117,25 @@ def test_a_read_only_look_never_calls_an_account_ready_and_a_proof_shows_its_age
     text = render_plan(parse_plan(raw(data)), now=NOW + 1)
     assert "DU1: NOT READY · write access READ-ONLY (found 31s ago) · " in text
     assert "DU2: ready · write access proven 31s ago · " in text
+
+
+def test_a_plan_overtaken_by_a_pending_kill_an_outage_or_a_later_kill_is_stale() -> None:
+    """A walkthrough saw `plan` say READY (exit 0) with the gateway refusing connections and a kill
+    pending, and after a kill had closed everything, still listing the closed positions as fresh."""
+    plan = good()
+    running = {"pending_kill": None, "gateway_down_seconds": None, "silent": False, "last_kill": None}
+    assert overtaken(plan, running) is None
+    pending = overtaken(plan, running | {"pending_kill": {"kill_id": "k1"}})
+    assert pending == "a kill is pending (the gateway does not answer): planned before it"
+    assert (
+        overtaken(plan, running | {"gateway_down_seconds": 20.0}) == "the gateway is down now: planned before"
+    )
+    after = {"kill_id": "k1", "finished": NOW + 5}
+    assert (
+        overtaken(plan, running | {"last_kill": after})
+        == "planned before the last kill ended: the book has changed since"
+    )
+    before = {"kill_id": "k0", "finished": NOW - 5}
+    assert overtaken(plan, running | {"last_kill": before}) is None
+    stale = judge_currency(plan, now=NOW + 1, daemon_running=True, kill_running=False, overtaken=pending)
+    assert stale.stale == pending

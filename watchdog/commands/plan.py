@@ -78,8 +78,24 @@ def plan_command(
         now=clock(),
         daemon_running=status["daemon_pid"] is not None,
         kill_running=running_kill(status) is not None,
+        overtaken=overtaken(plan, status),
     )
     return _print(plan, as_json, currency)
+
+
+def overtaken(plan: dict[str, Any], status: dict[str, Any]) -> str | None:
+    """Why the book may no longer be the one planned, as `status` sees it: a kill pending (the gateway
+    does not answer), the gateway down now, or a kill that ended after the plan was made (the
+    positions it closed are still in the plan until the next round); None when nothing says so."""
+    if status.get("pending_kill") is not None:
+        return "a kill is pending (the gateway does not answer): planned before it"
+    if status.get("gateway_down_seconds") is not None and not status.get("silent"):
+        return "the gateway is down now: planned before"
+    last = status.get("last_kill")
+    finished = last.get("finished") if isinstance(last, dict) else None
+    if isinstance(finished, int | float) and finished > float(plan["planned_at"]):
+        return "planned before the last kill ended: the book has changed since"
+    return None
 
 
 def _load(config_path: str) -> Config:

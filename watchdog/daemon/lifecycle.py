@@ -113,6 +113,7 @@ class Daemon(GatewayWatch, Cycle):
                 f"kill {pending.kill_id} ({why}) runs as soon as the gateway is usable",
             )
         c.on_gateway_event = self._on_gateway_event
+        c.on_kill_ended = lambda: self.readiness.on_connect(c.clock())  # plan the changed book at once
         if schedule:  # tests that drive poll_once() themselves keep evaluation under their control
             c.gateway.on_data = self._request_evaluation
         c.control.process_requests(c.killswitch)

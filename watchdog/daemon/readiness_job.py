@@ -139,7 +139,8 @@ class ReadinessRunner:
         self._task: asyncio.Task[Readiness | None] | None = None  # the plan in flight, if any
 
     def on_connect(self, now: float) -> None:
-        """After a (re)connect: plan again as soon as positions have been read on the new session."""
+        """After a (re)connect, or a kill's end (the book changed): plan again as soon as positions
+        have been read after `now`."""
         self._after_connect = now
 
     def _awaiting_reads(self, config: Config) -> bool:

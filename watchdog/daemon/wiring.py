@@ -88,6 +88,8 @@ class Components:
     load_config: Callable[[str], Config] = load_config
     # set by the daemon: called for gateway events after metrics/notifications are handled here
     on_gateway_event: Callable[[GatewayEvent], None] | None = None
+    # set by the daemon: a kill ended (finished or escalated): the book it planned for has changed
+    on_kill_ended: Callable[[], None] | None = None
     skew_warned: bool = False  # a clock skew warning is logged once per episode
 
 
@@ -180,6 +182,9 @@ def build_components(
         if ev.kind in (KillEventKind.FINISHED, KillEventKind.ESCALATED) and ev.report is not None:
             metrics.observe_kill(ev.report)
             notifier.notify_kill(ev.report)
+            c = holder.get("c")
+            if c is not None and c.on_kill_ended is not None:
+                c.on_kill_ended()
         elif ev.kind is KillEventKind.PENDING and ev.report is not None:
             metrics.set_pending(True)
             notifier.notify_pending_kill(ev.report, ev.message)

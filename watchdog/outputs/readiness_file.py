@@ -150,9 +150,18 @@ class Currency:
         }
 
 
-def judge_currency(plan: dict[str, Any], *, now: float, daemon_running: bool, kill_running: bool) -> Currency:
-    """A daemon's plan is current while the daemon runs, no kill has paused readiness, and it is no
-    older than `LATE_INTERVALS` intervals (plus `LATE_SLACK`); a one-off look is current when made."""
+def judge_currency(
+    plan: dict[str, Any],
+    *,
+    now: float,
+    daemon_running: bool,
+    kill_running: bool,
+    overtaken: str | None = None,
+) -> Currency:
+    """A daemon's plan is current while the daemon runs, no kill has paused readiness, nothing has
+    `overtaken` it (a kill pending, the gateway down, a kill that ended after it was planned: why, in
+    words), and it is no older than `LATE_INTERVALS` intervals (plus `LATE_SLACK`); a one-off look is
+    current when made."""
     age = now - float(plan["planned_at"])
     interval = float(plan.get("interval") or DEFAULT_INTERVAL)
     stale: str | None = None
@@ -164,6 +173,8 @@ def judge_currency(plan: dict[str, Any], *, now: float, daemon_running: bool, ki
         stale = "daemon not running"
     elif kill_running:
         stale = "paused while a kill runs"
+    elif overtaken:
+        stale = overtaken
     elif age > LATE_INTERVALS * interval + LATE_SLACK:
         stale = f"plan {fmt_duration(age)} old (interval {fmt_duration(interval)})"
     if not math.isfinite(age):  # planned_at is finite by the schema; now is a clock
