@@ -154,9 +154,15 @@ def _state_dir(args: argparse.Namespace, command: str, *, needed: bool) -> Path 
     found.print_warnings(command)
     if found.state_dir is None and needed:
         print(f"ibkr-watchdog {command}: {found.error or 'no state dir'}; pass --state-dir", file=sys.stderr)
-    if args.state_dir is not None and found.state_dir is not None and not found.state_dir.is_dir():
-        # a mistyped --state-dir must not read as an ARMED watchdog with nothing recorded
-        print(f"ibkr-watchdog {command}: state dir {found.state_dir} does not exist", file=sys.stderr)
+    # `kill` without --state-dir goes on: it finds no running daemon there and says so (exit 1)
+    if found.state_dir is not None and not found.state_dir.is_dir() and (args.state_dir or command != "kill"):
+        # a mistyped --state-dir, or a default that is not this host's, must not read as an ARMED
+        # watchdog with nothing recorded
+        print(
+            f"ibkr-watchdog {command}: state dir {found.state_dir} does not exist; "
+            "pass --state-dir or --config of the running daemon",
+            file=sys.stderr,
+        )
         return None
     return found.state_dir
 

@@ -237,3 +237,22 @@ def test_kill_wait_follows_a_pending_kill_until_it_resumes_and_ends(
     out = capsys.readouterr().out
     assert out.count("is PENDING: the gateway does not answer (gateway unavailable)") == 1, out
     assert "outcome: flat" in out, out
+
+
+def test_no_config_here_and_no_default_state_dir_is_said_never_armed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A walkthrough ran `status` from /tmp: "latch: ARMED" for a /var/lib/ibkr-watchdog that does not
+    exist, with a warning calling the missing rules.yaml "invalid on disk"."""
+    from watchdog.cli import main
+    from watchdog.commands import locate
+
+    monkeypatch.chdir(tmp_path)  # no rules.yaml here
+    monkeypatch.setattr(locate, "INSTALLED_CONFIG", tmp_path / "etc" / "rules.yaml")
+    monkeypatch.setattr(locate, "DEFAULT_STATE_DIR", tmp_path / "var-lib")
+    for command in (["status"], ["history"], ["report"]):
+        assert main(command) == 2, command
+        captured = capsys.readouterr()
+        assert "no rules.yaml here and no" in captured.err and "invalid on disk" not in captured.err, captured
+        assert f"state dir {tmp_path / 'var-lib'} does not exist" in captured.err, captured
+        assert "ARMED" not in captured.out
