@@ -151,7 +151,12 @@ def test_the_commands_read_the_state_dir_from_the_config(
 ) -> None:
     cfg = tmp_path / "rules.yaml"
     cfg.write_text(f"gateway:\n  port: 4002\n  client_id: 99\n  paper: true\nstate_dir: {tmp_path / 'st'}\n")
-    assert main(["kill", "--config", str(cfg)]) == 1
+    assert main(["kill", "--config", str(cfg)]) == 1  # no running daemon
+    # no daemon ever ran with this state dir: said so, never "ARMED"
+    assert main(["reset", "--reason", "ok", "--config", str(cfg)]) == 2
+    assert main(["status", "--json", "--config", str(cfg)]) == 2
+    assert f"state dir {tmp_path / 'st'} does not exist" in capsys.readouterr().err
+    (tmp_path / "st").mkdir(mode=0o750)
     assert main(["reset", "--reason", "ok", "--config", str(cfg)]) == 0
     assert main(["status", "--json", "--config", str(cfg)]) == 3  # not running
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["latch"]["state"] == "armed"
