@@ -58,3 +58,16 @@ async def test_a_closing_order_the_broker_rejected_is_not_listed_as_one_that_may
     # hand": the operator is held off while nothing works on the position
     assert "Do NOT close these positions by hand" not in text, text
     assert "REJECTED" in text, text
+
+
+async def test_a_pending_cancel_only_kill_never_promises_to_close_positions(
+    book: FakeBook, make_switch: MakeSwitch, events: list[KillEvent]
+) -> None:
+    book.add_position("DU1", stock(), 100)
+    book.connected = False
+    report = await asyncio.wait_for(make_switch().kill(Action.CANCEL_ALL, "rule:margin"), T)
+    assert report.outcome is KillOutcome.PENDING
+    text = _last_pending_text(events)
+    # seen: "it then re-reads the account and closes only what is still open" — a cancel-only kill
+    # closes nothing: an operator who reads this waits for positions that are never closed
+    assert "closes only what is still open" not in text, text
