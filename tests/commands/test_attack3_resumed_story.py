@@ -60,3 +60,23 @@ def test_history_of_a_resumed_kill_still_running_is_not_pending(
     assert KILL in out
     # seen: "→ pending in 0.5s": the kill has resumed and is running
     assert "→ pending" not in out, out
+
+
+def test_kill_wait_never_follows_a_cancel_only_kill_another_operator_sent_just_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Operator A sends `kill --cancel-only` at 1000.0 (done at 1000.2, positions left open); operator
+    B sends `kill --wait` (close all) at 1000.25, which runs as its own kill and escalates."""
+    b_kill = "b0b0b0b0b0b0"
+    write_audit(
+        tmp_path,
+        _record(1000.0, "kill.triggered", trigger="manual:SIGUSR2", action="cancel_all", reason="A"),
+        _record(1000.2, "kill.finished", outcome="flat", positions_open=5, cancelled=1, close_orders=0),
+        _record(1000.3, "kill.triggered", b_kill, trigger="manual:SIGUSR1", action="close_all", reason="B"),
+        _record(1002.0, "kill.escalated", b_kill, outcome="escalated", problems=["AAPL 100 open"]),
+    )
+    rc = wait_for_outcome(tmp_path, since=1000.25, timeout=1, sleep=lambda _: None)
+    out = capsys.readouterr().out
+    # seen: exit 0 with "cancel_all by manual:SIGUSR2 → orders cancelled (positions not closed: 5)"
+    assert b_kill in out, out
+    assert rc == 1, out
