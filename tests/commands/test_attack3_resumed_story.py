@@ -80,3 +80,22 @@ def test_kill_wait_never_follows_a_cancel_only_kill_another_operator_sent_just_b
     # seen: exit 0 with "cancel_all by manual:SIGUSR2 → orders cancelled (positions not closed: 5)"
     assert b_kill in out, out
     assert rc == 1, out
+
+
+def test_a_lockout_that_could_not_act_is_not_told_as_still_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from watchdog.commands.kill_report import report_command
+
+    message = "lockout: 1 new risk-increasing order(s), 0 new position(s)"
+    write_audit(
+        tmp_path,
+        _record(1000.0, "lockout.detected", trigger="lockout", action="cancel_all", message=message),
+        _record(1000.1, "lockout.failed", error="gateway not connected"),
+    )
+    assert history_command(tmp_path, limit=10) == 0
+    assert report_command(tmp_path, None) == 0
+    out = capsys.readouterr().out
+    # seen: "→ running (or interrupted)" and "(no final record: the kill is still running, or the
+    # daemon stopped during it)" for a lockout that ended at once, failed (the next poll tries again)
+    assert "running (or interrupted)" not in out and "still running" not in out, out
