@@ -45,3 +45,21 @@ async def test_a_kill_queued_behind_one_that_escalated_runs_again_instead_of_tak
     # a second run would have closed the position)
     assert b.kill_id != a.kill_id
     assert b.outcome is KillOutcome.FLAT and book.nonzero() == {}
+
+
+async def test_plan_made_after_a_dry_run_kill_resumed_and_ended_is_not_stale_for_it(
+    book: FakeBook, make_switch: MakeSwitch, store: StateStore
+) -> None:
+    from watchdog.commands.plan import overtaken
+    from watchdog.commands.status import status_data
+
+    book.add_position("DU1", stock(), 100)
+    book.connected = False
+    ks = make_switch(dry_run=True)
+    await asyncio.wait_for(ks.kill(Action.CLOSE_ALL, "rule:x"), T)
+    book.connected = True
+    done = await asyncio.wait_for(ks.run_pending(), T)
+    assert done is not None and done.outcome is KillOutcome.DRY_RUN
+    later = {"planned_at": done.finished + 60}  # the daemon re-planned after the kill ended
+    # seen: "a kill is pending (the gateway does not answer): planned before it" — every plan, forever
+    assert overtaken(later, status_data(store.dir, book.clock)) is None
