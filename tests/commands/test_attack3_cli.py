@@ -33,3 +33,14 @@ def test_plan_with_a_state_dir_that_does_not_exist_is_a_usage_error_like_status(
     # kill.readiness_interval (is it running?)" — for a directory that does not exist
     assert main(["plan", "--state-dir", str(typo)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seconds", ["nan", "-5"])
+def test_kill_wait_refuses_a_wait_that_never_ends_or_never_starts(seconds: str) -> None:
+    """`--wait nan`: wait_until's deadline check (monotonic() >= nan) is never true: it polls forever
+    (a runner's `kill --wait "$T"` with an unset/garbled T). A negative wait gives up at once."""
+    from watchdog.cli import _parser
+
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(["kill", "--state-dir", "/tmp", "--wait", seconds])
+    assert exc.value.code == 2
