@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 bad config or arguments, 3 gateway unreachable at start, 1 a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     kill.add_argument("--reason", default="", help="recorded in the audit log and notifications")
     kill.add_argument("--pid", type=int, default=None, help="daemon pid (default: the state dir's daemon)")
     kill.add_argument(
-        "--wait", nargs="?", type=float, const=WAIT_TIMEOUT, default=None, metavar="SECONDS",
+        "--wait", nargs="?", type=_seconds, const=WAIT_TIMEOUT, default=None, metavar="SECONDS",
         help=(
             "follow the kill and print its outcome (exit 0 = verified flat; with --cancel-only = every order "
             f"verified cancelled, positions left open; default {WAIT_TIMEOUT:g}s at most)"
@@ -135,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (`--wait nan` would wait forever, `--wait -5` not at all)."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _state_dir(args: argparse.Namespace, command: str, *, needed: bool) -> Path | None:

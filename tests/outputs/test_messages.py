@@ -261,4 +261,7 @@ def test_a_pending_kill_that_already_sent_closing_orders_says_not_to_close_them_
     assert "SLD 40 of 100 AAPL" in n.body and "Do NOT close these positions by hand" in n.body
     assert "nothing is cancelled" not in n.body and "report k-20240101-0001" in n.body
     nothing = format_pending_kill(dataclasses.replace(sent, close_order_ids=(), close_fills=()))
-    assert "No closing order was sent yet" in nothing.body and "Do NOT" not in nothing.body
+    assert "No closing order of this kill is known to be working" in nothing.body
+    assert (
+        "cancel any order with order ref 'k-20240101-0001'" in nothing.body and "Do NOT" not in nothing.body
+    )

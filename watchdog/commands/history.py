@@ -22,7 +22,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # a story starts at a kill's trigger, or at a lockout run (new risk while tripped: it cancels, and
 # with kill.lockout_flatten closes, under a kill id of its own)
 STARTS = ("kill.triggered", "lockout.detected")
-ENDINGS = ("kill.finished", "kill.escalated", "kill.pending", "lockout.done")
+ENDINGS = ("kill.finished", "kill.escalated", "kill.pending", "lockout.done", "lockout.failed")
 LATEST = 4_102_444_800.0  # 2100-01-01 UTC: a later time (or NaN) is a damaged record, not a date
 
 
@@ -42,6 +42,16 @@ class KillStory:
 
     def last_of(self, *events: str) -> AuditRecord | None:
         return next((r for r in reversed(self.records) if r.event in events), None)
+
+    @property
+    def end(self) -> AuditRecord | None:
+        """The last outcome record, unless the kill was taken up again after it (a pending kill that
+        resumed and still runs has no outcome yet)."""
+        end = self.last_of(*ENDINGS)
+        resumed = self.last_of("kill.triggered")
+        if end is not None and resumed is not None and resumed.ts > end.ts:
+            return None
+        return end
 
     @property
     def start(self) -> AuditRecord | None:
@@ -93,11 +103,13 @@ class KillStory:
 
     @property
     def outcome(self) -> str:
-        end = self.last_of(*ENDINGS)
+        end = self.end
         if end is None:
             return "running (or interrupted)"
         if end.event == "kill.pending":
             return "pending"
+        if end.event == "lockout.failed":
+            return f"lockout could not act: {end.details.get('error', '?')}"
         if end.event == "lockout.done":
             return "orders cancelled by the lockout (no verification round: the next poll looks again)"
         outcome = str(end.details.get("outcome", end.event.removeprefix("kill.")))
@@ -145,7 +157,7 @@ def fmt_ts(epoch: float) -> str:
 
 
 def history_line(k: KillStory) -> str:
-    end = k.last_of(*ENDINGS)
+    end = k.end
     took = f" in {end.ts - k.started:.1f}s" if end is not None else ""
     dry = " (dry run)" if k.dry_run else ""
     reasons = [k.reason] if k.reason else []

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.commands.history import ENDINGS, KillStory, kills
+from watchdog.commands.history import KillStory, kills
 from watchdog.commands.kill_report import report_lines
 from watchdog.commands.requests import queue_request, send_signal, target_pid, wait_until, who
 from watchdog.model import Action
@@ -71,25 +71,44 @@ def send_kill(
             return EXIT_FAILURE
         print("follow it with `ibkr-watchdog status` or `ibkr-watchdog report`")
         return EXIT_OK
-    return wait_for_outcome(state_dir, since=requested, timeout=wait)
+    return wait_for_outcome(state_dir, since=requested, timeout=wait, action=action.value, reason=reason)
 
 
-def _our_kill(state_dir: Path, since: float) -> tuple[KillStory, str] | None:
+def _our_kill(
+    state_dir: Path, since: float, action: str | None = None, reason: str = ""
+) -> tuple[KillStory, str] | None:
     """The kill our signal started, or was merged or folded into (then also that record's event): the
-    first manual trigger at or after `since`."""
+    first manual trigger at or after `since` with our reason (another operator's kill sent a moment
+    before is not ours). Folded into a cancel-only kill while we asked for close_all: the close_all
+    that runs after it (queued by the daemon) is the one that answers us."""
     records = read_audit(state_dir / AUDIT_FILE)
+    stories = {k.kill_id: k for k in kills(records)}
+    after_fold = False
     for r in records:
         if r.ts < since - 0.5 or r.kill_id is None:
             continue
-        manual = str(r.details.get("trigger", "")).startswith("manual:")
-        if r.event in ("kill.triggered", "kill.merged", "kill.folded") and manual:
-            story = next((k for k in kills(records) if k.kill_id == r.kill_id), KillStory(r.kill_id))
-            return story, r.event
+        d = r.details
+        manual = str(d.get("trigger", "")).startswith("manual:")
+        if r.event not in ("kill.triggered", "kill.merged", "kill.folded") or not manual:
+            continue
+        if not after_fold and reason and reason not in str(d.get("reason") or ""):
+            continue  # someone else's kill
+        story = stories.get(r.kill_id, KillStory(r.kill_id))
+        if action == "close_all" and story.action == "cancel_all":
+            after_fold = True  # it closes nothing: ours is the close_all that follows
+            continue
+        return story, r.event
     return None
 
 
 def wait_for_outcome(
-    state_dir: Path, *, since: float, timeout: float, sleep: Callable[[float], None] = time.sleep
+    state_dir: Path,
+    *,
+    since: float,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    action: str | None = None,
+    reason: str = "",
 ) -> int:
     """Follow the audit log until our kill ends — through a pending spell, until it resumes and ends;
     print its timeline. 0 = close_all verified flat, a cancel-only kill with every order verified
@@ -104,7 +123,7 @@ def wait_for_outcome(
             print(text, flush=True)
 
     def ended() -> bool:
-        found = _our_kill(state_dir, since)
+        found = _our_kill(state_dir, since, action, reason)
         if found is None:
             if time.monotonic() - begun > SILENT_DAEMON:
                 hint = "is the daemon alive? see `ibkr-watchdog status`"
@@ -114,7 +133,7 @@ def wait_for_outcome(
         story[:] = [k]
         if how != "kill.triggered":
             say("folded", f"folded into kill {k.kill_id} already running; following it")
-        end = k.last_of(*ENDINGS)
+        end = k.end
         if end is not None and end.event == "kill.pending":
             say(
                 f"pending {end.ts}",

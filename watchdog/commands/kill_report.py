@@ -69,6 +69,8 @@ def _step_text(r: AuditRecord) -> str:
         return f"closing order {d.get('order_id') or '(not sent)'}: {_request_text(d.get('request'))}"
     if event == "cancel.order":
         return f"cancel order {d.get('order_id')}: {d.get('order')} ({d.get('why')})"
+    if event == "lockout.failed":
+        return f"LOCKOUT FAILED: {_one_line(d.get('message') or d.get('error') or _compact(d))}"
     if event == "lockout.done":
         again = d.get("replaced_ours") or 0
         mine = f"; {again} closing order(s) of ours placed again" if again else ""
@@ -198,7 +200,7 @@ def report_lines(k: KillStory) -> list[str]:
         f"reason: {k.reason or 'none given'}",
     ]
     lines += [f"later trigger's reason: {r}" for r in k.later_reasons]
-    end = k.last_of(*ENDINGS)
+    end = k.end
     fills = closing_fills(k.records)
     listed: set[int] = set()
     pad = " " * 42  # under the step text, past the time and offset columns

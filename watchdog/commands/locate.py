@@ -53,9 +53,9 @@ def locate(config_path: str | None, state_dir: str | None) -> Located:
     path = default_config(config_path)
     from watchdog.config.load import load  # imported when used: `--state-dir` needs no config code
 
-    if config_path is None and not Path(path).exists():
-        missing = f"no {path} here and no {INSTALLED_CONFIG}; using the default state dir {DEFAULT_STATE_DIR}"
-        return Located(DEFAULT_STATE_DIR, [missing])
+    if not Path(path).exists():
+        missing = f"no {path} here and no {INSTALLED_CONFIG}" if config_path is None else f"{path} not found"
+        return Located(DEFAULT_STATE_DIR, [f"{missing}; using the default state dir {DEFAULT_STATE_DIR}"])
     try:
         return Located(Path(load(path).config.state_dir))
     except ConfigError as exc:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from watchdog.commands.locate import locate
 from watchdog.commands.status import status_data
 from watchdog.config.schema import Config, GatewayConfig
 from watchdog.daemon.kill_status import running_kill
@@ -47,12 +48,13 @@ def plan_command(
     """Print the plan; returns the exit code (EXIT_*: 0 ready and current, 4 not ready, 5 stale)."""
     if gateway is not None:
         return _look_command(config_path, gateway, client_id, as_json=as_json)
-    try:
-        directory = Path(state_dir) if state_dir else Path(_load(config_path).state_dir)
-    except (ConfigError, OSError) as exc:
-        print(
-            exc if isinstance(exc, ConfigError) else f"{config_path}: {exc.strerror or exc}", file=sys.stderr
-        )
+    # like status/kill/reset: a broken rules.yaml still names its state dir (with a warning)
+    found = locate(config_path, state_dir)
+    found.print_warnings("plan")
+    directory = found.state_dir
+    if directory is None or not directory.is_dir():
+        where = directory or "no state dir"
+        print(f"ibkr-watchdog plan: state dir {where} does not exist; pass --state-dir", file=sys.stderr)
         return EXIT_USAGE
     try:
         raw = StateStore(directory, clock).read_readiness_bytes()

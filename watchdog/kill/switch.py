@@ -337,9 +337,9 @@ class KillSwitch:
         )
         if not run.dry:
             self._update_baseline(run)
-            pending = self.store.pending_kill()
-            if run.persist and pending is not None and pending.kill_id == run.kill_id:
-                self._state_call(run, self.store.clear_pending)
+        pending = self.store.pending_kill()  # a dry run parked by an outage has a record too: it ran now
+        if run.persist and pending is not None and pending.kill_id == run.kill_id:
+            self._state_call(run, self.store.clear_pending)
         if save_last:
             self._state_call(run, lambda: self.store.save_last_kill(report))
             self._finished += 1

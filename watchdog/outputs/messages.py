@@ -334,10 +334,17 @@ def format_pending_kill(r: KillReport, why: str = "", ctx: MessageContext = DEFA
         + (f": {why}" if why else "")
         + ".",
         "It is persisted and resumes the moment the gateway answers again (reconnect, 1101/1102, or "
-        "account data read again); it then re-reads the account and closes only what is still open.",
+        "account data read again); it then re-reads the account"
+        + (" and closes only what is still open." if r.action is Action.CLOSE_ALL else " (cancel only)."),
     ]
     ids = [*r.close_order_ids, *[None] * (len(r.close_orders) - len(r.close_order_ids))]
-    sent = [_close_line(c, oid) for c, oid in zip(r.close_orders, ids, strict=True) if oid is not None]
+    pairs = zip(r.close_orders, ids, strict=True)
+    # a closing order the gateway rejected cannot fill: not one to hold the operator back
+    placed = [(c, oid) for c, oid in pairs if oid is not None]
+    sent = [_close_line(c, oid) for c, oid in placed if oid not in r.rejected]
+    refused = [_close_line(c, oid, r.rejected[oid]) for c, oid in placed if oid in r.rejected]
+    if refused:
+        lines += _listing("Rejected by the gateway (cannot fill)", refused, "")
     if sent:
         lines += _listing("Already sent, and may still fill", sent, "")
         if r.close_fills:
@@ -346,10 +353,12 @@ def format_pending_kill(r: KillReport, why: str = "", ctx: MessageContext = DEFA
             "Do NOT close these positions by hand while those orders may be working: a position could "
             "be closed twice. If you take over (TWS, mobile), cancel them first."
         )
-    else:
+    elif r.action is Action.CLOSE_ALL and not r.dry_run:
+        # this part of the kill sent none; an earlier part (before a resume) may have: never "none"
         lines.append(
-            "No closing order was sent yet. If you can reach the account another way (TWS, mobile), you "
-            "may act there: what you close is not closed again."
+            "No closing order of this kill is known to be working. Before acting by hand (TWS, mobile), "
+            f"cancel any order with order ref {r.kill_id!r} in it: one sent before the gateway stopped "
+            "answering may still fill. What you close yourself is not closed again."
         )
     lines.append(f"Timeline: {ctx.report(r.kill_id)}")
     title = f"[KILL PENDING] {r.action.value} by {r.trigger}: the gateway does not answer"

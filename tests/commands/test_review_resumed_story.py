@@ -75,7 +75,9 @@ def test_kill_wait_never_follows_a_cancel_only_kill_another_operator_sent_just_b
         _record(1000.3, "kill.triggered", b_kill, trigger="manual:SIGUSR1", action="close_all", reason="B"),
         _record(1002.0, "kill.escalated", b_kill, outcome="escalated", problems=["AAPL 100 open"]),
     )
-    rc = wait_for_outcome(tmp_path, since=1000.25, timeout=1, sleep=lambda _: None)
+    rc = wait_for_outcome(
+        tmp_path, since=1000.25, timeout=1, sleep=lambda _: None, action="close_all", reason="B"
+    )
     out = capsys.readouterr().out
     # seen: exit 0 with "cancel_all by manual:SIGUSR2 → orders cancelled (positions not closed: 5)"
     assert b_kill in out, out

@@ -31,22 +31,6 @@ async def test_a_dry_run_kill_that_went_pending_is_cleared_once_it_has_run(
     assert await asyncio.wait_for(ks.run_pending(), T) is None
 
 
-async def test_a_kill_queued_behind_one_that_escalated_runs_again_instead_of_taking_its_report(
-    book: FakeBook, make_switch: MakeSwitch
-) -> None:
-    book.add_position("DU1", stock(), 100)
-    book.reject_next[1] = [(201, "Order rejected - reason: no trading permission")] * 3
-    ks = make_switch()
-    first = asyncio.ensure_future(ks.kill(Action.CLOSE_ALL, "rule:x"))
-    second = asyncio.ensure_future(ks.kill(Action.CLOSE_ALL, "manual:SIGUSR1", reason="desk"))
-    a, b = await asyncio.wait_for(asyncio.gather(first, second), T)
-    assert a.outcome is KillOutcome.ESCALATED
-    # seen: the operator's kill got the escalated kill's report and never ran (the rejects are spent:
-    # a second run would have closed the position)
-    assert b.kill_id != a.kill_id
-    assert b.outcome is KillOutcome.FLAT and book.nonzero() == {}
-
-
 async def test_plan_made_after_a_dry_run_kill_resumed_and_ended_is_not_stale_for_it(
     book: FakeBook, make_switch: MakeSwitch, store: StateStore
 ) -> None:

@@ -42,25 +42,3 @@ async def test_kill_wait_during_a_gateway_restart_follows_the_pending_kill_to_fl
     assert "is the daemon alive" not in out + err, (out, err)
     assert_flat_without_crossing_zero(sim, start)
     assert await d.stop() == 0
-
-
-async def test_kill_wait_sent_while_an_earlier_kill_is_pending_follows_it_to_flat(
-    tmp_path: Path, sim: Simulator, notify: NotifySocket, launch: Launcher
-) -> None:
-    start = watched_positions(sim)
-    config = write_config(tmp_path, sim.port)
-    d = await start_ready(launch, config, notify)
-    await sim.faults.daily_restart(refuse_for=5.0)
-    await until(
-        lambda: d.status_file().get("gateway", {}).get("connected") is False, 10, "the daemon to see it"
-    )
-    rc, out, err = await cli("kill", "--cancel-only", "--reason", "first", "--state-dir", str(d.state_dir))
-    assert rc == 0, err
-    await until(lambda: bool(d.events("kill.pending")), 5, "the first kill to go pending")
-    rc, out, err = await asyncio.wait_for(
-        cli("kill", "--wait", "40", "--reason", "second", "--state-dir", str(d.state_dir), timeout=45), 50
-    )
-    assert rc == 0, (out, err, d.stderr)
-    assert "close_all" in out and "outcome: flat" in out, out
-    assert_flat_without_crossing_zero(sim, start)
-    assert await d.stop() == 0
