@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
+_Item = TypeVar("_Item")
 EMPTY_MAP: Mapping[str, float] = MappingProxyType({})
 
 
@@ -192,16 +194,21 @@ def exec_stem(exec_id: str) -> tuple[str, int]:
     return stem, int(revision)
 
 
-def without_corrected(fills: Iterable[Fill]) -> list[Fill]:
-    """One fill per execution, in first-seen order: a correction replaces what it corrects (the
-    highest revision wins); the same exec id seen twice counts once (the later copy wins)."""
-    latest: dict[str, tuple[int, Fill]] = {}
-    for f in fills:
-        stem, revision = exec_stem(f.exec_id)
+def latest_revisions(items: Iterable[_Item], exec_id: Callable[[_Item], str]) -> list[_Item]:
+    """One item per execution, in first-seen order: a correction replaces what it corrects (the
+    highest revision of `exec_stem` wins); the same exec id seen twice counts once (the later copy)."""
+    latest: dict[str, tuple[int, _Item]] = {}
+    for item in items:
+        stem, revision = exec_stem(exec_id(item))
         known = latest.get(stem)
         if known is None or revision >= known[0]:
-            latest[stem] = (revision, f)
-    return [f for _, f in latest.values()]
+            latest[stem] = (revision, item)
+    return [item for _, item in latest.values()]
+
+
+def without_corrected(fills: Iterable[Fill]) -> list[Fill]:
+    """`latest_revisions` of our own Fill records."""
+    return latest_revisions(fills, lambda f: f.exec_id)
 
 
 OrderKey = tuple[int, int, int]

@@ -16,7 +16,7 @@ from ib_async import Fill as IbFill
 from ib_async import Position as IbPosition
 from ib_async.util import UNSET_DOUBLE, UNSET_INTEGER
 
-from watchdog.model import ContractRef, Fill, OpenOrder, OrderKey, Position, exec_stem, is_terminal
+from watchdog.model import ContractRef, Fill, OpenOrder, OrderKey, Position, is_terminal, latest_revisions
 
 # account summary tag -> AccountState field
 SUMMARY_TAGS: Mapping[str, str] = {
@@ -160,23 +160,16 @@ def heard_orders(trades: Iterable[Trade], heard: Callable[[OrderKey], str | None
 
 def executed(fills: Iterable[IbFill], order: OpenOrder) -> float:
     """Shares executed so far for `order` (execDetails matched by permId, else client and order id)."""
-    latest: dict[str, tuple[int, float]] = {}  # a correction replaces what it corrects (exec_stem)
-    for f in fills:
+
+    def same(f: IbFill) -> bool:
         e = f.execution
-        same = (
-            e.permId == order.perm_id
-            if order.perm_id
-            else (e.clientId, e.orderId)
-            == (
-                order.client_id,
-                order.order_id,
-            )
-        )
-        if same:
-            stem, revision = exec_stem(e.execId)
-            if stem not in latest or revision >= latest[stem][0]:
-                latest[stem] = (revision, num(e.shares) or 0.0)
-    return sum(shares for _, shares in latest.values())
+        if order.perm_id:
+            return bool(e.permId == order.perm_id)
+        return (e.clientId, e.orderId) == (order.client_id, order.order_id)
+
+    # a correction replaces what it corrects: a price-only correction is not a second fill
+    mine = latest_revisions((f for f in fills if same(f)), lambda f: f.execution.execId)
+    return sum(num(f.execution.shares) or 0.0 for f in mine)
 
 
 def fill_from(f: IbFill) -> Fill:

@@ -241,7 +241,7 @@ def _position_line(p: Position) -> str:
     return f"  - {p.account} {p.quantity:+g} {p.contract.label}"
 
 
-def _listing(heading: str, lines: Sequence[str], empty: str) -> list[str]:
+def listing(heading: str, lines: Sequence[str], empty: str) -> list[str]:
     if not lines:
         return [f"{heading}: {empty}"]
     shown = list(lines[:MAX_LINES])
@@ -289,7 +289,7 @@ def format_kill(report: KillReport, ctx: MessageContext = DEFAULT_CONTEXT) -> No
     ]
     if r.outcome is KillOutcome.ESCALATED and r.reason:
         lines.append(f"What is wrong: {r.reason}")
-    lines += _listing(
+    lines += listing(
         "Would cancel" if dry else "Cancelled orders",
         [_order_line(o) for o in r.cancelled_orders],
         "none seen working (the global cancel covers every order of the account)",
@@ -299,14 +299,14 @@ def format_kill(report: KillReport, ctx: MessageContext = DEFAULT_CONTEXT) -> No
         ids: list[int | None] = [*r.close_order_ids, *[None] * (len(r.close_orders) - len(r.close_order_ids))]
         pairs = zip(r.close_orders, ids, strict=True)
         closes = [_close_line(c, oid, None if oid is None else r.rejected.get(oid)) for c, oid in pairs]
-        lines += _listing(heading, closes, "none needed")
+        lines += listing(heading, closes, "none needed")
         if r.close_fills:
-            lines += _listing("Closing fills", _fill_lines(r), "none")
+            lines += listing("Closing fills", _fill_lines(r), "none")
     still = [_order_line(o) for o in r.remaining_orders] + [_position_line(p) for p in r.remaining_positions]
     if dry:
         lines.append("Still open: everything — a dry run sends nothing, the account was not touched.")
     else:
-        lines += _listing("Still open", still, "nothing")
+        lines += listing("Still open", still, "nothing")
     if r.outcome is KillOutcome.DRY_RUN:
         lines.append(f"Timeline: {ctx.report(r.kill_id)}")
     else:
@@ -344,11 +344,11 @@ def format_pending_kill(r: KillReport, why: str = "", ctx: MessageContext = DEFA
     sent = [_close_line(c, oid) for c, oid in placed if oid not in r.rejected]
     refused = [_close_line(c, oid, r.rejected[oid]) for c, oid in placed if oid in r.rejected]
     if refused:
-        lines += _listing("Rejected by the gateway (cannot fill)", refused, "")
+        lines += listing("Rejected by the gateway (cannot fill)", refused, "")
     if sent:
-        lines += _listing("Already sent, and may still fill", sent, "")
+        lines += listing("Already sent, and may still fill", sent, "")
         if r.close_fills:
-            lines += _listing("Filled so far", _fill_lines(r), "none")
+            lines += listing("Filled so far", _fill_lines(r), "none")
         lines.append(
             "Do NOT close these positions by hand while those orders may be working: a position could "
             "be closed twice. If you take over (TWS, mobile), cancel them first."
@@ -387,7 +387,7 @@ def format_shutdown(reason: str, state: str) -> Notification:
 
 
 def format_reload_failure(problems: Sequence[str]) -> Notification:
-    shown = _listing("Problems", [f"  - {p}" for p in problems], "none reported")
+    shown = listing("Problems", [f"  - {p}" for p in problems], "none reported")
     body = "\n".join(["The new rules.yaml was rejected; the running config is kept.", *shown])
     body += "\nFix the file, check it with `ibkr-watchdog check FILE`, then reload (systemctl reload)."
     return Notification(

@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from watchdog.model import Severity
-from watchdog.outputs.messages import MAX_LINES, Kind, Notification, fmt_duration, fmt_time
+from watchdog.outputs.messages import Kind, Notification, fmt_duration, fmt_time, listing
 
 HELD_HEADING = "Alerts held back during the outage (no data, or the outage itself)"
 
 
 def _held(folded: Sequence[str]) -> str:
-    if not folded:
-        return ""
-    shown = list(folded[:MAX_LINES])
-    if len(folded) > MAX_LINES:
-        shown.append(f"  … and {len(folded) - MAX_LINES} more (see the log)")
-    return "\n" + "\n".join([f"{HELD_HEADING} ({len(folded)}):", *shown])
+    return "\n" + "\n".join(listing(HELD_HEADING, folded, "")) if folded else ""
 
 
 def format_reconnect(
